@@ -1,0 +1,55 @@
+"""jupyter_flow: notebook cells as a persistent, cached, distributed workflow.
+
+>>> import jupyter_flow as jf
+>>> @jf.op
+... def double(x):
+...     return 2 * x
+>>> node = double(21)            # lazy: jf.run(node).result() == 42
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+from .core.errors import (  # noqa: E402  (light imports, no Dask or SQL)
+    FlowError,
+    OpTimeout,
+    RunCanceled,
+    RunLost,
+    WorkerLost,
+)
+from .core.composites import funnel, map_op as map, parallel, pipeline  # noqa: E402,A001
+from .core.files import file  # noqa: E402
+from .core.op import Node, Op, op  # noqa: E402
+
+# Heavier parts load on first use so `import jupyter_flow` stays fast in kernels.
+_LAZY = {
+    "run": "jupyter_flow.engine.api",
+    "runs": "jupyter_flow.engine.api",
+    "get_run": "jupyter_flow.engine.api",
+    "resume": "jupyter_flow.engine.api",
+    "cancel": "jupyter_flow.engine.api",
+    "pin": "jupyter_flow.engine.api",
+    "delete_run": "jupyter_flow.engine.api",
+    "record": "jupyter_flow.engine.api",
+    "cluster": "jupyter_flow.engine.api",
+    "Run": "jupyter_flow.engine.records",
+    "Task": "jupyter_flow.engine.records",
+}
+
+__all__ = [
+    "FlowError", "OpTimeout", "RunCanceled", "RunLost", "WorkerLost", "Node", "Op", "op",
+    "pipeline", "parallel", "funnel", "map", "file", *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jupyter_flow' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

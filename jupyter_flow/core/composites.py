@@ -1,0 +1,85 @@
+"""Composition of ops into bigger nodes: pipeline, parallel, funnel, map.
+
+Each composite is an ordinary Node, so composites nest and cache like any op.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from .errors import FlowError
+from .op import Node, Op, OutputRef
+
+
+def _collect(*values):
+    return list(values)
+
+
+# Built-in op whose value is the list of its arguments' values.
+_COLLECT = Op(_collect, name="parallel")
+
+
+def _as_node(item: Any, where: str) -> Node | OutputRef:
+    if isinstance(item, (Node, OutputRef)):
+        return item
+    if isinstance(item, Op):
+        return item()
+    raise FlowError(f"{where}: expected an op or a node (an op called with its arguments), got {type(item).__name__}")
+
+
+def pipeline(steps: Sequence[Any]) -> Node:
+    """Chain steps: each step gets the previous step's value as its first argument.
+
+    The first step is a node (or an op taking no arguments); later steps are ops or
+    ``(op, {kwargs})`` pairs.
+
+    >>> from .op import op
+    >>> inc = op(lambda x: x + 1, name="inc")
+    >>> pipeline([inc(1), inc, inc]).op.name
+    'inc'
+    """
+    steps = list(steps)
+    if not steps:
+        raise FlowError("jf.pipeline needs at least one step")
+    current = _as_node(steps[0], "jf.pipeline step 0")
+    for position, step in enumerate(steps[1:], start=1):
+        kwargs: dict = {}
+        if isinstance(step, tuple) and len(step) == 2 and isinstance(step[1], dict):
+            step, kwargs = step
+        if not isinstance(step, Op):
+            raise FlowError(
+                f"jf.pipeline step {position}: expected an op (it receives the previous value), "
+                f"got {type(step).__name__}"
+            )
+        current = step(current, **kwargs)
+    return current if isinstance(current, Node) else _COLLECT(current)
+
+
+def parallel(items: Iterable[Any]) -> Node:
+    """A node whose value is the list of the items' values (items run concurrently)."""
+    nodes = [_as_node(item, "jf.parallel item") for item in items]
+    return _COLLECT(*nodes)
+
+
+def funnel(items: Iterable[Any], into: Op) -> Node:
+    """``into(list of the items' values)``: fan-in of parallel branches."""
+    if not isinstance(into, Op):
+        raise FlowError(f"jf.funnel: into= must be an op, got {type(into).__name__}")
+    return into(parallel(items))
+
+
+def map_op(op_: Op, items: Iterable[Any], **params: Any) -> Node:
+    """A node whose value is ``[op(item, **params) for item in items]``, one task per item."""
+    if not isinstance(op_, Op):
+        raise FlowError(f"jf.map: the first argument must be an op, got {type(op_).__name__}")
+    if isinstance(items, (Node, OutputRef)):
+        raise FlowError(
+            f"jf.map({op_.name}): items must be a list known when the graph is built, not a node; "
+            "run the producing op first and pass run.result()"
+        )
+    nodes = []
+    for index, item in enumerate(items):
+        node = op_(item, **params)
+        node.index = index
+        nodes.append(node)
+    return _COLLECT(*nodes)

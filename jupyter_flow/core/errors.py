@@ -1,0 +1,65 @@
+"""The ``FlowError`` family: every error jupyter_flow raises on purpose.
+
+Messages name the op, cell, run or field involved and say what to do next.
+"""
+
+from __future__ import annotations
+
+
+class FlowError(Exception):
+    """Base class of every error jupyter_flow raises on purpose.
+
+    >>> try:
+    ...     raise FlowError("op 'clean': bad argument")
+    ... except FlowError as err:
+    ...     print(err)
+    op 'clean': bad argument
+    """
+
+
+class OpTimeout(FlowError):
+    """An op ran longer than its ``timeout`` (after all retries)."""
+
+
+class WorkerLost(FlowError):
+    """The worker running an op died more often than the scheduler allows."""
+
+
+class RunCanceled(FlowError):
+    """The run was canceled before the requested target finished."""
+
+
+class RunLost(FlowError):
+    """The process that owned the run stopped heartbeating; resume it with ``jf.resume``."""
+
+
+class StoreError(FlowError):
+    """The metadata store cannot be used as asked."""
+
+
+class StoreVersionError(StoreError):
+    """The store was written by a newer jupyter_flow than the one running."""
+
+
+class FencedWrite(StoreError):
+    """A write to a run or task that is already final (or owned by someone else)."""
+
+
+class ArtifactError(FlowError):
+    """An artifact cannot be read back as written; the engine recomputes its producer."""
+
+    def __init__(self, message: str, digest: str | None = None):
+        super().__init__(message)
+        self.digest = digest
+
+
+class ArtifactMissing(ArtifactError):
+    """No artifact with that hash exists in the store."""
+
+
+class ArtifactCorrupt(ArtifactError):
+    """The artifact's bytes no longer hash to its name."""
+
+
+class SerializationError(FlowError):
+    """A value could not be serialized by any registered serializer."""

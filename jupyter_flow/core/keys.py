@@ -1,0 +1,491 @@
+"""Cache keys: sha256 over an op's code, what it reads, its inputs and its environment.
+
+A task's key is computed before anything runs (Merkle style: upstream keys stand in for
+upstream values), so a whole graph's keys are known at submission and a fully cached
+rerun is a single indexed lookup. The components are kept with the task so ``reason``
+can say why it reran.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import hashlib
+import inspect
+import json
+import os
+import sys
+import sysconfig
+import textwrap
+import types
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Mapping
+
+from .errors import FlowError
+from .files import FlowFile
+from .op import Node, Op, OutputRef
+
+SECRET_WORDS = ("token", "password", "passwd", "secret", "key", "credential", "apikey")
+_SCALARS = (int, float, str, bool, type(None))
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def looks_secret(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
+
+# --------------------------------------------------------------------------- source
+
+
+class _Normalizer(ast.NodeTransformer):
+    """Drop what does not change behaviour: docstrings, decorators, the def's own name."""
+
+    def _strip_docstring(self, node):
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+        return node
+
+    def visit_FunctionDef(self, node):
+        self.generic_visit(node)
+        node.decorator_list = []
+        node.name = "_"
+        return self._strip_docstring(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node):
+        self.generic_visit(node)
+        node.decorator_list = []
+        node.name = "_"
+        return self._strip_docstring(node)
+
+    def visit_Module(self, node):
+        self.generic_visit(node)
+        return self._strip_docstring(node)
+
+
+def normalize_source(source: str) -> str:
+    """A canonical text of ``source``: its AST without comments, docstrings or def names.
+
+    >>> normalize_source("def f(x):\\n    'doc'\\n    return x  # hi") == normalize_source("def g(x):\\n    return x")
+    True
+    """
+    tree = ast.parse(textwrap.dedent(source))
+    tree = _Normalizer().visit(tree)
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
+def _code_fingerprint(code: types.CodeType) -> str:
+    """Stable text of a code object, for functions whose source cannot be read (lambdas)."""
+    parts = [code.co_code.hex(), repr(code.co_names), repr(code.co_varnames)]
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            parts.append(_code_fingerprint(const))
+        elif const is not None and not (isinstance(const, str) and const == code.co_consts[0] and const):
+            parts.append(repr(const))
+    return "|".join(parts)
+
+
+def function_source(func: Callable) -> str | None:
+    try:
+        return textwrap.dedent(inspect.getsource(func))
+    except (OSError, TypeError):
+        return None
+
+
+def _function_tree(func: Callable) -> ast.AST | None:
+    """The AST of ``func``'s own definition (None for lambdas and unreadable sources)."""
+    if getattr(func, "__name__", "") == "<lambda>":
+        return None
+    source = function_source(func)
+    if source is None:
+        return None
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return node
+    return None
+
+
+# ---------------------------------------------------------------- name resolution
+
+
+@lru_cache(maxsize=1)
+def _library_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    roots = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots.update(p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p))
+    return tuple(sorted(os.path.realpath(r) for r in roots if r))
+
+
+def is_local_module(module_name: str | None) -> bool:
+    """True for code the user is editing: ``__main__``, notebook cells, non-installed files."""
+    if not module_name or module_name in ("__main__", "__mp_main__"):
+        return True
+    if module_name.startswith("jupyter_flow"):
+        return False
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if path is None:
+        return module_name not in sys.builtin_module_names and module is not None and not hasattr(module, "__path__")
+    real = os.path.realpath(path)
+    return not any(real.startswith(root + os.sep) for root in _library_roots())
+
+
+def _names_read(tree: ast.AST) -> tuple[list[str], list[list[str]]]:
+    """Free names a definition reads, and attribute chains rooted at them (``np.linalg.norm``)."""
+    bound: set[str] = set()
+    loads: list[str] = []
+    chains: list[list[str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                loads.append(node.id)
+            else:
+                bound.add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                bound.add((alias.asname or alias.name).split(".")[0])
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node is not tree:
+            bound.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+            chain = []
+            cur: ast.AST = node
+            while isinstance(cur, ast.Attribute):
+                chain.append(cur.attr)
+                cur = cur.value
+            if isinstance(cur, ast.Name):
+                chain.append(cur.id)
+                chains.append(list(reversed(chain)))
+    free = [n for n in dict.fromkeys(loads) if n not in bound]
+    free_set = set(free)
+    return free, [c for c in chains if c[0] in free_set]
+
+
+@lru_cache(maxsize=1)
+def _distributions() -> Mapping[str, list[str]]:
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()
+
+
+@lru_cache(maxsize=512)
+def package_version(top_module: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    if top_module in sys.stdlib_module_names:
+        return None  # covered by the Python version
+    for dist in _distributions().get(top_module, []):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    module = sys.modules.get(top_module)
+    return getattr(module, "__version__", None) if module else None
+
+
+@dataclass
+class Fingerprint:
+    """What an op's code is and what it reads, computed once per op."""
+
+    code: str
+    deps: dict[str, str] = field(default_factory=dict)  # local helper qualname -> source hash
+    data_names: dict[str, tuple[Callable, str]] = field(default_factory=dict)  # label -> (getter, name)
+    packages: dict[str, str] = field(default_factory=dict)
+
+
+def _resolve(name: str, func: Callable | None, namespace: Mapping[str, Any] | None):
+    if namespace is not None and name in namespace:
+        return True, namespace[name]
+    if func is not None:
+        code = getattr(func, "__code__", None)
+        closure = getattr(func, "__closure__", None)
+        if code is not None and closure and name in code.co_freevars:
+            cell = closure[code.co_freevars.index(name)]
+            try:
+                return True, cell.cell_contents
+            except ValueError:
+                return False, None
+        globs = getattr(func, "__globals__", {})
+        if name in globs:
+            return True, globs[name]
+    if hasattr(builtins, name):
+        return False, None
+    return False, None
+
+
+def fingerprint(op: Op, namespace: Mapping[str, Any] | None = None) -> Fingerprint:
+    """Analyse an op's code once: its normalised source, local helpers, data it reads, packages."""
+    if op._fingerprint is not None and namespace is None:
+        return op._fingerprint
+    fp = Fingerprint(code="")
+    seen: set[int] = set()
+
+    def visit_callable(obj: Callable, label: str, top: bool) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        tree = None if (top and op.source) else _function_tree(obj)
+        if top and op.source:
+            text = normalize_source(op.source)
+            tree = ast.parse(textwrap.dedent(op.source))
+        elif tree is not None:
+            text = ast.dump(_Normalizer().visit(tree), annotate_fields=False, include_attributes=False)
+            tree = _function_tree(obj)  # unnormalised tree again, to read names
+        elif isinstance(obj, types.FunctionType):
+            text = _code_fingerprint(obj.__code__)
+        else:
+            text = getattr(obj, "__qualname__", repr(obj))
+        digest = sha256_text(text)
+        if top:
+            fp.code = digest
+        else:
+            fp.deps[label] = digest
+        if tree is None:
+            names = list(getattr(getattr(obj, "__code__", None), "co_names", ())) + list(
+                getattr(getattr(obj, "__code__", None), "co_freevars", ())
+            )
+            chains: list[list[str]] = []
+        else:
+            names, chains = _names_read(tree)
+        func_for_lookup = obj if isinstance(obj, types.FunctionType) else None
+        if isinstance(obj, type):
+            func_for_lookup = None
+            module = sys.modules.get(obj.__module__)
+            ns = vars(module) if module else {}
+        else:
+            ns = None
+        lookup_ns = namespace if top and namespace is not None else ns
+        for name in names:
+            found, value = _resolve(name, func_for_lookup, lookup_ns)
+            if not found:
+                continue
+            classify(name, value, getter_owner=obj)
+        for chain in chains:
+            found, value = _resolve(chain[0], func_for_lookup, lookup_ns)
+            if not found or not isinstance(value, types.ModuleType):
+                continue
+            target: Any = value
+            for attr in chain[1:]:
+                nxt = getattr(target, attr, None)
+                if nxt is None:
+                    break
+                target = nxt
+                if not isinstance(target, types.ModuleType):
+                    break
+            if target is not value and (callable(target) or isinstance(target, type)):
+                classify(".".join(chain), target, getter_owner=obj)
+
+    def classify(name: str, value: Any, getter_owner: Any) -> None:
+        if isinstance(value, Op):
+            value = value.func
+        if isinstance(value, types.ModuleType):
+            top_name = value.__name__.split(".")[0]
+            if not is_local_module(value.__name__):
+                version = package_version(top_name)
+                if version:
+                    fp.packages[top_name] = version
+            return
+        if isinstance(value, (types.FunctionType, type)) or (
+            callable(value) and hasattr(value, "__module__") and hasattr(value, "__qualname__")
+        ):
+            module = getattr(value, "__module__", None)
+            if is_local_module(module) and isinstance(value, (types.FunctionType, type)):
+                visit_callable(value, f"{module}.{getattr(value, '__qualname__', name)}", top=False)
+            elif module:
+                top_name = module.split(".")[0]
+                if top_name not in sys.builtin_module_names and top_name != "builtins":
+                    version = package_version(top_name)
+                    if version:
+                        fp.packages[top_name] = version
+            return
+        # Plain data read from the namespace: its value enters the key at submission.
+        fp.data_names.setdefault(name, (getter_owner, name))
+
+    visit_callable(op.func, op.name, top=True)
+    if namespace is None:
+        op._fingerprint = fp
+    return fp
+
+
+# ------------------------------------------------------------------------- tokens
+
+
+def token(value: Any) -> str:
+    """Deterministic token of a value; FlowError if it has none (caching then disabled)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        text = repr(value)
+        return f"{kind.__name__}:{text}" if len(text) <= 64 else f"{kind.__name__}#" + sha256_text(text)
+    if isinstance(value, FlowFile):
+        return "file:" + value.content_hash()
+    from dask.base import tokenize
+
+    try:
+        return "dask:" + tokenize(value, ensure_deterministic=True)
+    except Exception as err:  # tokenize raises RuntimeError and pickling errors alike
+        raise FlowError(f"cannot be tokenized deterministically ({type(err).__name__})") from None
+
+
+def named_token(name: str, value: Any) -> str:
+    """``token`` for a named value; secret-looking names keep only a hash, never the value."""
+    tok = token(value)
+    return "secret#" + sha256_text(tok) if looks_secret(name) else tok
+
+
+def display_value(name: str, value: Any) -> Any:
+    """What provenance shows of a parameter: small scalars as they are, hashes otherwise."""
+    if looks_secret(name):
+        return {"hash": sha256_text(repr(value))[:16]}
+    if type(value) in _SCALARS and (not isinstance(value, str) or len(value) <= 200):
+        return value
+    return {"type": type(value).__name__}
+
+
+# ---------------------------------------------------------------------- task keys
+
+
+@dataclass
+class TaskKey:
+    key: str | None  # None when caching is disabled for this task
+    components: dict
+    disabled_reason: str | None = None
+
+
+def _bind(op: Op, node: Node) -> dict[str, Any]:
+    if op.signature is None:
+        bound = {f"arg{i}": v for i, v in enumerate(node.args)}
+        bound.update(node.kwargs)
+        return bound
+    ba = op.signature.bind(*node.args, **node.kwargs)
+    ba.apply_defaults()
+    return dict(ba.arguments)
+
+
+def _substitute_keys(value: Any, keys: Mapping[Node, str]) -> Any:
+    if isinstance(value, Node):
+        return {"@node": keys[value]}
+    if isinstance(value, OutputRef):
+        return {"@node": keys[value.node], "@output": value.output}
+    if isinstance(value, (list, tuple)):
+        return [_substitute_keys(v, keys) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _substitute_keys(v, keys) for k, v in value.items()}
+    raise TypeError
+
+
+def _has_node(value: Any) -> bool:
+    if isinstance(value, (Node, OutputRef)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_has_node(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_node(v) for v in value.values())
+    return False
+
+
+def _files_in(value: Any, found: dict[str, str]) -> None:
+    if isinstance(value, FlowFile):
+        found[str(value)] = value.content_hash()
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _files_in(v, found)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _files_in(v, found)
+
+
+_PYTHON = ".".join(map(str, sys.version_info[:3]))
+
+
+def environment(fp: Fingerprint) -> dict:
+    return {"python": _PYTHON, "packages": dict(sorted(fp.packages.items()))}
+
+
+def task_key(
+    node: Node,
+    upstream_keys: Mapping[Node, str],
+    *,
+    captured: Mapping[str, Any] | None = None,
+    namespace: Mapping[str, Any] | None = None,
+) -> TaskKey:
+    """Key of ``node`` given its upstream nodes' keys.
+
+    ``captured`` are values the op reads by name (a notebook cell's inputs) taken now,
+    at submission; functions among them count as code, the rest as data.
+    """
+    op = node.op
+    fp = fingerprint(op, namespace)
+    components: dict[str, Any] = {
+        "code": fp.code,
+        "deps": fp.deps,
+        "globals": {},
+        "params": {},
+        "inputs": {},
+        "files": {},
+        "env": environment(fp),
+    }
+    tokens: dict[str, Any] = {"globals": {}, "params": {}}
+    reason = None
+    try:
+        for name, (owner, var) in fp.data_names.items():
+            found, value = _resolve(var, owner if isinstance(owner, types.FunctionType) else None, namespace)
+            if not found:
+                continue
+            _files_in(value, components["files"])
+            tok = named_token(name, value)
+            tokens["globals"][name] = tok
+            components["globals"][name] = tok if looks_secret(name) or type(value) not in _SCALARS else display_value(name, value)
+        for name, value in (captured or {}).items():
+            _files_in(value, components["files"])
+            tok = named_token(name, value)
+            tokens["globals"][name] = tok
+            components["globals"][name] = display_value(name, value) if type(value) in _SCALARS else tok
+        for name, value in _bind(op, node).items():
+            if _has_node(value):
+                components["inputs"][name] = _substitute_keys(value, upstream_keys)
+                continue
+            _files_in(value, components["files"])
+            tokens["params"][name] = named_token(name, value)
+            components["params"][name] = display_value(name, value)
+    except FlowError as err:
+        reason = f"cache disabled: {name!r} {err}"
+    if reason is None and not op.cache:
+        reason = "cache disabled"
+    payload = json.dumps(
+        [fp.code, fp.deps, tokens["globals"], tokens["params"], components["inputs"],
+         components["files"], components["env"], list(op.outputs)],
+        sort_keys=True, separators=(",", ":"), default=str,
+    )
+    key = hashlib.sha256(payload.encode()).hexdigest()
+    components["tokens"] = tokens
+    return TaskKey(key=key, components=components, disabled_reason=reason)
+
+
+def explain(components: Mapping[str, Any] | None, previous: Mapping[str, Any] | None) -> str:
+    """Why a task with ``components`` had no cache hit, given the last run of the same op."""
+    if not previous:
+        return "no cache entry"
+    if components.get("code") != previous.get("code") or components.get("deps") != previous.get("deps"):
+        return "code changed"
+    if components.get("env") != previous.get("env"):
+        return "env changed"
+    if components.get("files") != previous.get("files"):
+        return "file changed"
+    tokens, prev_tokens = components.get("tokens", {}), previous.get("tokens", {})
+    if tokens.get("params") != prev_tokens.get("params"):
+        return "params changed"
+    if components.get("inputs") != previous.get("inputs") or tokens.get("globals") != prev_tokens.get("globals"):
+        return "input changed"
+    return "no cache entry"

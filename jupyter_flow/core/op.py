@@ -1,0 +1,203 @@
+"""Ops (functions made into workflow steps) and lazy Nodes (an op applied to arguments).
+
+Calling an op runs nothing: it returns a :class:`Node` that records the op and its
+arguments. Arguments may themselves be Nodes (graph edges), lists/tuples/dicts holding
+Nodes, or plain values (parameters that enter the cache key).
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import numbers
+from typing import Any, Callable, Iterable, Iterator
+
+from .errors import FlowError
+
+_node_counter = itertools.count()
+RETURN = "return"  # output name of an op with a single return value
+
+
+class Op:
+    """A function that jupyter_flow schedules, caches and records.
+
+    >>> @op
+    ... def double(x):
+    ...     return 2 * x
+    >>> node = double(21)        # a lazy Node; nothing ran
+    >>> node.op.name
+    'double'
+    """
+
+    def __init__(
+        self,
+        func: Callable,
+        *,
+        name: str | None = None,
+        retries: int = 0,
+        timeout: float | None = None,
+        cache: bool = True,
+        resources: dict[str, float] | None = None,
+        isolate: bool = False,
+        outputs: Iterable[str] | None = None,
+        source: str | None = None,
+        captured: dict[str, Any] | None = None,
+    ):
+        if not callable(func):
+            raise FlowError(f"jf.op needs a function, got {type(func).__name__}")
+        self.func = func
+        self.name = name or getattr(func, "__name__", "op")
+        label = f"op {self.name!r}"
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise FlowError(f"{label}: retries must be an integer >= 0, got {retries!r}")
+        if timeout is not None and (
+            not isinstance(timeout, numbers.Real) or isinstance(timeout, bool) or timeout <= 0
+        ):
+            raise FlowError(f"{label}: timeout must be a positive number of seconds, got {timeout!r}")
+        resources = dict(resources or {})
+        for res, amount in resources.items():
+            if not isinstance(res, str) or not isinstance(amount, numbers.Real) or amount <= 0:
+                raise FlowError(
+                    f"{label}: resources must map names to positive numbers, e.g. {{'GPU': 1}}; "
+                    f"got {res!r}: {amount!r}"
+                )
+        self.retries = retries
+        self.timeout = float(timeout) if timeout is not None else None
+        self.cache = bool(cache)
+        self.resources = resources
+        self.isolate = bool(isolate)
+        self.outputs = tuple(outputs) if outputs else (RETURN,)
+        # Explicit source for ops that are not ordinary functions (notebook cells).
+        self.source = source
+        # Values the op reads that are not arguments (a cell's captured names).
+        self.captured = captured
+        try:
+            self.signature: inspect.Signature | None = inspect.signature(func)
+        except (TypeError, ValueError):
+            self.signature = None
+        self._fingerprint: Any = None  # filled lazily by core.keys
+
+    @property
+    def multi_output(self) -> bool:
+        return self.outputs != (RETURN,)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "Node":
+        if self.signature is not None:
+            try:
+                self.signature.bind(*args, **kwargs)
+            except TypeError as err:
+                raise FlowError(f"op {self.name!r}: {err}; check the arguments of the call") from None
+        return Node(self, args, kwargs)
+
+    def options(self, **changes: Any) -> "Op":
+        """A copy of this op with some settings changed: ``train.options(retries=3)``."""
+        settings = dict(
+            name=self.name, retries=self.retries, timeout=self.timeout, cache=self.cache,
+            resources=self.resources, isolate=self.isolate, outputs=self.outputs,
+            source=self.source, captured=self.captured,
+        )
+        settings.update(changes)
+        return Op(self.func, **settings)
+
+    def __repr__(self) -> str:
+        return f"<jf.op {self.name}>"
+
+    def __reduce__(self):
+        return (
+            _rebuild_op,
+            (self.func, self.name, self.retries, self.timeout, self.cache, self.resources,
+             self.isolate, self.outputs, self.source, self.captured),
+        )
+
+
+def _rebuild_op(func, name, retries, timeout, cache, resources, isolate, outputs, source, captured):
+    return Op(func, name=name, retries=retries, timeout=timeout, cache=cache,
+              resources=resources, isolate=isolate, outputs=outputs, source=source,
+              captured=captured)
+
+
+def op(func: Callable | None = None, **settings: Any):
+    """Make a function an op: ``@jf.op`` or ``@jf.op(retries=2, timeout=600)``.
+
+    >>> @op(retries=1)
+    ... def load(n):
+    ...     return list(range(n))
+    >>> load.retries
+    1
+    """
+    allowed = {"name", "retries", "timeout", "cache", "resources", "isolate"}
+    unknown = set(settings) - allowed
+    if unknown:
+        raise FlowError(
+            f"jf.op got unknown setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+        )
+    if func is None:
+        return lambda f: Op(f, **settings)
+    if isinstance(func, Op):
+        return func.options(**settings) if settings else func
+    return Op(func, **settings)
+
+
+class Node:
+    """An op applied to arguments; nothing runs until ``jf.run``.
+
+    ``index`` is set for nodes made by ``jf.map`` (their position in the mapped list).
+    """
+
+    __slots__ = ("op", "args", "kwargs", "uid", "index", "__weakref__")
+
+    def __init__(self, op_: Op, args: tuple, kwargs: dict, index: int | None = None):
+        self.op = op_
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs)
+        self.uid = next(_node_counter)
+        self.index = index
+
+    def __getitem__(self, output: str) -> "OutputRef":
+        if output not in self.op.outputs:
+            raise FlowError(
+                f"op {self.op.name!r} has no output {output!r}; its outputs are {list(self.op.outputs)}"
+            )
+        return OutputRef(self, output)
+
+    def upstream(self) -> Iterator["Node"]:
+        """Nodes this node's arguments refer to (directly or inside lists/tuples/dicts)."""
+        for value in itertools.chain(self.args, self.kwargs.values()):
+            yield from iter_nodes(value)
+
+    def __repr__(self) -> str:
+        return f"<jf.Node {self.op.name}#{self.uid}>"
+
+    def __bool__(self) -> bool:
+        return True
+
+
+class OutputRef:
+    """One named output of a multi-output node, usable as an argument."""
+
+    __slots__ = ("node", "output")
+
+    def __init__(self, node: Node, output: str):
+        self.node = node
+        self.output = output
+
+    def __repr__(self) -> str:
+        return f"<jf.OutputRef {self.node.op.name}[{self.output!r}]>"
+
+
+def iter_nodes(value: Any) -> Iterator[Node]:
+    """Yield every Node referenced by an argument value."""
+    if isinstance(value, Node):
+        yield value
+    elif isinstance(value, OutputRef):
+        yield value.node
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from iter_nodes(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from iter_nodes(item)
+
+
+def contains_node(value: Any) -> bool:
+    return next(iter_nodes(value), None) is not None

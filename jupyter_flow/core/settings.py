@@ -1,0 +1,45 @@
+"""Where the store and artifacts live: explicit argument > environment > traitlets > default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def flow_home() -> Path:
+    """``JUPYTER_FLOW_HOME``, else ``jupyter_data_dir()/flow``."""
+    env = os.environ.get("JUPYTER_FLOW_HOME")
+    if env:
+        return Path(env).expanduser()
+    # jupyter_core only computes a path here; the core stays free of Jupyter machinery.
+    from jupyter_core.paths import jupyter_data_dir
+
+    return Path(jupyter_data_dir()) / "flow"
+
+
+def resolve_db_url(explicit: str | None = None, configured: str | None = None) -> str:
+    """SQLAlchemy URL of the store.
+
+    >>> resolve_db_url("sqlite:///x.db")
+    'sqlite:///x.db'
+    """
+    if explicit:
+        return explicit
+    env = os.environ.get("JUPYTER_FLOW_DB")
+    if env:
+        return env
+    if configured:
+        return configured
+    return f"sqlite:///{flow_home() / 'flow.db'}"
+
+
+def resolve_artifacts_url(explicit: str | None = None, configured: str | None = None) -> str:
+    """fsspec URL (or local path) of the artifact store."""
+    if explicit:
+        return explicit
+    env = os.environ.get("JUPYTER_FLOW_ARTIFACTS")
+    if env:
+        return env
+    if configured:
+        return configured
+    return str(flow_home() / "artifacts")

@@ -1,0 +1,147 @@
+"""The Python API: ``jf.run``, ``jf.runs``, ``jf.get_run``, ``jf.resume``, ``jf.cancel`` …"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from ..core.errors import FlowError
+from ..core.status import RunKind, RunStatus
+from . import cluster as clusters
+from .records import Run
+from .runtime import HEARTBEAT_TIMEOUT_S, get_engine
+from .worker import current_task, emit
+
+
+def run(
+    targets: Any,
+    *,
+    name: str | None = None,
+    cluster: str | None = None,
+    force: Iterable[Any] | Any = None,
+    wait: bool = True,
+    kind: str = RunKind.API.value,
+    parent_id: str | None = None,
+    params: dict | None = None,
+) -> Run:
+    """Run a node (or a list/tuple of nodes) and record it; waits unless ``wait=False``.
+
+    >>> run = jf.run(train(load(1000), lr=0.01), name="demo")   # doctest: +SKIP
+    >>> run.status, run.result()                                # doctest: +SKIP
+    ('SUCCESS', 4995.0)
+    """
+    engine = get_engine()
+    execution = engine.submit(targets, name=name, kind=kind, cluster=cluster, force=force,
+                              parent_id=parent_id, params=params)
+    record = Run(engine, execution.run_id, execution=execution)
+    if wait:
+        record.wait()
+    return record
+
+
+def runs(limit: int = 20, name: str | None = None, status: str | None = None,
+         kind: str | None = None, parent_id: str | None = None) -> list[Run]:
+    """Recorded runs, newest first (runs of dead processes are marked LOST first)."""
+    engine = get_engine()
+    engine.store.reconcile(HEARTBEAT_TIMEOUT_S)
+    if status is not None and status not in RunStatus.__members__:
+        raise FlowError(f"jf.runs: unknown status {status!r}; use one of {list(RunStatus.__members__)}")
+    rows = engine.store.list_runs(limit=limit, name=name, status=status, kind=kind, parent_id=parent_id)
+    return [Run(engine, row["id"], execution=engine.recent.get(row["id"]), row=row) for row in rows]
+
+
+def get_run(run_id: str) -> Run:
+    """The run with this id, from this or any earlier process."""
+    engine = get_engine()
+    engine.store.reconcile(HEARTBEAT_TIMEOUT_S)
+    row = engine.store.get_run(run_id)
+    if row is None:
+        raise FlowError(f"no run with id {run_id!r}; list runs with jf.runs()")
+    return Run(engine, run_id, execution=engine.recent.get(run_id), row=row)
+
+
+def resume(run_id: str, *, wait: bool = True, cluster: str | None = None) -> Run:
+    """Rerun a run from its stored graph snapshot; only what is not cached reruns."""
+    engine = get_engine()
+    engine.store.reconcile(HEARTBEAT_TIMEOUT_S)
+    row = engine.store.get_run(run_id)
+    if row is None:
+        raise FlowError(f"jf.resume: no run with id {run_id!r}")
+    if row["status"] in (RunStatus.RUNNING.value, RunStatus.PENDING.value) and run_id in engine.active:
+        raise FlowError(f"jf.resume: run {run_id} is still running in this process; wait for it or cancel it")
+    digest = row.get("snapshot")
+    if not digest:
+        raise FlowError(f"jf.resume: run {run_id} has no stored graph snapshot, so it cannot be resumed")
+    targets = engine.artifacts.get(digest)
+    execution = engine.submit(targets, name=row.get("name"), kind=RunKind.RESUME.value,
+                              cluster=cluster or _resumable_cluster(row.get("cluster")),
+                              parent_id=row.get("parent_id"), resumed_from=run_id,
+                              params=row.get("params") or {})
+    record = Run(engine, execution.run_id, execution=execution)
+    if wait:
+        record.wait()
+    return record
+
+
+def _resumable_cluster(name: str | None) -> str | None:
+    if name and (name in clusters.profiles()):
+        return name
+    return None
+
+
+def cancel(run_id: str) -> Run:
+    """Ask the run's owner to cancel it (noticed within about a second, from any process)."""
+    engine = get_engine()
+    row = engine.store.get_run(run_id)
+    if row is None:
+        raise FlowError(f"jf.cancel: no run with id {run_id!r}")
+    if row["status"] not in (RunStatus.RUNNING.value, RunStatus.PENDING.value):
+        raise FlowError(f"jf.cancel: run {run_id} already ended {row['status']}")
+    from ..core.provenance import current_user
+
+    engine.store.request_cancel(run_id, by=current_user())
+    execution = engine.active.get(run_id)
+    if execution is not None:
+        execution.request_cancel()
+    return Run(engine, run_id, execution=engine.recent.get(run_id))
+
+
+def pin(run_id: str, pinned: bool = True) -> None:
+    """Keep a run's artifacts through ``jupyter flow cache gc``."""
+    engine = get_engine()
+    if engine.store.get_run(run_id) is None:
+        raise FlowError(f"jf.pin: no run with id {run_id!r}")
+    engine.store.pin(run_id, pinned)
+
+
+def delete_run(run_id: str) -> None:
+    """Forget a run and its tasks (cached results stay in the cache)."""
+    engine = get_engine()
+    if engine.store.get_run(run_id) is None:
+        raise FlowError(f"jf.delete_run: no run with id {run_id!r}")
+    if run_id in engine.active:
+        raise FlowError(f"jf.delete_run: run {run_id} is still running; cancel it first")
+    engine.store.delete_run(run_id)
+
+
+def record(name: str, value: Any) -> None:
+    """Store a metric on the current run: ``jf.record("accuracy", 0.93)``.
+
+    Inside an op the current run is the op's run; elsewhere, the run this process made
+    last (or the notebook run a batch started).
+    """
+    if not isinstance(name, str) or not name:
+        raise FlowError("jf.record: the metric name must be a non-empty string")
+    task = current_task()
+    if task is not None:
+        emit({"t": "metric", "run": task[0], "task": None, "name": name, "value": value})
+        return
+    engine = get_engine()
+    if engine.current_run_id is None:
+        raise FlowError("jf.record: there is no current run; call it inside an op or after jf.run")
+    engine.writer.flush()
+    engine.store.record_metric(engine.current_run_id, name, value)
+
+
+def cluster(target: str | None = None, **overrides: Any):
+    """Choose (and start or connect to) the cluster runs go to: a profile name or an address."""
+    return clusters.use(target, **overrides)

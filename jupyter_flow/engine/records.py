@@ -1,0 +1,224 @@
+"""Run and Task records users hold: live while the run is in this process, else read from the store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ..core.errors import ArtifactError, FlowError
+from ..core.op import OutputRef
+from ..core.status import RunStatus, TaskStatus
+from .execution import RunExecution, TaskState, build_failure
+
+
+class Task:
+    """One op execution (or cache restore) inside a run."""
+
+    __slots__ = ("id", "run_id", "name", "index", "status", "cached", "reason", "key", "duration",
+                 "worker", "attempts", "provenance", "outputs", "error", "traceback", "stdout",
+                 "stderr", "node", "upstream", "components", "started_at", "ended_at")
+
+    def __init__(self, **fields: Any):
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name))
+
+    @property
+    def logs(self) -> str:
+        """stdout then stderr of the op, as captured on its worker."""
+        out, err = self.stdout or "", self.stderr or ""
+        return out + (("\n" if out and not out.endswith("\n") else "") + err if err else "")
+
+    @classmethod
+    def from_state(cls, run_id: str, s: TaskState) -> "Task":
+        return cls(
+            id=s.id, run_id=run_id, name=s.name, index=s.index, status=s.status.value, cached=s.cached,
+            reason=s.reason, key=s.key, duration=s.duration, worker=s.worker, attempts=s.attempts,
+            provenance=dict(s.provenance), outputs=dict(s.outputs), error=s.error, traceback=s.traceback,
+            stdout=s.stdout, stderr=s.stderr, node=str(s.position), upstream=[str(u) for u in s.upstream],
+            components=s.components, started_at=s.started, ended_at=s.ended,
+        )
+
+    @classmethod
+    def from_row(cls, row: dict) -> "Task":
+        fields = {name: row.get(name) for name in cls.__slots__}
+        fields["provenance"] = row.get("provenance") or {}
+        fields["outputs"] = row.get("outputs") or {}
+        return cls(**fields)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}{'' if self.index is None else f'[{self.index}]'} {self.status}>"
+
+
+class Run:
+    """A run: ``run.status``, ``run.tasks``, ``run.result()``, ``run.wait(timeout)``.
+
+    >>> run = jf.run(train(load(10)))      # doctest: +SKIP
+    >>> run.status, run.result()           # doctest: +SKIP
+    ('SUCCESS', 4.5)
+    """
+
+    def __init__(self, engine, run_id: str, execution: RunExecution | None = None, row: dict | None = None):
+        self._engine = engine
+        self.id = run_id
+        self._execution = execution
+        self._row = row
+        if row is None and execution is None:
+            self.refresh()
+
+    # ---------------------------------------------------------------- state
+    def refresh(self) -> "Run":
+        if self._execution is not None and self._execution.done.is_set():
+            self._engine.writer.flush()
+        row = self._engine.store.get_run(self.id)
+        if row is None:
+            raise FlowError(f"no run with id {self.id!r}; list runs with jf.runs()")
+        self._row = row
+        return self
+
+    def _field(self, name: str) -> Any:
+        if self._row is None:
+            self.refresh()
+        return self._row.get(name)
+
+    @property
+    def status(self) -> str:
+        if self._execution is not None and not self._execution.done.is_set():
+            return self._execution.status.value
+        if self._execution is not None:
+            return self._execution.status.value
+        return self.refresh()._row["status"]
+
+    @property
+    def name(self) -> str | None:
+        return self._field("name")
+
+    @property
+    def kind(self) -> str:
+        return self._field("kind")
+
+    @property
+    def params(self) -> dict:
+        return dict(self.refresh()._row.get("params") or {})
+
+    @property
+    def metrics(self) -> dict:
+        return dict(self.refresh()._row.get("metrics") or {})
+
+    @property
+    def parent_id(self) -> str | None:
+        return self._field("parent_id")
+
+    @property
+    def resumed_from(self) -> str | None:
+        return self._field("resumed_from")
+
+    @property
+    def error(self) -> str | None:
+        if self._execution is not None and self._execution.done.is_set():
+            return self._execution.error
+        return self.refresh()._row.get("error")
+
+    @property
+    def created_at(self) -> datetime | None:
+        return self._field("created_at")
+
+    @property
+    def ended_at(self) -> datetime | None:
+        return self.refresh()._row.get("ended_at")
+
+    @property
+    def cluster(self) -> str | None:
+        return self._field("cluster")
+
+    @property
+    def tasks(self) -> list[Task]:
+        if self._execution is not None:
+            with self._execution.lock:
+                return [Task.from_state(self.id, s) for s in self._execution.tasks]
+        return [Task.from_row(r) for r in self._engine.store.get_tasks(self.id)]
+
+    # --------------------------------------------------------------- waiting
+    def wait(self, timeout: float | None = None) -> "Run":
+        """Block until the run ends (or ``timeout`` seconds pass); Ctrl-C cancels the run."""
+        if self._execution is None:
+            return self.refresh()
+        try:
+            self._execution.wait(timeout)
+        except KeyboardInterrupt:
+            self._execution.request_cancel()
+            self._execution.wait(30)
+            raise
+        return self
+
+    @property
+    def done(self) -> bool:
+        return self.status in {s.value for s in RunStatus if s.terminal}
+
+    def cancel(self) -> "Run":
+        from . import api
+
+        api.cancel(self.id)
+        return self
+
+    # --------------------------------------------------------------- results
+    def result(self, timeout: float | None = None) -> Any:
+        """Values of the run's targets, in the shape they were given; raises for a failed target."""
+        self.wait(timeout)
+        if self._execution is not None:
+            graph = self._execution.graph
+            values = []
+            for target in graph.target_list:
+                node = target.node if isinstance(target, OutputRef) else target
+                state = self._execution.tasks[graph.position[node]]
+                values.append(self._value(state.status, state.outputs, target, state.node.op.multi_output,
+                                          lambda s=state: self._execution.failure_for(s), state, node))
+            return graph.shape(values)
+        return self._stored_result()
+
+    def _value(self, status, outputs, target, multi, failure, state=None, node=None):
+        if status not in (TaskStatus.SUCCESS, TaskStatus.CACHED, "SUCCESS", "CACHED"):
+            raise failure()
+        wanted = [target.output] if isinstance(target, OutputRef) else list(outputs)
+        try:
+            values = {name: self._engine.artifacts.get(outputs[name]) for name in wanted}
+        except ArtifactError:
+            if node is None:
+                raise
+            # The stored result is gone or corrupt: drop it from the cache and recompute.
+            if state is not None and state.key:
+                self._engine.store.drop_cache([state.key])
+            from . import api
+
+            return api.run(target, name=self.name, cluster=self._row.get("cluster") if self._row else None).result()
+        if isinstance(target, OutputRef):
+            return values[target.output]
+        return values if multi else values["return"]
+
+    def _stored_result(self) -> Any:
+        row = self._row if self._row is not None else self.refresh()._row
+        tasks = {t["node"]: t for t in self._engine.store.get_tasks(self.id)}
+        targets = (row.get("graph") or {}).get("targets") or []
+        if not targets:
+            raise FlowError(f"run {self.id} has no recorded targets")
+        values = []
+        for pos in targets:
+            t = tasks[str(pos)]
+            if t["status"] == TaskStatus.SKIPPED.value:
+                blame = next((u for u in tasks.values() if u["status"] == "FAILED"), t)
+                t = blame
+            multi = list(t.get("outputs") or {}) != ["return"] and bool(t.get("outputs"))
+            failure = lambda t=t: build_failure(t["name"], self.id, t["status"], _kind(t), t.get("error"), t.get("traceback"), None)
+            values.append(self._value(t["status"], t.get("outputs") or {}, None, multi, failure))
+        return values[0] if len(values) == 1 else values
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self.name or ''} {self.kind} {self.status}>"
+
+
+def _kind(task_row: dict) -> str | None:
+    error = task_row.get("error") or ""
+    if error.startswith("OpTimeout"):
+        return "timeout"
+    if error.startswith("WorkerLost"):
+        return "worker"
+    return None

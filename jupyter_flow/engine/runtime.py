@@ -1,0 +1,402 @@
+"""The process-wide engine: store, artifacts, owner heartbeat, writer, runs in flight.
+
+Planning happens here: a graph's cache keys are computed before anything is submitted,
+hits are found with one indexed lookup and restored without touching the cluster, and
+the rest is submitted to Dask as one graph with explicit keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import Any, Iterable
+
+from ..artifacts import ArtifactStore, artifact_store
+from ..core import keys as keylib
+from ..core.errors import ArtifactError, FlowError, FencedWrite
+from ..core.graph import Graph
+from ..core.ids import new_id
+from ..core.op import Node, Op, OutputRef
+from ..core.provenance import current_user, host_facts
+from ..core.settings import resolve_artifacts_url, resolve_db_url
+from ..core.status import RunKind, RunStatus, TaskStatus
+from ..store import Store
+from . import cluster as clusters
+from .execution import RunExecution, TaskState
+from .worker import TOPIC, Ref, TaskSpec, execute, load_cached
+from .writer import Writer
+
+log = logging.getLogger("jupyter_flow.engine")
+
+HEARTBEAT_S = 5.0
+CANCEL_POLL_S = 0.5
+HEARTBEAT_TIMEOUT_S = 30.0
+
+
+class Engine:
+    """Everything one process needs to run flows against one store."""
+
+    def __init__(self, db_url: str | None = None, artifacts_url: str | None = None):
+        self.db_url = resolve_db_url(db_url)
+        self.artifacts_url = resolve_artifacts_url(artifacts_url)
+        self.store = Store(self.db_url)
+        self.artifacts: ArtifactStore = artifact_store(self.artifacts_url)
+        facts = host_facts()
+        self.owner_id = self.store.register_owner(user=current_user(), host=facts["host"], pid=os.getpid())
+        self.writer = Writer(self.store, self.owner_id)
+        self.active: dict[str, RunExecution] = {}
+        self.recent: "weakref.WeakValueDictionary[str, RunExecution]" = weakref.WeakValueDictionary()
+        self.current_run_id: str | None = os.environ.get("JUPYTER_FLOW_RUN_ID") or None
+        self._subscribed: set[int] = set()
+        self._clusters_registered: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat_loop, name="jupyter-flow-heartbeat", daemon=True)
+        self._beat.start()
+
+    # ------------------------------------------------------------- liveness
+    def _heartbeat_loop(self) -> None:
+        last_beat = time.monotonic()
+        while not self._stop.wait(CANCEL_POLL_S):
+            now = time.monotonic()
+            if now - last_beat >= HEARTBEAT_S:
+                last_beat = now
+                try:
+                    self.store.heartbeat(self.owner_id)
+                except FencedWrite:
+                    log.error("jupyter_flow: this process was declared dead by the store; its runs are LOST")
+                except Exception:  # a transient database error must not kill the heartbeat
+                    log.exception("jupyter_flow: heartbeat failed")
+            active = list(self.active)
+            if active:
+                try:
+                    requested = self.store.cancel_requested(active)
+                except Exception:
+                    log.exception("jupyter_flow: polling cancel requests failed")
+                    continue
+                for run_id in requested:
+                    execution = self.active.get(run_id)
+                    if execution is not None and not execution.cancel_requested:
+                        execution.request_cancel()
+
+    def close(self) -> None:
+        self._stop.set()
+        for execution in list(self.active.values()):
+            execution.request_cancel()
+            execution.wait(10)
+        self.writer.stop()
+        try:
+            self.store.release_owner(self.owner_id)
+        except Exception:  # closing: the reconciler will mark anything left
+            log.debug("jupyter_flow: releasing the owner failed", exc_info=True)
+        self.store.close()
+
+    # --------------------------------------------------------------- events
+    def subscribe(self, handle, execution: RunExecution) -> None:
+        client = handle.client
+        with self._lock:
+            self.active[execution.run_id] = execution
+            if id(client) in self._subscribed:
+                return
+            self._subscribed.add(id(client))
+
+        def on_event(event):
+            msg = event[1] if isinstance(event, tuple) else event
+            if not isinstance(msg, dict):
+                return
+            target = self.active.get(msg.get("run")) or self.recent.get(msg.get("run"))
+            if target is not None:
+                target.on_event(msg)
+
+        client.subscribe_topic(TOPIC, on_event)
+
+    def run_ended(self, execution: RunExecution) -> None:
+        self.recent[execution.run_id] = execution
+        self.active.pop(execution.run_id, None)
+
+    def register_cluster(self, handle) -> None:
+        key = f"{handle.name}|{handle.address}"
+        if key in self._clusters_registered:
+            return
+        try:
+            cluster_id = self.store.register_cluster(self.owner_id, handle.name, handle.address, handle.dashboard_link)
+        except Exception:
+            log.exception("jupyter_flow: could not record the cluster in use")
+            return
+        self._clusters_registered[key] = cluster_id
+
+    # --------------------------------------------------------------- plan
+    def submit(
+        self,
+        targets: Any,
+        *,
+        name: str | None = None,
+        kind: str = RunKind.API.value,
+        cluster: str | None = None,
+        force: Iterable[Any] | None = None,
+        parent_id: str | None = None,
+        resumed_from: str | None = None,
+        params: dict | None = None,
+        notebook: str | None = None,
+        captured: dict[Node, dict] | None = None,
+        namespace: dict | None = None,
+        task_provenance: dict[Node, dict] | None = None,
+    ) -> RunExecution:
+        """Plan and start a run; raises FlowError (recording nothing) for bad input."""
+        graph = targets if isinstance(targets, Graph) else Graph(targets)
+        forced = _forced_set(force)
+        if cluster is not None and "://" not in cluster and cluster not in clusters.profiles():
+            raise FlowError(
+                f"unknown cluster profile {cluster!r}; known profiles: {sorted(clusters.profiles())}. "
+                "Define it in dask config under flow.clusters."
+            )
+        run_id = new_id()
+        upstream_keys: dict[Node, str] = {}
+        states: list[TaskState] = []
+        position = graph.position
+        captured = captured or {}
+        for pos, node in enumerate(graph.nodes):
+            tk = keylib.task_key(node, upstream_keys, captured=captured.get(node), namespace=namespace)
+            upstream_keys[node] = tk.key
+            states.append(TaskState(
+                id=new_id(), node=node, position=pos, name=node.op.name, index=node.index,
+                key=tk.key, cacheable=tk.disabled_reason is None, components=tk.components,
+                reason=tk.disabled_reason, upstream=[position[u] for u in graph.deps[node]],
+                resources=dict(node.op.resources),
+            ))
+        def is_forced(s: TaskState) -> bool:
+            return s.node in forced or s.node.op in forced
+
+        lookup = [s.key for s in states if s.cacheable and not is_forced(s)]
+        hits = self.store.lookup_cache(lookup) if lookup else {}
+        verified: set[int] = set()
+        while True:
+            miss_set = {s.position for s in states if not s.cacheable or is_forced(s) or s.key not in hits}
+            downstream_needs = {u for s in states if s.position in miss_set for u in s.upstream}
+            # Hits that a rerun task reads must be readable: a corrupt one is recomputed,
+            # which may in turn need its own upstream values.
+            dropped = False
+            for pos in sorted(downstream_needs - miss_set - verified):
+                s = states[pos]
+                verified.add(pos)
+                if not self._artifacts_ok(hits[s.key]["outputs"]):
+                    self.store.drop_cache([s.key])
+                    hits.pop(s.key)
+                    s.reason = "no cache entry (its stored result was corrupt or missing)"
+                    dropped = True
+            if not dropped:
+                break
+        need_reasons = [s.name for s in states if s.position in miss_set and s.reason is None]
+        previous = self.store.last_components(list(dict.fromkeys(need_reasons))) if need_reasons else {}
+        for s in states:
+            if s.position in miss_set:
+                if is_forced(s):
+                    s.reason = "forced"
+                elif s.reason is None:
+                    s.reason = keylib.explain(s.components, previous.get(s.name))
+            else:
+                s.status = TaskStatus.CACHED
+                s.cached = True
+                s.outputs = dict(hits[s.key]["outputs"])
+                s.reason = "cached"
+        handle = None
+        layers = None
+        submit_keys: list[str] = []
+        if miss_set:
+            _ship_local_modules({s.node.op for s in states if s.position in miss_set})
+            handle = clusters.connect(cluster)
+            self.register_cluster(handle)
+            layers, submit_keys = self._build_graph(run_id, states, miss_set, downstream_needs, position)
+        cluster_name = handle.name if handle is not None else (cluster or clusters._current[0] or clusters.default_profile())
+        run_row = {
+            "id": run_id, "name": name, "kind": str(kind), "status": RunStatus.RUNNING.value,
+            "parent_id": parent_id, "resumed_from": resumed_from, "owner_id": self.owner_id,
+            "user": current_user(), "host": host_facts()["host"], "params": params or {},
+            "metrics": {}, "cluster": cluster_name, "notebook": notebook,
+            "environment": _environment(states),
+            "graph": {"targets": [graph.position[n] for n in graph.target_nodes()]},
+        }
+        extra = task_provenance or {}
+        task_rows = [_task_row(run_id, s, extra.get(s.node)) for s in states]
+        self.store.create_run(run_row, task_rows)
+        self.current_run_id = run_id if kind != RunKind.CELL.value else self.current_run_id
+        execution = RunExecution(self, run_id, graph, states, owner_id=self.owner_id, handle=handle,
+                                 layers=layers, submit_keys=submit_keys)
+        execution.name = name
+        self.recent[run_id] = execution
+        # The snapshot lets any process resume the run; it is written off the critical path
+        # (a run with nothing to submit is finished at once and needs none).
+        if submit_keys:
+            self.writer.call(self._write_snapshot, run_id, graph)
+        execution.start()
+        return execution
+
+    def _artifacts_ok(self, outputs: dict[str, str]) -> bool:
+        for digest in outputs.values():
+            try:
+                self.artifacts.get_bytes(digest, verify=True)
+            except ArtifactError:
+                return False
+        return True
+
+    def _write_snapshot(self, run_id: str, graph: Graph) -> None:
+        try:
+            info = self.artifacts.put(list(graph.target_list) if not graph.single else graph.target_list[0])
+        except Exception as err:  # unpicklable graphs can still run; they just cannot be resumed
+            log.warning("jupyter_flow: run %s cannot be resumed elsewhere: %s", run_id, err)
+            return
+        try:
+            self.store.set_snapshot(run_id, info.digest)
+        except FencedWrite:
+            pass
+
+    def _build_graph(self, run_id, states, miss_set, downstream_needs, position):
+        from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+        plain: dict[str, tuple] = {}
+        by_resources: dict[tuple, dict[str, tuple]] = {}
+        deps: dict[str, set] = {}
+        submit_keys = []
+        for s in states:
+            if s.position in miss_set:
+                s.dask_key = f"jf-{s.id}"
+                dep_keys: list[str] = []
+                arg_positions: dict[int, int] = {}
+
+                def template(value):
+                    if isinstance(value, (Node, OutputRef)):
+                        node = value.node if isinstance(value, OutputRef) else value
+                        up = states[position[node]]
+                        key = up.dask_key or f"jf-load-{up.id}"
+                        if up.position not in arg_positions:
+                            arg_positions[up.position] = len(dep_keys)
+                            dep_keys.append(key)
+                        return Ref(arg_positions[up.position], value.output if isinstance(value, OutputRef) else None)
+                    if isinstance(value, list):
+                        return [template(v) for v in value]
+                    if isinstance(value, tuple):
+                        return tuple(template(v) for v in value)
+                    if isinstance(value, dict):
+                        return {k: template(v) for k, v in value.items()}
+                    return value
+
+                args = template(list(s.node.args))
+                kwargs = template(dict(s.node.kwargs))
+                spec = TaskSpec(run_id, s.id, s.node.op, tuple(args), kwargs, self.artifacts_url)
+                task = (execute, spec, *dep_keys)
+                if s.resources:
+                    by_resources.setdefault(tuple(sorted(s.resources.items())), {})[s.dask_key] = task
+                else:
+                    plain[s.dask_key] = task
+                deps[s.dask_key] = set(dep_keys)
+                submit_keys.append(s.dask_key)
+            elif s.position in downstream_needs:
+                key = f"jf-load-{s.id}"
+                plain[key] = (load_cached, self.artifacts_url, dict(s.outputs), s.node.op.multi_output)
+                deps[key] = set()
+        layers = {"jupyter-flow": MaterializedLayer(plain)}
+        layer_deps = {"jupyter-flow": set()}
+        for i, (resources, part) in enumerate(by_resources.items()):
+            name = f"jupyter-flow-res-{i}"
+            layers[name] = MaterializedLayer(part, annotations={"resources": dict(resources)})
+            layer_deps[name] = set()
+        # Layer dependencies are only a hint for optimisation; every key is materialised.
+        names = list(layers)
+        for name in names[1:]:
+            layer_deps[name] = {n for n in names if n != name and n < name}
+        hlg = HighLevelGraph(layers, layer_deps)
+        return hlg, submit_keys
+
+
+_shipped: set[str] = set()
+
+
+def _ship_local_modules(ops) -> None:
+    """Send the user's own modules by value: workers may not be able to import them."""
+    import sys
+
+    import cloudpickle
+
+    for op in ops:
+        names = {getattr(op.func, "__module__", None)}
+        names.update(label.rsplit(".", 1)[0] for label in keylib.fingerprint(op).deps)
+        for name in names:
+            if not name or name in _shipped or name in ("__main__", "__mp_main__"):
+                continue
+            module = sys.modules.get(name)
+            if module is not None and keylib.is_local_module(name):
+                cloudpickle.register_pickle_by_value(module)
+            _shipped.add(name)
+
+
+def _forced_set(force) -> set:
+    if force is None:
+        return set()
+    if isinstance(force, (Op, Node)):
+        force = [force]
+    out = set()
+    for item in force:
+        if isinstance(item, OutputRef):
+            item = item.node
+        if not isinstance(item, (Op, Node)):
+            raise FlowError(f"force= takes ops or nodes, got {type(item).__name__}")
+        out.add(item)
+    return out
+
+
+def _environment(states) -> dict:
+    packages: dict[str, str] = {}
+    python = None
+    for s in states:
+        env = s.components.get("env", {})
+        python = env.get("python", python)
+        packages.update(env.get("packages", {}))
+    return {"python": python, "packages": dict(sorted(packages.items()))}
+
+
+def _task_row(run_id: str, s: TaskState, extra: dict | None) -> dict:
+    components = {k: v for k, v in s.components.items()}
+    provenance = {"op": s.name, "key": s.key, "source_hash": components.get("code")}
+    source = s.node.op.source or keylib.function_source(s.node.op.func)
+    if source:
+        provenance["source"] = source
+    if extra:
+        provenance.update(extra)
+    return {
+        "id": s.id, "node": str(s.position), "name": s.name, "index": s.index,
+        "status": s.status.value, "cached": s.cached, "reason": s.reason, "key": s.key,
+        "components": components, "attempts": 0, "provenance": provenance,
+        "outputs": s.outputs, "upstream": [str(u) for u in s.upstream], "resources": s.resources,
+    }
+
+
+_engines: dict[tuple[str, str], Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def get_engine(db_url: str | None = None, artifacts_url: str | None = None) -> Engine:
+    """The engine for the current configuration (one per store, created on first use)."""
+    key = (resolve_db_url(db_url), resolve_artifacts_url(artifacts_url))
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = Engine(*key)
+            _engines[key] = engine
+        return engine
+
+
+def shutdown() -> None:
+    """Close every engine of this process (tests and clean exits)."""
+    with _engines_lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine.close()
+
+
+import atexit  # noqa: E402
+
+atexit.register(shutdown)

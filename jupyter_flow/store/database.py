@@ -1,0 +1,152 @@
+"""Engines for the store: SQLite tuned for many writer processes, or PostgreSQL.
+
+SQLite: WAL (readers never block the writer), ``busy_timeout`` (a writer waits for the
+lock instead of failing with "database is locked"), ``BEGIN IMMEDIATE`` for write
+transactions (they take the write lock up front, so two of them can never deadlock while
+upgrading from a read lock) and plain deferred ``BEGIN`` for reads.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, literal_column
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.sql.elements import ColumnElement
+
+from jupyter_flow.core.errors import StoreError
+
+#: Execution option that marks a connection as a writer (``BEGIN IMMEDIATE`` on SQLite).
+WRITE_OPTION = "jupyter_flow_write"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs")
+
+
+def normalize_url(url: str) -> URL:
+    """Parse ``url``; plain ``postgresql://`` means the psycopg 3 driver.
+
+    >>> normalize_url("postgresql://u@h/db").drivername
+    'postgresql+psycopg'
+    """
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """File behind a SQLite URL; None for in-memory databases and other backends."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None
+    return Path(database).expanduser().absolute()
+
+
+def filesystem_type(path: Path, mounts_file: str = "/proc/mounts") -> str | None:
+    """Type of the filesystem holding ``path`` ("ext4", "nfs4", ...), from ``mounts_file``.
+
+    The longest mount point that contains ``path`` wins. None when it cannot be told.
+    """
+    try:
+        with open(mounts_file, encoding="utf-8") as mounts:
+            lines = mounts.read().splitlines()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    best, best_type = "", None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        # /proc/mounts escapes blanks in paths as octal (\040).
+        mount_point = fields[1].encode().decode("unicode_escape")
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, best_type = mount_point, fields[2]
+    return best_type
+
+
+def is_network_filesystem(fstype: str | None) -> bool:
+    """True for NFS and SMB mounts, where SQLite's file locks cannot be trusted.
+
+    >>> is_network_filesystem("nfs4"), is_network_filesystem("ext4")
+    (True, False)
+    """
+    return bool(fstype) and (fstype.startswith("nfs") or fstype in NETWORK_FILESYSTEMS)
+
+
+def warn_if_network_filesystem(path: Path, mounts_file: str = "/proc/mounts") -> None:
+    fstype = filesystem_type(path.parent, mounts_file)
+    if is_network_filesystem(fstype):
+        warnings.warn(
+            f"the jupyter_flow store {path} is on a network filesystem ({fstype}); SQLite "
+            "locking is unreliable there and writers may corrupt it or fail. Use "
+            "PostgreSQL for a shared store (JUPYTER_FLOW_DB=postgresql+psycopg://...).",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Take transaction control away from pysqlite; the "begin" listener below issues it.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        if connection.get_execution_options().get(WRITE_OPTION):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: URL) -> Engine:
+    """Engine for ``url``, with the per-backend settings the store relies on."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            warn_if_network_filesystem(path)
+        engine = create_engine(url)
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            connect_args={"options": "-c timezone=UTC"},
+        )
+    raise StoreError(
+        f"unsupported store URL {url.render_as_string(hide_password=True)}: use "
+        "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+    )
+
+
+def db_now(dialect: str) -> ColumnElement:
+    """SQL expression for the database's current UTC time, in the column storage format."""
+    if dialect == "sqlite":
+        # strftime gives milliseconds; pad to the microseconds SQLAlchemy stores.
+        return literal_column("(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')")
+    return literal_column("now()")
+
+
+def db_now_minus(dialect: str, seconds: float) -> ColumnElement:
+    """SQL expression for the database's current time minus ``seconds``."""
+    seconds = float(seconds)
+    if dialect == "sqlite":
+        return literal_column(
+            f"(strftime('%Y-%m-%d %H:%M:%f', 'now', '-{seconds:.6f} seconds') || '000')"
+        )
+    return literal_column(f"(now() - interval '{seconds:.6f} seconds')")

@@ -1,0 +1,968 @@
+"""``Store``: every read and write of runs, tasks, owners, cache index, artifacts, clusters.
+
+Each public method is one short transaction. Write transactions follow one lock order so
+that concurrent writers on PostgreSQL never deadlock: the owner row (shared), then the
+run/task rows they change, then the ``seq`` counter row, then the writes themselves. On
+SQLite every write transaction takes the database write lock up front (``BEGIN
+IMMEDIATE``), so they simply queue behind one another.
+
+Records come back as plain dicts: timestamps are timezone-aware UTC datetimes, JSON
+columns are Python objects, statuses and kinds are plain strings.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import socket
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.types import Text
+
+from jupyter_flow.core.errors import FencedWrite, StoreError
+from jupyter_flow.core.ids import new_id
+from jupyter_flow.core.settings import resolve_db_url
+from jupyter_flow.core.status import (
+    RUN_TERMINAL,
+    TASK_PROGRESS,
+    TASK_TERMINAL,
+    RunStatus,
+    TaskStatus,
+)
+from jupyter_flow.store.database import (
+    WRITE_OPTION,
+    db_now,
+    db_now_minus,
+    make_engine,
+    normalize_url,
+)
+from jupyter_flow.store.errors import CancelConflict, RunActive, RunNotFound
+from jupyter_flow.store.migration import ensure_schema
+from jupyter_flow.store.migration import upgrade as upgrade_schema
+from jupyter_flow.store.models import (
+    Artifact,
+    CacheEntry,
+    Cluster,
+    Counter,
+    Owner,
+    Pin,
+    Run,
+    Task,
+    UTCDateTime,
+)
+
+RUNS: Table = Run.__table__
+TASKS: Table = Task.__table__
+OWNERS: Table = Owner.__table__
+CACHE: Table = CacheEntry.__table__
+ARTIFACTS: Table = Artifact.__table__
+PINS: Table = Pin.__table__
+CLUSTERS: Table = Cluster.__table__
+COUNTERS: Table = Counter.__table__
+
+# SQLite allows 32766 bound variables per statement (999 before 3.32); stay far below.
+CHUNK = 500
+
+_RUN_TERMINAL = frozenset(s.value for s in RUN_TERMINAL)
+_RUN_ACTIVE = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
+_RUN_STATUSES = frozenset(s.value for s in RunStatus)
+_TASK_TERMINAL = frozenset(s.value for s in TASK_TERMINAL)
+_TASK_PROGRESS = {s.value: rank for s, rank in TASK_PROGRESS.items()}
+_TASK_UNFINISHED = tuple(_TASK_PROGRESS)
+_TASK_STATUSES = frozenset(s.value for s in TaskStatus)
+
+_RUN_CREATE_FIELDS = frozenset(RUNS.c.keys()) - {"seq", "cancel_requested_at", "cancel_requested_by"}
+_RUN_UPDATE_FIELDS = frozenset(RUNS.c.keys()) - {"id", "owner_id", "seq", "created_at"}
+_TASK_CREATE_FIELDS = frozenset(TASKS.c.keys()) - {"run_id", "seq"}
+_TASK_UPDATE_FIELDS = frozenset(TASKS.c.keys()) - {"id", "run_id", "seq", "created_at"}
+_CACHE_FIELDS = frozenset(CACHE.c.keys()) - {"created_at"}
+_ARTIFACT_FIELDS = frozenset(ARTIFACTS.c.keys())
+_HEX = re.compile(r"[0-9a-fA-F]{8,128}")
+
+
+def _plain(value: Any) -> Any:
+    """Enum members (statuses, kinds) as their string values; everything else as is."""
+    return value.value if isinstance(value, Enum) else value
+
+
+def _check_fields(what: str, fields: Iterable[str], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise StoreError(
+            f"{what}: unknown or read-only field(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _run_status(status: Any) -> str:
+    status = _plain(status)
+    if status not in _RUN_STATUSES:
+        raise StoreError(f"unknown run status {status!r}; one of {sorted(_RUN_STATUSES)}")
+    return status
+
+
+def _task_status(status: Any) -> str:
+    status = _plain(status)
+    if status not in _TASK_STATUSES:
+        raise StoreError(f"unknown task status {status!r}; one of {sorted(_TASK_STATUSES)}")
+    return status
+
+
+def _task_move_allowed(current: str, new: str | None) -> bool:
+    """Terminal states are entered once; PENDING < WAITING < RUNNING never goes back."""
+    if current in _TASK_TERMINAL:
+        return False
+    if new is None or new in _TASK_TERMINAL:
+        return True
+    return _TASK_PROGRESS[new] >= _TASK_PROGRESS[current]
+
+
+def _seconds(start: Any, end: Any) -> float | None:
+    """Seconds between two timestamps (datetimes, naive meaning UTC, or epoch floats)."""
+    if start is None or end is None:
+        return None
+    return (_as_utc(end) - _as_utc(start)).total_seconds()
+
+
+def _as_utc(value: Any) -> datetime:
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc)
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+class Store:
+    """The jupyter_flow metadata store (SQLite file or PostgreSQL database).
+
+    >>> store = Store("sqlite://")          # in-memory; usually Store() or Store(url)
+    >>> owner = store.register_owner()
+    >>> store.create_run({"id": "R1", "kind": "api", "status": "RUNNING", "owner_id": owner},
+    ...                  [{"id": "T1", "node": "n1", "name": "clean"}])
+    >>> store.update_tasks(owner, [{"id": "T1", "status": "SUCCESS"}])
+    []
+    >>> store.get_run("R1")["task_counts"]
+    {'SUCCESS': 1}
+    >>> store.close()
+    """
+
+    def __init__(self, url: str | None = None, *, migrate: bool = True):
+        parsed = normalize_url(resolve_db_url(url))
+        self.url: str = parsed.render_as_string(hide_password=False)
+        self._url_text = parsed.render_as_string(hide_password=True)
+        self.engine = make_engine(parsed)
+        self.dialect: str = self.engine.dialect.name
+        self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        try:
+            ensure_schema(self.engine, self._url_text, migrate)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def __repr__(self) -> str:
+        return f"Store({self._url_text!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def upgrade(self) -> None:
+        """Migrate the schema to this version's head (``jupyter flow db upgrade``)."""
+        upgrade_schema(self.engine, self._url_text)
+
+    # -- transactions -------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with Session(self.engine) as session:
+            yield session.connection()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with Session(self._writer) as session, session.begin():
+            yield session.connection()
+
+    def _now(self, conn: Connection) -> datetime:
+        return conn.execute(select(type_coerce(db_now(self.dialect), UTCDateTime()))).scalar_one()
+
+    def now(self) -> datetime:
+        """The database's current time (UTC): the clock every heartbeat is judged by."""
+        with self._read() as conn:
+            return self._now(conn)
+
+    def _bump_seq(self, conn: Connection, run_ids: Iterable[str]) -> dict[str, int]:
+        """Take the next change-feed numbers, one per run, from the counter row.
+
+        Also stores each run's new ``seq``. Called after the transaction has locked the
+        rows it changes and before it writes them. The counter row stays locked until commit, so transactions that bump it
+        commit in seq order: once a reader sees seq N, no transaction can still commit a
+        seq below N, and a feed cursor never skips a change.
+        """
+        run_ids = sorted(set(run_ids))
+        if not run_ids:
+            return {}
+        last = conn.execute(
+            update(COUNTERS)
+            .where(COUNTERS.c.name == "seq")
+            .values(value=COUNTERS.c.value + len(run_ids))
+            .returning(COUNTERS.c.value)
+        ).scalar_one()
+        first = last - len(run_ids) + 1
+        seqs = {run_id: first + offset for offset, run_id in enumerate(run_ids)}
+        conn.execute(
+            update(RUNS).where(RUNS.c.id == bindparam("b_id")).values(seq=bindparam("b_seq")),
+            [{"b_id": run_id, "b_seq": seq} for run_id, seq in seqs.items()],
+        )
+        return seqs
+
+    def _lock_owner(self, conn: Connection, owner_id: str | None) -> None:
+        """Refuse the write if ``owner_id`` was fenced; hold a shared lock on it till commit."""
+        if owner_id is None:
+            return
+        row = conn.execute(
+            select(OWNERS.c.fenced).where(OWNERS.c.id == owner_id).with_for_update(read=True)
+        ).first()
+        if row is None:
+            raise FencedWrite(f"owner {owner_id} is not registered in this store")
+        if row.fenced:
+            raise FencedWrite(
+                f"owner {owner_id} was declared dead (no heartbeat) or has exited; its "
+                "runs are LOST and it may not write. Resume them with jf.resume(run_id)"
+            )
+
+    def _lock_run(self, conn: Connection, run_id: str, missing: type = RunNotFound) -> Any:
+        row = conn.execute(
+            select(RUNS.c.id, RUNS.c.status, RUNS.c.owner_id, RUNS.c.started_at)
+            .where(RUNS.c.id == run_id)
+            .with_for_update()
+        ).first()
+        if row is None:
+            raise missing(f"no run {run_id!r} in the store (never created, or deleted)")
+        return row
+
+    # -- owners and liveness --------------------------------------------------------------
+
+    def register_owner(
+        self,
+        user: str | None = None,
+        host: str | None = None,
+        pid: int | None = None,
+        kind: str = "process",
+    ) -> str:
+        """Register the calling process as a writer; heartbeat it with ``heartbeat``."""
+        owner_id = new_id()
+        with self._write() as conn:
+            now = self._now(conn)
+            conn.execute(
+                insert(OWNERS).values(
+                    id=owner_id,
+                    user=user or getpass.getuser(),
+                    host=host or socket.gethostname(),
+                    pid=os.getpid() if pid is None else pid,
+                    kind=kind,
+                    started_at=now,
+                    heartbeat_at=now,
+                    fenced=False,
+                )
+            )
+        return owner_id
+
+    def heartbeat(self, owner_id: str) -> None:
+        """Prove ``owner_id`` is alive (database time); FencedWrite if it was declared dead."""
+        with self._write() as conn:
+            result = conn.execute(
+                update(OWNERS)
+                .where(OWNERS.c.id == owner_id, OWNERS.c.fenced.is_(False))
+                .values(heartbeat_at=db_now(self.dialect))
+            )
+            if result.rowcount == 0:
+                self._lock_owner(conn, owner_id)  # raises with the right message
+
+    def get_owner(self, owner_id: str) -> dict | None:
+        with self._read() as conn:
+            row = conn.execute(select(OWNERS).where(OWNERS.c.id == owner_id)).first()
+        return None if row is None else row._asdict()
+
+    def release_owner(self, owner_id: str) -> list[str]:
+        """Clean exit of ``owner_id``: its unfinished runs become LOST; returns their ids."""
+        with self._write() as conn:
+            now = self._now(conn)
+            result = conn.execute(
+                update(OWNERS)
+                .where(OWNERS.c.id == owner_id, OWNERS.c.fenced.is_(False))
+                .values(fenced=True, ended_at=now)
+            )
+            if result.rowcount == 0:
+                return []
+            return self._lose_owned_runs(
+                conn, [owner_id], now, f"owner {owner_id} exited while the run was unfinished"
+            )
+
+    def reconcile(self, timeout: float = 30.0) -> list[str]:
+        """Fence owners silent for ``timeout`` seconds; their unfinished runs become LOST.
+
+        Returns the ids of the runs marked LOST. When every owner is alive this is a
+        single indexed query, cheap enough to run before every listing.
+        """
+        stale_query = select(OWNERS.c.id).where(
+            OWNERS.c.fenced.is_(False),
+            OWNERS.c.heartbeat_at < db_now_minus(self.dialect, timeout),
+        )
+        with self._read() as conn:
+            if conn.execute(stale_query.limit(1)).first() is None:
+                return []
+        with self._write() as conn:
+            stale = list(conn.execute(stale_query.with_for_update()).scalars())
+            if not stale:
+                return []
+            now = self._now(conn)
+            conn.execute(
+                update(OWNERS).where(OWNERS.c.id.in_(stale)).values(fenced=True, ended_at=now)
+            )
+            return self._lose_owned_runs(
+                conn,
+                stale,
+                now,
+                f"the process that owned this run stopped heartbeating for over {timeout:g} s; "
+                "resume it with jf.resume(run_id)",
+            )
+
+    def _lose_owned_runs(
+        self, conn: Connection, owner_ids: list[str], now: datetime, error: str
+    ) -> list[str]:
+        conn.execute(
+            update(CLUSTERS)
+            .where(CLUSTERS.c.owner_id.in_(owner_ids), CLUSTERS.c.closed_at.is_(None))
+            .values(closed_at=now)
+        )
+        run_ids = list(
+            conn.execute(
+                select(RUNS.c.id)
+                .where(RUNS.c.owner_id.in_(owner_ids), RUNS.c.status.in_(_RUN_ACTIVE))
+                .with_for_update()
+            ).scalars()
+        )
+        if not run_ids:
+            return []
+        for chunk in _chunks(run_ids):
+            conn.execute(
+                select(TASKS.c.id)
+                .where(TASKS.c.run_id.in_(chunk), TASKS.c.status.in_(_TASK_UNFINISHED))
+                .with_for_update()
+            ).all()
+        seqs = self._bump_seq(conn, run_ids)
+        conn.execute(
+            update(RUNS)
+            .where(RUNS.c.id == bindparam("b_id"))
+            .values(
+                status=RunStatus.LOST.value,
+                ended_at=bindparam("b_now", type_=UTCDateTime()),
+                error=func.coalesce(RUNS.c.error, bindparam("b_error", type_=Text())),
+                seq=bindparam("b_seq"),
+            ),
+            [{"b_id": r, "b_now": now, "b_error": error, "b_seq": seqs[r]} for r in run_ids],
+        )
+        conn.execute(
+            update(TASKS)
+            .where(
+                TASKS.c.run_id == bindparam("b_id"),
+                # executemany cannot expand IN lists.
+                or_(*(TASKS.c.status == status for status in _TASK_UNFINISHED)),
+            )
+            .values(
+                status=TaskStatus.LOST.value,
+                ended_at=bindparam("b_now", type_=UTCDateTime()),
+                seq=bindparam("b_seq"),
+            ),
+            [{"b_id": r, "b_now": now, "b_seq": seqs[r]} for r in run_ids],
+        )
+        return run_ids
+
+    # -- runs and tasks -------------------------------------------------------------------
+
+    def create_run(self, run: dict, tasks: list[dict] = ()) -> None:
+        """Insert a run and its tasks in one transaction.
+
+        ``run`` needs ``id`` and ``kind``; ``status`` defaults to PENDING, ``user`` and
+        ``host`` to the owner's. Each task needs ``id``, ``node`` and ``name``; ``status``
+        defaults to PENDING.
+        """
+        _check_fields("create_run", run, _RUN_CREATE_FIELDS)
+        if "id" not in run or "kind" not in run:
+            raise StoreError("create_run: the run needs at least 'id' and 'kind'")
+        row = {key: _plain(value) for key, value in run.items()}
+        row["status"] = _run_status(row.get("status", RunStatus.PENDING))
+        task_rows = []
+        for task in tasks:
+            _check_fields("create_run task", task, _TASK_CREATE_FIELDS)
+            if "id" not in task or "node" not in task:
+                raise StoreError("create_run: every task needs at least 'id' and 'node'")
+            task_rows.append({key: _plain(value) for key, value in task.items()})
+        with self._write() as conn:
+            now = self._now(conn)
+            owner_id = row.get("owner_id")
+            self._lock_owner(conn, owner_id)
+            if owner_id is not None and not (row.get("user") and row.get("host")):
+                owner = conn.execute(
+                    select(OWNERS.c.user, OWNERS.c.host).where(OWNERS.c.id == owner_id)
+                ).one()
+                row.setdefault("user", owner.user)
+                row.setdefault("host", owner.host)
+            row.setdefault("created_at", now)
+            if row["status"] == RunStatus.RUNNING.value:
+                row.setdefault("started_at", now)
+            if row["status"] in _RUN_TERMINAL:
+                row.setdefault("ended_at", now)
+            seq = self._bump_seq(conn, [row["id"]])[row["id"]]
+            conn.execute(insert(RUNS).values(**row, seq=seq))
+            if task_rows:
+                conn.execute(insert(TASKS), [self._new_task(t, row["id"], seq, now) for t in task_rows])
+
+    @staticmethod
+    def _new_task(task: dict, run_id: str, seq: int, now: datetime) -> dict:
+        # executemany needs every row to carry the same keys.
+        full = dict.fromkeys(_TASK_CREATE_FIELDS)
+        full.update(task)
+        full["status"] = _task_status(full["status"] or TaskStatus.PENDING)
+        full["name"] = full["name"] or full["node"]
+        full["cached"] = bool(full["cached"])
+        full["attempts"] = full["attempts"] or 0
+        full["created_at"] = full["created_at"] or now
+        full["run_id"] = run_id
+        full["seq"] = seq
+        return full
+
+    def update_run(self, run_id: str, owner_id: str | None, **fields: Any) -> None:
+        """Change fields of a run its owner is still running.
+
+        FencedWrite when the run already ended, belongs to another owner, or the owner
+        was fenced. Moving to a terminal status sets ``ended_at`` (see ``finish_run``).
+        """
+        _check_fields("update_run", fields, _RUN_UPDATE_FIELDS)
+        values = {key: _plain(value) for key, value in fields.items()}
+        if "status" in values:
+            values["status"] = _run_status(values["status"])
+        with self._write() as conn:
+            now = self._now(conn)
+            self._lock_owner(conn, owner_id)
+            # An owner writing to a deleted run is a late write like any other.
+            current = self._lock_run(conn, run_id, missing=FencedWrite)
+            if current.owner_id != owner_id:
+                raise FencedWrite(
+                    f"run {run_id} belongs to owner {current.owner_id}, not {owner_id}"
+                )
+            if current.status in _RUN_TERMINAL:
+                raise FencedWrite(
+                    f"run {run_id} is already {current.status}; a finished run cannot change"
+                )
+            status = values.get("status")
+            if status == RunStatus.RUNNING.value and current.started_at is None:
+                values.setdefault("started_at", now)
+            if status in _RUN_TERMINAL:
+                values.setdefault("ended_at", now)
+            seq = self._bump_seq(conn, [run_id])[run_id]
+            conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(**values, seq=seq))
+
+    def finish_run(
+        self, run_id: str, owner_id: str | None, status: Any, *, error: str | None = None
+    ) -> None:
+        """End a run with a terminal ``status`` (SUCCESS, FAILED, CANCELED, LOST)."""
+        status = _run_status(status)
+        if status not in _RUN_TERMINAL:
+            raise StoreError(
+                f"finish_run({run_id!r}): {status} is not a final status; "
+                f"use one of {sorted(_RUN_TERMINAL)}"
+            )
+        fields: dict[str, Any] = {"status": status}
+        if error is not None:
+            fields["error"] = error
+        self.update_run(run_id, owner_id, **fields)
+
+    def update_tasks(self, owner_id: str | None, updates: list[dict]) -> list[str]:
+        """Apply a batch of task changes in one transaction; return the ids skipped.
+
+        Each dict has ``id`` plus the fields to set. A change is skipped (and its id
+        returned) when the task is unknown, already terminal, belongs to a run of another
+        owner, or would move its status backwards. Several changes to one task apply in
+        order. A fenced owner gets FencedWrite and nothing is written.
+        """
+        if not updates:
+            return []
+        for change in updates:
+            if "id" not in change:
+                raise StoreError("update_tasks: every change needs the task 'id'")
+            _check_fields("update_tasks", (k for k in change if k != "id"), _TASK_UPDATE_FIELDS)
+        ids = list(dict.fromkeys(change["id"] for change in updates))
+        skipped: dict[str, None] = {}
+        with self._write() as conn:
+            now = self._now(conn)
+            self._lock_owner(conn, owner_id)
+            current: dict[str, dict] = {}
+            for chunk in _chunks(ids):
+                rows = conn.execute(
+                    select(
+                        TASKS.c.id,
+                        TASKS.c.run_id,
+                        TASKS.c.status,
+                        TASKS.c.started_at,
+                        RUNS.c.owner_id,
+                    )
+                    .join(RUNS, RUNS.c.id == TASKS.c.run_id)
+                    .where(TASKS.c.id.in_(chunk))
+                    .with_for_update(of=TASKS)
+                )
+                for row in rows:
+                    if row.owner_id == owner_id:
+                        current[row.id] = {
+                            "run_id": row.run_id,
+                            "status": row.status,
+                            "started_at": row.started_at,
+                        }
+            merged: dict[str, dict] = {}
+            for change in updates:
+                task_id = change["id"]
+                state = current.get(task_id)
+                values = {k: _plain(v) for k, v in change.items() if k != "id"}
+                new_status = values.get("status")
+                if new_status is not None:
+                    new_status = values["status"] = _task_status(new_status)
+                if state is None or not _task_move_allowed(state["status"], new_status):
+                    skipped[task_id] = None
+                    continue
+                self._complete_task_values(values, state, now)
+                if new_status is not None:
+                    state["status"] = new_status
+                if "started_at" in values:
+                    state["started_at"] = values["started_at"]
+                merged.setdefault(task_id, {}).update(values)
+            if merged:
+                seqs = self._bump_seq(conn, {current[t]["run_id"] for t in merged})
+                self._write_task_rows(conn, merged, current, seqs)
+        return list(skipped)
+
+    @staticmethod
+    def _complete_task_values(values: dict, state: dict, now: datetime) -> None:
+        """Fill in what a status change implies: start/end times, duration, cached."""
+        status = values.get("status")
+        if status == TaskStatus.RUNNING.value and state["started_at"] is None:
+            values.setdefault("started_at", now)
+        if status in _TASK_TERMINAL:
+            values.setdefault("ended_at", now)
+            if "duration" not in values:
+                start = values.get("started_at", state["started_at"])
+                duration = _seconds(start, values["ended_at"])
+                if duration is not None:
+                    values["duration"] = duration
+        if status == TaskStatus.CACHED.value:
+            values.setdefault("cached", True)
+
+    @staticmethod
+    def _write_task_rows(
+        conn: Connection, merged: dict[str, dict], current: dict, seqs: dict[str, int]
+    ) -> None:
+        # One executemany per distinct set of fields (usually one or two per batch).
+        groups: dict[tuple[str, ...], list[dict]] = {}
+        for task_id, values in merged.items():
+            params = {f"v_{k}": v for k, v in values.items()}
+            params["b_id"] = task_id
+            params["v_seq"] = seqs[current[task_id]["run_id"]]
+            groups.setdefault(tuple(sorted(values)), []).append(params)
+        for columns, params in groups.items():
+            statement = (
+                update(TASKS)
+                .where(TASKS.c.id == bindparam("b_id"))
+                .values(
+                    {
+                        name: bindparam(f"v_{name}", type_=TASKS.c[name].type)
+                        for name in (*columns, "seq")
+                    }
+                )
+            )
+            conn.execute(statement, params)
+
+    def _run_dicts(self, conn: Connection, rows: list) -> list[dict]:
+        runs = [row._asdict() for row in rows]
+        if not runs:
+            return runs
+        ids = [run["id"] for run in runs]
+        counts: dict[str, dict[str, int]] = {run_id: {} for run_id in ids}
+        pinned: set[str] = set()
+        for chunk in _chunks(ids):
+            for run_id, status, count in conn.execute(
+                select(TASKS.c.run_id, TASKS.c.status, func.count())
+                .where(TASKS.c.run_id.in_(chunk))
+                .group_by(TASKS.c.run_id, TASKS.c.status)
+            ):
+                counts[run_id][status] = count
+            pinned.update(conn.execute(select(PINS.c.run_id).where(PINS.c.run_id.in_(chunk))).scalars())
+        for run in runs:
+            run["task_counts"] = counts[run["id"]]
+            run["pinned"] = run["id"] in pinned
+        return runs
+
+    def get_run(self, run_id: str) -> dict | None:
+        """The run's record plus ``task_counts`` ({status: n}) and ``pinned``."""
+        with self._read() as conn:
+            rows = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).all()
+            runs = self._run_dicts(conn, rows)
+        return runs[0] if runs else None
+
+    def get_tasks(self, run_id: str, *, changed_since: int | None = None) -> list[dict]:
+        """Tasks of a run in creation order; only those changed after a feed cursor if given."""
+        query = select(TASKS).where(TASKS.c.run_id == run_id)
+        if changed_since is not None:
+            query = query.where(TASKS.c.seq > changed_since)
+        with self._read() as conn:
+            return [row._asdict() for row in conn.execute(query.order_by(TASKS.c.id))]
+
+    def get_task(self, task_id: str) -> dict | None:
+        with self._read() as conn:
+            row = conn.execute(select(TASKS).where(TASKS.c.id == task_id)).first()
+        return None if row is None else row._asdict()
+
+    def list_runs(
+        self,
+        limit: int = 20,
+        before: str | None = None,
+        name: str | None = None,
+        status: Any = None,
+        kind: Any = None,
+        notebook: str | None = None,
+        started_after: datetime | None = None,
+        parent_id: str | None = None,
+    ) -> list[dict]:
+        """Runs newest first; page on with ``before=<id of the last run of a page>``.
+
+        ``name`` matches a substring (case-insensitive); ``status`` and ``kind`` take one
+        value or a list; ``started_after`` compares with the run's ``created_at``.
+        """
+        query = select(RUNS)
+        if before is not None:
+            query = query.where(RUNS.c.id < before)
+        if name:
+            query = query.where(RUNS.c.name.icontains(name, autoescape=True))
+        for column, value in ((RUNS.c.status, status), (RUNS.c.kind, kind)):
+            if value is None:
+                continue
+            values = [value] if isinstance(value, (str, Enum)) else list(value)
+            query = query.where(column.in_([_plain(v) for v in values]))
+        if notebook is not None:
+            query = query.where(RUNS.c.notebook == notebook)
+        if started_after is not None:
+            query = query.where(
+                RUNS.c.created_at >= type_coerce(started_after, UTCDateTime())
+            )
+        if parent_id is not None:
+            query = query.where(RUNS.c.parent_id == parent_id)
+        query = query.order_by(RUNS.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            return self._run_dicts(conn, conn.execute(query).all())
+
+    def changes_since(self, cursor: int, limit: int = 500) -> tuple[list[dict], int]:
+        """Runs changed after ``cursor`` in change order, and the cursor to ask with next.
+
+        Start with cursor 0. Every write touching a run or its tasks gives the run a new,
+        larger ``seq``, so polling with the returned cursor sees each change once.
+        """
+        query = select(RUNS).where(RUNS.c.seq > cursor).order_by(RUNS.c.seq).limit(limit)
+        with self._read() as conn:
+            runs = self._run_dicts(conn, conn.execute(query).all())
+        return runs, (runs[-1]["seq"] if runs else cursor)
+
+    def request_cancel(self, run_id: str, by: str | None = None) -> dict:
+        """Ask the owner of ``run_id`` (and of its unfinished child runs) to cancel.
+
+        The owner polls ``cancel_requested``; the request is data, not a call. A second
+        request keeps the first one's time and author. CancelConflict if the run ended.
+        """
+        with self._write() as conn:
+            now = self._now(conn)
+            current = self._lock_run(conn, run_id)
+            if current.status in _RUN_TERMINAL:
+                raise CancelConflict(
+                    f"run {run_id} is already {current.status}; there is nothing to cancel"
+                )
+            targets, frontier = [run_id], [run_id]
+            while frontier:
+                children = []
+                for chunk in _chunks(frontier):
+                    children += conn.execute(
+                        select(RUNS.c.id)
+                        .where(RUNS.c.parent_id.in_(chunk), RUNS.c.status.in_(_RUN_ACTIVE))
+                        .with_for_update()
+                    ).scalars()
+                children = [c for c in children if c not in targets]
+                targets += children
+                frontier = children
+            seqs = self._bump_seq(conn, targets)
+            conn.execute(
+                update(RUNS)
+                .where(RUNS.c.id == bindparam("b_id"))
+                .values(
+                    cancel_requested_at=func.coalesce(
+                        RUNS.c.cancel_requested_at, bindparam("b_now", type_=UTCDateTime())
+                    ),
+                    cancel_requested_by=func.coalesce(
+                        RUNS.c.cancel_requested_by, bindparam("b_by", type_=Text())
+                    ),
+                    seq=bindparam("b_seq"),
+                ),
+                [{"b_id": t, "b_now": now, "b_by": by, "b_seq": seqs[t]} for t in targets],
+            )
+        return self.get_run(run_id)
+
+    def cancel_requested(self, run_ids: Iterable[str]) -> set[str]:
+        """Those of ``run_ids`` that someone asked to cancel."""
+        run_ids = list(dict.fromkeys(run_ids))
+        found: set[str] = set()
+        with self._read() as conn:
+            for chunk in _chunks(run_ids):
+                found.update(
+                    conn.execute(
+                        select(RUNS.c.id).where(
+                            RUNS.c.id.in_(chunk), RUNS.c.cancel_requested_at.is_not(None)
+                        )
+                    ).scalars()
+                )
+        return found
+
+    def delete_run(self, run_id: str, *, force: bool = False) -> None:
+        """Delete a finished run with its tasks and pin.
+
+        Child runs are kept, with ``parent_id`` set to NULL: deleting a batch's parent
+        never deletes the notebook runs a user may still want. RunActive for a PENDING or
+        RUNNING run unless ``force`` (its owner's later writes then get FencedWrite).
+        """
+        with self._write() as conn:
+            current = self._lock_run(conn, run_id)
+            if current.status not in _RUN_TERMINAL and not force:
+                raise RunActive(
+                    f"run {run_id} is {current.status}; cancel it first, or delete with force=True"
+                )
+            conn.execute(delete(RUNS).where(RUNS.c.id == run_id))
+
+    def pin(self, run_id: str, pinned: bool = True) -> None:
+        """Pin (or unpin) a run so cache garbage collection keeps its artifacts."""
+        with self._write() as conn:
+            now = self._now(conn)
+            self._lock_run(conn, run_id)
+            seq = self._bump_seq(conn, [run_id])[run_id]
+            if pinned:
+                conn.execute(
+                    self._insert(PINS).values(run_id=run_id, created_at=now).on_conflict_do_nothing()
+                )
+            else:
+                conn.execute(delete(PINS).where(PINS.c.run_id == run_id))
+            conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(seq=seq))
+
+    def pinned_runs(self) -> set[str]:
+        with self._read() as conn:
+            return set(conn.execute(select(PINS.c.run_id)).scalars())
+
+    def _merge_json(self, run_id: str, column: str, values: dict) -> None:
+        with self._write() as conn:
+            self._lock_run(conn, run_id)
+            existing = conn.execute(select(RUNS.c[column]).where(RUNS.c.id == run_id)).scalar()
+            merged = {**(existing or {}), **values}
+            seq = self._bump_seq(conn, [run_id])[run_id]
+            conn.execute(update(RUNS).where(RUNS.c.id == run_id).values({column: merged, "seq": seq}))
+
+    def record_metric(self, run_id: str, name: str, value: Any) -> None:
+        """Set metric ``name`` of a run (also after it finished: metrics may come later)."""
+        self._merge_json(run_id, "metrics", {name: value})
+
+    def set_params(self, run_id: str, params: dict) -> None:
+        """Merge ``params`` into the run's parameters."""
+        self._merge_json(run_id, "params", dict(params))
+
+    def set_snapshot(self, run_id: str, digest: str) -> None:
+        """Record the artifact holding a run's pickled graph (allowed after the run ended:
+        the snapshot is written off the critical path, and resume needs it later)."""
+        with self._write() as conn:
+            self._lock_run(conn, run_id)
+            conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(snapshot=digest))
+
+    # -- cache index ----------------------------------------------------------------------
+
+    def _insert(self, table: Table):
+        dialect = sqlite if self.dialect == "sqlite" else postgresql
+        return dialect.insert(table)
+
+    def lookup_cache(self, keys: Iterable[str]) -> dict[str, dict]:
+        """Cache entries for those of ``keys`` that have one: key -> outputs, components,
+        task_id, op_name. One query per 500 keys."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, dict] = {}
+        columns = (CACHE.c.key, CACHE.c.outputs, CACHE.c.components, CACHE.c.task_id, CACHE.c.op_name)
+        with self._read() as conn:
+            for chunk in _chunks(keys):
+                for row in conn.execute(select(*columns).where(CACHE.c.key.in_(chunk))):
+                    entry = row._asdict()
+                    found[entry.pop("key")] = entry
+        return found
+
+    def put_cache(self, entries: list[dict]) -> None:
+        """Insert or replace cache entries ({key, outputs, components, op_name, task_id})."""
+        rows: dict[str, dict] = {}
+        for entry in entries:
+            _check_fields("put_cache", entry, _CACHE_FIELDS)
+            if "key" not in entry or "outputs" not in entry:
+                raise StoreError("put_cache: every entry needs 'key' and 'outputs'")
+            rows[entry["key"]] = {**dict.fromkeys(_CACHE_FIELDS), **entry}
+        if not rows:
+            return
+        with self._write() as conn:
+            now = self._now(conn)
+            statement = self._insert(CACHE)
+            statement = statement.on_conflict_do_update(
+                index_elements=[CACHE.c.key],
+                set_={
+                    name: statement.excluded[name]
+                    for name in ("outputs", "components", "op_name", "task_id", "created_at")
+                },
+            )
+            conn.execute(statement, [{**row, "created_at": now} for row in rows.values()])
+
+    def drop_cache(self, keys: Iterable[str]) -> None:
+        keys = list(dict.fromkeys(keys))
+        with self._write() as conn:
+            for chunk in _chunks(keys):
+                conn.execute(delete(CACHE).where(CACHE.c.key.in_(chunk)))
+
+    def last_components(self, op_names: Iterable[str]) -> dict[str, dict]:
+        """Components of the newest cache entry of each op name (to explain a rerun)."""
+        op_names = list(dict.fromkeys(op_names))
+        result: dict[str, dict] = {}
+        with self._read() as conn:
+            for chunk in _chunks(op_names):
+                newest = (
+                    select(
+                        CACHE.c.op_name,
+                        CACHE.c.components,
+                        func.row_number()
+                        .over(
+                            partition_by=CACHE.c.op_name,
+                            order_by=(CACHE.c.created_at.desc(), CACHE.c.key.desc()),
+                        )
+                        .label("rank"),
+                    )
+                    .where(CACHE.c.op_name.in_(chunk))
+                    .subquery()
+                )
+                for op_name, components in conn.execute(
+                    select(newest.c.op_name, newest.c.components).where(newest.c.rank == 1)
+                ):
+                    result[op_name] = components
+        return result
+
+    # -- artifacts ------------------------------------------------------------------------
+
+    def put_artifacts(self, rows: list[dict]) -> None:
+        """Register artifacts ({hash, size, serializer, serializer_version, type, uri});
+        hashes already known are left as they are."""
+        cleaned: dict[str, dict] = {}
+        for row in rows:
+            _check_fields("put_artifacts", row, _ARTIFACT_FIELDS)
+            if "hash" not in row:
+                raise StoreError("put_artifacts: every row needs 'hash'")
+            cleaned.setdefault(row["hash"], {**dict.fromkeys(_ARTIFACT_FIELDS), **row})
+        if not cleaned:
+            return
+        with self._write() as conn:
+            now = self._now(conn)
+            conn.execute(
+                self._insert(ARTIFACTS).on_conflict_do_nothing(index_elements=[ARTIFACTS.c.hash]),
+                [{**row, "created_at": row["created_at"] or now} for row in cleaned.values()],
+            )
+
+    def get_artifact(self, digest: str) -> dict | None:
+        with self._read() as conn:
+            row = conn.execute(select(ARTIFACTS).where(ARTIFACTS.c.hash == digest)).first()
+        return None if row is None else row._asdict()
+
+    def artifact_runs(self, digest: str) -> list[dict]:
+        """Tasks that output the artifact ``digest`` (its producers, for lineage)."""
+        if not _HEX.fullmatch(digest):
+            raise StoreError(f"{digest!r} is not an artifact hash (hex digits)")
+        # A text search narrows the scan; the exact test is done on the decoded JSON.
+        query = (
+            select(TASKS)
+            .where(cast(TASKS.c.outputs, Text).contains(digest))
+            .order_by(TASKS.c.id)
+        )
+        with self._read() as conn:
+            rows = [row._asdict() for row in conn.execute(query)]
+        return [row for row in rows if digest in (row["outputs"] or {}).values()]
+
+    # -- clusters -------------------------------------------------------------------------
+
+    def register_cluster(
+        self, owner_id: str | None, profile: str | None, address: str, dashboard: str | None = None
+    ) -> str:
+        """Record a Dask cluster started (or joined) by ``owner_id``; returns its id."""
+        cluster_id = new_id()
+        with self._write() as conn:
+            now = self._now(conn)
+            self._lock_owner(conn, owner_id)
+            conn.execute(
+                insert(CLUSTERS).values(
+                    id=cluster_id,
+                    owner_id=owner_id,
+                    profile=profile,
+                    address=address,
+                    dashboard=dashboard,
+                    created_at=now,
+                )
+            )
+        return cluster_id
+
+    def close_cluster(self, cluster_id: str) -> None:
+        with self._write() as conn:
+            now = self._now(conn)
+            conn.execute(
+                update(CLUSTERS)
+                .where(CLUSTERS.c.id == cluster_id, CLUSTERS.c.closed_at.is_(None))
+                .values(closed_at=now)
+            )
+
+    def list_clusters(self, active_only: bool = True) -> list[dict]:
+        """Clusters newest first; active ones are open and have a live (unfenced) owner."""
+        query = select(CLUSTERS).order_by(CLUSTERS.c.id.desc())
+        if active_only:
+            query = query.outerjoin(OWNERS, OWNERS.c.id == CLUSTERS.c.owner_id).where(
+                CLUSTERS.c.closed_at.is_(None),
+                or_(CLUSTERS.c.owner_id.is_(None), OWNERS.c.fenced.is_(False)),
+            )
+        with self._read() as conn:
+            return [row._asdict() for row in conn.execute(query)]

@@ -1,0 +1,79 @@
+import pytest
+
+import jupyter_flow as jf
+from jupyter_flow.core.graph import Graph, order
+from jupyter_flow.core.status import RunKind, RunStatus, TaskStatus
+
+
+@jf.op
+def inc(x):
+    return x + 1
+
+
+@jf.op
+def add(a, b):
+    return a + b
+
+
+def test_graph_orders_upstream_first_and_shares_nodes():
+    a = inc(1)
+    b = inc(a)
+    c = add(a, b)
+    graph = Graph(c)
+    assert graph.nodes.index(a) < graph.nodes.index(b) < graph.nodes.index(c)
+    assert len(graph.nodes) == 3  # `a` is used twice but appears once
+
+
+def test_graph_keeps_target_shape():
+    graph = Graph((inc(1), inc(2)))
+    assert graph.shape([1, 2]) == (1, 2)
+    assert Graph([inc(1)]).shape([5]) == [5]
+    assert Graph(inc(1)).shape([5]) == 5
+
+
+def test_cycle_is_a_flow_error_naming_the_ops():
+    deps = {"load": ["train"], "train": ["features"], "features": ["load"]}
+    with pytest.raises(jf.FlowError, match="cycle") as err:
+        order(deps)
+    for name in ("load", "train", "features"):
+        assert name in str(err.value)
+
+
+def test_bad_targets_and_arguments_are_flow_errors():
+    with pytest.raises(jf.FlowError, match="node"):
+        Graph(inc)
+    with pytest.raises(jf.FlowError, match="'inc'"):
+        inc(1, 2)
+    with pytest.raises(jf.FlowError, match="retries"):
+        jf.op(retries=-1)(lambda: 1)
+    with pytest.raises(jf.FlowError, match="resources"):
+        jf.op(resources={"GPU": "one"})(lambda: 1)
+    with pytest.raises(jf.FlowError, match="unknown setting"):
+        jf.op(retry=2)
+
+
+def test_composites_build_the_expected_nodes():
+    p = jf.pipeline([inc(0), inc, inc])
+    assert [n.op.name for n in Graph(p).nodes] == ["inc", "inc", "inc"]
+    par = jf.parallel([inc(1), inc(2)])
+    assert par.op.name == "parallel" and len(Graph(par).nodes) == 3
+    f = jf.funnel([inc(1), inc(2)], into=inc)
+    assert f.op is inc
+    m = jf.map(add, [1, 2, 3], b=10)
+    mapped = [n for n in Graph(m).nodes if n.op is add]
+    assert sorted(n.index for n in mapped) == [0, 1, 2]
+    with pytest.raises(jf.FlowError, match="jf.map"):
+        jf.map(add, inc(1))
+
+
+def test_statuses_and_kinds_are_spelled_as_the_spec():
+    assert [s.value for s in RunStatus] == ["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELED", "LOST"]
+    assert [s.value for s in TaskStatus] == [
+        "PENDING", "WAITING", "RUNNING", "SUCCESS", "CACHED", "FAILED", "CANCELED", "SKIPPED", "LOST"]
+    assert [k.value for k in RunKind] == ["api", "cell", "graph", "notebook", "batch", "resume"]
+    assert RunStatus.SUCCESS == "SUCCESS"
+
+
+def test_error_family():
+    for cls in (jf.OpTimeout, jf.WorkerLost, jf.RunCanceled, jf.RunLost):
+        assert issubclass(cls, jf.FlowError)

@@ -1,0 +1,116 @@
+"""Ops used by the engine tests (a local module: shipped to workers by value)."""
+
+import os
+import time
+
+import jupyter_flow as jf
+
+CALLS_DIR = os.environ.get("FLOW_TEST_CALLS", "")
+
+
+@jf.op
+def load(n):
+    return list(range(n))
+
+
+@jf.op(retries=2, timeout=600)
+def train(data, lr=0.1):
+    return sum(data) * lr
+
+
+@jf.op
+def add(a, b):
+    return a + b
+
+
+@jf.op
+def boom(x):
+    raise ValueError(f"bad value {x}")
+
+
+@jf.op
+def shout(x):
+    print(f"hello from {x}")
+    return x
+
+
+@jf.op
+def mutate(values):
+    values.append(99)
+    return len(values)
+
+
+@jf.op
+def total(values):
+    return sum(values)
+
+
+@jf.op
+def sleepy(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@jf.op(timeout=1)
+def too_slow(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@jf.op(timeout=1, isolate=True)
+def too_slow_isolated(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@jf.op(resources={"GPU": 1})
+def on_gpu(x):
+    return x * 2
+
+
+@jf.op
+def unpicklable(x):
+    import threading
+
+    return threading.Lock()
+
+
+@jf.op
+def die_once(marker):
+    # Kills its own worker process the first time: the scheduler retries it elsewhere.
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        time.sleep(1.0)  # mid-task: the worker has reported that it started
+        os.kill(os.getpid(), 9)
+    return "survived"
+
+
+@jf.op
+def flaky(marker):
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("first attempt fails")
+    return "ok"
+
+
+flaky_retried = flaky.options(retries=1)
+
+
+@jf.op
+def count_call(tag, calls_dir):
+    with open(os.path.join(calls_dir, f"{tag}-{time.time_ns()}"), "w"):
+        pass
+    return tag
+
+
+@jf.op
+def record_metric(x):
+    jf.record("accuracy", 0.93)
+    return x
+
+
+def _multi(x):
+    return {"a": x, "b": x * 10}
+
+
+multi_out = jf.Op(_multi, name="multi_out", outputs=["a", "b"])

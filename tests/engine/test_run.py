@@ -1,0 +1,191 @@
+"""The engine on a real LocalCluster: results, cache restore, reasons, failures, composites."""
+
+import os
+
+import numpy as np
+import pytest
+
+from . import ops
+
+
+def test_quickstart_runs_then_restores_from_cache(jf):
+    run = jf.run(ops.train(ops.load(1000), lr=0.01), name="demo")
+    assert run.status == "SUCCESS"
+    assert run.kind == "api"
+    assert run.result() == pytest.approx(4995.0)
+    names = sorted(t.name for t in run.tasks)
+    assert names == ["load", "train"]
+    assert all(t.status == "SUCCESS" and not t.cached and t.attempts == 1 for t in run.tasks)
+    assert all(t.reason == "no cache entry" for t in run.tasks)
+
+    again = jf.run(ops.train(ops.load(1000), lr=0.01))
+    assert again.status == "SUCCESS"
+    assert all(t.status == "CACHED" and t.cached for t in again.tasks)
+    assert again.result() == pytest.approx(4995.0)
+
+    stored = jf.get_run(run.id)
+    assert stored.status == "SUCCESS" and stored.name == "demo"
+    assert {t.key for t in stored.tasks} == {t.key for t in run.tasks}
+
+
+def test_only_dependents_of_a_change_rerun_with_reasons(jf):
+    jf.run([ops.train(ops.load(10), lr=0.5), ops.add(1, 2)])
+    run = jf.run([ops.train(ops.load(10), lr=0.25), ops.add(1, 2)])
+    by_name = {t.name: t for t in run.tasks}
+    assert by_name["load"].status == "CACHED"
+    assert by_name["add"].status == "CACHED"
+    assert by_name["train"].status == "SUCCESS"
+    assert by_name["train"].reason == "params changed"
+    assert run.result() == [pytest.approx(11.25), 3]
+
+    run2 = jf.run(ops.train(ops.load(11), lr=0.25))
+    reasons = {t.name: t.reason for t in run2.tasks}
+    assert reasons == {"load": "params changed", "train": "input changed"}
+
+
+def test_force_reruns_despite_cache(jf):
+    node = ops.add(2, 3)
+    jf.run(node)
+    run = jf.run(ops.add(2, 3), force=[ops.add])
+    (task,) = run.tasks
+    assert task.status == "SUCCESS" and task.reason == "forced"
+
+
+def test_failure_skips_dependents_and_raises_the_op_error(jf):
+    bad = ops.boom(1)
+    run = jf.run([ops.add(bad, 1), ops.add(5, 5)])
+    assert run.status == "FAILED"
+    by_status = {t.name: t.status for t in run.tasks}
+    assert by_status["boom"] == "FAILED"
+    statuses = sorted(t.status for t in run.tasks if t.name == "add")
+    assert statuses == ["SKIPPED", "SUCCESS"]  # the independent branch finished
+    failed = next(t for t in run.tasks if t.name == "boom")
+    assert "ValueError: bad value 1" in failed.error
+    assert "in boom" in failed.traceback and "ValueError: bad value 1" in failed.traceback
+    with pytest.raises(ValueError, match="bad value 1") as err:
+        run.result()
+    notes = "\n".join(getattr(err.value, "__notes__", []))
+    assert "op 'boom'" in notes and run.id in notes
+    assert isinstance(err.value, ValueError)
+
+
+def test_stdout_is_captured_per_task(jf):
+    run = jf.run(jf.parallel([ops.shout(i) for i in range(6)]))
+    assert run.result() == list(range(6))
+    for task in run.tasks:
+        if task.name == "shout":
+            value = task.provenance.get("op") and task.logs
+            assert task.logs.strip().startswith("hello from")
+            assert task.logs.count("hello from") == 1, value
+
+
+def test_inputs_are_copies_on_workers(jf):
+    data = ops.load(3)
+    run = jf.run([ops.mutate(data), ops.total(data), ops.mutate(data)])
+    assert run.result() == [4, 3, 4]
+
+
+def test_composites_values(jf):
+    assert jf.run(jf.pipeline([ops.load(4), (ops.train, {"lr": 1.0})])).result() == 6.0
+    assert jf.run(jf.parallel([ops.add(1, 1), ops.add(2, 2)])).result() == [2, 4]
+    assert jf.run(jf.funnel([ops.add(1, 1), ops.add(2, 2)], into=ops.total)).result() == 6
+    run = jf.run(jf.map(ops.add, [1, 2, 3], b=10))
+    assert run.result() == [11, 12, 13]
+    mapped = sorted((t.index, t.name) for t in run.tasks if t.name == "add")
+    assert mapped == [(0, "add"), (1, "add"), (2, "add")]
+
+
+def test_multi_output_and_numpy_payload(jf):
+    node = ops.multi_out(3)
+    assert jf.run(node).result() == {"a": 3, "b": 30}
+    assert jf.run(ops.add(node["a"], node["b"])).result() == 33
+    big = np.arange(1_000_000, dtype="float64")
+    result = jf.run(ops.total(big)).result()
+    assert result == pytest.approx(big.sum())
+
+
+def test_retries_count_attempts(jf, tmp_path):
+    run = jf.run(ops.flaky_retried(str(tmp_path / "marker")))
+    (task,) = run.tasks
+    assert run.status == "SUCCESS" and task.attempts == 2
+
+
+def test_timeout_without_and_with_isolate(jf):
+    run = jf.run(ops.too_slow(5))
+    assert run.status == "FAILED"
+    with pytest.raises(jf.OpTimeout, match="too_slow"):
+        run.result()
+    run = jf.run(ops.too_slow_isolated(30))
+    assert run.status == "FAILED"
+    (task,) = run.tasks
+    assert task.duration < 20  # the child process was killed, not waited for
+    with pytest.raises(jf.OpTimeout):
+        run.result()
+
+
+def test_unpicklable_result_fails_the_run_with_a_clear_error(jf):
+    run = jf.run(ops.unpicklable(1))
+    assert run.status == "FAILED"
+    (task,) = run.tasks
+    assert "cannot be stored" in task.error and "unpicklable" in task.error
+    with pytest.raises(jf.FlowError):
+        run.result()
+
+
+def test_unknown_profile_raises_before_recording(jf):
+    with pytest.raises(jf.FlowError, match="unknown cluster profile 'nope'"):
+        jf.run(ops.add(1, 2), cluster="nope")
+    assert jf.runs() == []
+
+
+def test_worker_killed_mid_task_is_retried(jf, tmp_path):
+    run = jf.run(ops.die_once(str(tmp_path / "died")))
+    assert run.status == "SUCCESS"
+    assert run.result() == "survived"
+    (task,) = run.tasks
+    assert task.attempts == 2
+
+
+def test_corrupt_artifact_is_recomputed(jf, flow_home):
+    first = jf.run(ops.add(ops.add(1, 2), 3))
+    inner = next(t for t in first.tasks if t.upstream == [])
+    digest = inner.outputs["return"]
+    path = next((flow_home / "artifacts").rglob(digest))
+    path.write_bytes(path.read_bytes()[:-1] + b"X")
+    # The outer op must rerun (forced), which needs the corrupt inner value.
+    outer = ops.add(ops.add(1, 2), 3)
+    run = jf.run(outer, force=[outer])
+    assert run.result() == 6
+    redone = next(t for t in run.tasks if t.upstream == [])
+    assert redone.status == "SUCCESS"
+    assert "corrupt" in redone.reason
+
+
+def test_corrupt_target_artifact_is_recomputed_on_result(jf, flow_home):
+    run = jf.run(ops.add(20, 22))
+    digest = run.tasks[0].outputs["return"]
+    path = next((flow_home / "artifacts").rglob(digest))
+    path.write_bytes(b"garbage")
+    assert jf.run(ops.add(20, 22)).result() == 42
+
+
+def test_metrics_and_runs_listing(jf):
+    run = jf.run(ops.record_metric(1), name="metrics")
+    assert run.metrics == {"accuracy": 0.93}
+    jf.record("loss", 0.5)
+    assert jf.get_run(run.id).metrics == {"accuracy": 0.93, "loss": 0.5}
+    jf.run(ops.add(1, 1), name="other")
+    listed = jf.runs()
+    assert [r.name for r in listed] == ["other", "metrics"]
+    assert [r.name for r in jf.runs(name="metr")] == ["metrics"]
+    assert jf.runs(status="FAILED") == []
+
+
+def test_pin_and_delete(jf):
+    run = jf.run(ops.add(1, 1))
+    jf.pin(run.id)
+    jf.delete_run(run.id)
+    with pytest.raises(jf.FlowError, match="no run"):
+        jf.get_run(run.id)
+    with pytest.raises(jf.FlowError, match="no run"):
+        jf.delete_run(run.id)

@@ -1,0 +1,56 @@
+"""A separate writer process for the concurrency tests (run as a script, not collected).
+
+    python store_worker.py write URL RUNS TASKS   # waits for a line on stdin, then writes
+    python store_worker.py hold URL               # owns a RUNNING run and heartbeats forever
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from jupyter_flow.core.ids import new_id
+from jupyter_flow.store import Store
+
+
+def write(url: str, n_runs: int, n_tasks: int) -> None:
+    print("ready", flush=True)
+    sys.stdin.readline()   # start together with the other writers
+    store = Store(url)     # every writer races to migrate a fresh store
+    owner = store.register_owner()
+    for _ in range(n_runs):
+        run_id = new_id()
+        tasks = [{"id": new_id(), "node": f"n{i}", "name": "op"} for i in range(n_tasks)]
+        store.create_run({"id": run_id, "kind": "api", "status": "RUNNING", "owner_id": owner}, tasks)
+        store.update_tasks(owner, [{"id": t["id"], "status": "RUNNING"} for t in tasks])
+        store.heartbeat(owner)
+        skipped = store.update_tasks(
+            owner, [{"id": t["id"], "status": "SUCCESS", "outputs": {"out": "0" * 64}} for t in tasks]
+        )
+        assert skipped == [], skipped
+        store.put_cache([{"key": new_id(), "outputs": {"out": "0" * 64}, "op_name": "op"}])
+        store.finish_run(run_id, owner, "SUCCESS")
+    store.release_owner(owner)
+    store.close()
+    print("done", flush=True)
+
+
+def hold(url: str) -> None:
+    store = Store(url)
+    owner = store.register_owner(kind="kernel")
+    run_id = new_id()
+    tasks = [{"id": new_id(), "node": f"n{i}", "name": "op"} for i in range(3)]
+    store.create_run({"id": run_id, "kind": "cell", "status": "RUNNING", "owner_id": owner}, tasks)
+    store.update_tasks(owner, [{"id": tasks[0]["id"], "status": "SUCCESS"},
+                               {"id": tasks[1]["id"], "status": "RUNNING"}])
+    print("ready", owner, run_id, flush=True)
+    while True:   # a live kernel: heartbeat until killed
+        store.heartbeat(owner)
+        time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "write":
+        write(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        hold(sys.argv[2])
