@@ -146,7 +146,15 @@ def _names_read(tree: ast.AST) -> tuple[list[str], list[list[str]]]:
     bound: set[str] = set()
     loads: list[str] = []
     chains: list[list[str]] = []
+    # Decorators (``@jf.op``) are not what the op's body reads.
+    skip: set[int] = set()
+    for top in ([tree] + list(getattr(tree, "body", []))):
+        if isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for decorator in top.decorator_list:
+                skip.update(id(n) for n in ast.walk(decorator))
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Name):
             if isinstance(node.ctx, ast.Load):
                 loads.append(node.id)
@@ -226,9 +234,14 @@ def _resolve(name: str, func: Callable | None, namespace: Mapping[str, Any] | No
 
 
 def fingerprint(op: Op, namespace: Mapping[str, Any] | None = None) -> Fingerprint:
-    """Analyse an op's code once: its normalised source, local helpers, data it reads, packages."""
-    if op._fingerprint is not None and namespace is None:
-        return op._fingerprint
+    """Analyse an op's code: its normalised source, local helpers, data it reads, packages.
+
+    Helpers can be redefined between runs (in a notebook), so this is recomputed for each
+    submission; an op unpickled from a snapshot uses the analysis it carries.
+    """
+    carried = getattr(op, "_carried", None)
+    if carried is not None and namespace is None:
+        return carried
     fp = Fingerprint(code="")
     seen: set[int] = set()
 
@@ -314,8 +327,7 @@ def fingerprint(op: Op, namespace: Mapping[str, Any] | None = None) -> Fingerpri
         fp.data_names.setdefault(name, (getter_owner, name))
 
     visit_callable(op.func, op.name, top=True)
-    if namespace is None:
-        op._fingerprint = fp
+    op._fingerprint = fp
     return fp
 
 
@@ -419,6 +431,7 @@ def task_key(
     *,
     captured: Mapping[str, Any] | None = None,
     namespace: Mapping[str, Any] | None = None,
+    memo: dict | None = None,
 ) -> TaskKey:
     """Key of ``node`` given its upstream nodes' keys.
 
@@ -426,7 +439,12 @@ def task_key(
     at submission; functions among them count as code, the rest as data.
     """
     op = node.op
-    fp = fingerprint(op, namespace)
+    if memo is not None:
+        fp = memo.get(op)
+        if fp is None:
+            fp = memo[op] = fingerprint(op, namespace)
+    else:
+        fp = fingerprint(op, namespace)
     components: dict[str, Any] = {
         "code": fp.code,
         "deps": fp.deps,

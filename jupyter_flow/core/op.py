@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import textwrap
 import numbers
 from typing import Any, Callable, Iterable, Iterator
 
@@ -67,15 +68,16 @@ class Op:
         self.resources = resources
         self.isolate = bool(isolate)
         self.outputs = tuple(outputs) if outputs else (RETURN,)
-        # Explicit source for ops that are not ordinary functions (notebook cells).
-        self.source = source
+        # The source travels with the op (workers and resuming processes cannot read it
+        # back from a file): explicit for notebook cells, read now for functions.
+        self.source = source if source is not None else _read_source(func)
         # Values the op reads that are not arguments (a cell's captured names).
         self.captured = captured
         try:
             self.signature: inspect.Signature | None = inspect.signature(func)
         except (TypeError, ValueError):
             self.signature = None
-        self._fingerprint: Any = None  # filled lazily by core.keys
+        self._fingerprint: Any = None  # the latest code analysis (core.keys), pickled along
 
     @property
     def multi_output(self) -> bool:
@@ -106,14 +108,28 @@ class Op:
         return (
             _rebuild_op,
             (self.func, self.name, self.retries, self.timeout, self.cache, self.resources,
-             self.isolate, self.outputs, self.source, self.captured),
+             self.isolate, self.outputs, self.source, self.captured, self._fingerprint),
         )
 
 
-def _rebuild_op(func, name, retries, timeout, cache, resources, isolate, outputs, source, captured):
-    return Op(func, name=name, retries=retries, timeout=timeout, cache=cache,
-              resources=resources, isolate=isolate, outputs=outputs, source=source,
-              captured=captured)
+def _rebuild_op(func, name, retries, timeout, cache, resources, isolate, outputs, source, captured,
+                fingerprint=None):
+    rebuilt = Op(func, name=name, retries=retries, timeout=timeout, cache=cache,
+                 resources=resources, isolate=isolate, outputs=outputs, source=source,
+                 captured=captured)
+    # An unpickled op keeps the analysis made where it was defined: there its helpers'
+    # sources could be read, here (a resuming process) they may not.
+    rebuilt._carried = fingerprint
+    return rebuilt
+
+
+def _read_source(func: Callable) -> str | None:
+    if getattr(func, "__name__", "") == "<lambda>":
+        return None
+    try:
+        return textwrap.dedent(inspect.getsource(func))
+    except (OSError, TypeError):
+        return None
 
 
 def op(func: Callable | None = None, **settings: Any):

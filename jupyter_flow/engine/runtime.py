@@ -158,8 +158,9 @@ class Engine:
         states: list[TaskState] = []
         position = graph.position
         captured = captured or {}
+        memo: dict = {}
         for pos, node in enumerate(graph.nodes):
-            tk = keylib.task_key(node, upstream_keys, captured=captured.get(node), namespace=namespace)
+            tk = keylib.task_key(node, upstream_keys, captured=captured.get(node), namespace=namespace, memo=memo)
             upstream_keys[node] = tk.key
             states.append(TaskState(
                 id=new_id(), node=node, position=pos, name=node.op.name, index=node.index,
@@ -322,7 +323,8 @@ def _ship_local_modules(ops) -> None:
 
     for op in ops:
         names = {getattr(op.func, "__module__", None)}
-        names.update(label.rsplit(".", 1)[0] for label in keylib.fingerprint(op).deps)
+        if op._fingerprint is not None:
+            names.update(label.rsplit(".", 1)[0] for label in op._fingerprint.deps)
         for name in names:
             if not name or name in _shipped or name in ("__main__", "__mp_main__"):
                 continue
