@@ -53,3 +53,20 @@ def __getattr__(name: str) -> Any:
     value = getattr(import_module(module), name)
     globals()[name] = value
     return value
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext jupyter_flow``: registers the ``%%flow`` magics."""
+    from .kernel.magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def _jupyter_server_extension_points() -> list[dict]:
+    from .server.app import FlowApp
+
+    return [{"module": "jupyter_flow.server.app", "app": FlowApp}]
+
+
+def _jupyter_labextension_paths() -> list[dict]:
+    return [{"src": "labextension", "dest": "jupyter-flow"}]
