@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
@@ -20,6 +21,11 @@ def _encode(value: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
+_B32 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET)
+_prefix_ms = -1
+_prefix = ""
+
+
 def new_id() -> str:
     """Return a 26-character id; ids made later in this process sort after earlier ones.
 
@@ -27,7 +33,7 @@ def new_id() -> str:
     >>> a < b and len(a) == 26
     True
     """
-    global _last_ms, _last_rand
+    global _last_ms, _last_rand, _prefix_ms, _prefix
     with _lock:
         now = time.time_ns() // 1_000_000
         if now <= _last_ms:
@@ -37,7 +43,11 @@ def new_id() -> str:
         else:
             _last_rand = int.from_bytes(os.urandom(10), "big") >> 1
         _last_ms = now
-        return _encode(now, 10) + _encode(_last_rand & ((1 << 80) - 1), 16)
+        if now != _prefix_ms:
+            _prefix_ms, _prefix = now, _encode(now, 10)
+        # 80 bits are exactly 16 base32 digits: the standard codec, mapped to Crockford's.
+        rand = (_last_rand & ((1 << 80) - 1)).to_bytes(10, "big")
+        return _prefix + base64.b32encode(rand).decode().translate(_B32)
 
 
 def id_time_ms(identifier: str) -> int:

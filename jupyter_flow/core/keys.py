@@ -34,6 +34,7 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@lru_cache(maxsize=4096)
 def looks_secret(name: str) -> bool:
     lowered = name.lower()
     return any(word in lowered for word in SECRET_WORDS)
@@ -375,7 +376,31 @@ class TaskKey:
     disabled_reason: str | None = None
 
 
+@lru_cache(maxsize=1024)
+def _simple_parameters(signature: inspect.Signature) -> tuple | None:
+    """(names, defaults) when every parameter is plain positional-or-keyword, else None."""
+    names, defaults = [], {}
+    for param in signature.parameters.values():
+        if param.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            return None
+        names.append(param.name)
+        if param.default is not inspect.Parameter.empty:
+            defaults[param.name] = param.default
+    return tuple(names), defaults
+
+
 def _bind(op: Op, node: Node) -> dict[str, Any]:
+    simple = _simple_parameters(op.signature) if op.signature is not None else None
+    if simple is not None and len(node.args) <= len(simple[0]):
+        # Fast path for the common signature (the call was validated when it was made).
+        names, defaults = simple
+        bound = dict(zip(names, node.args))
+        for name in names[len(node.args):]:
+            if name in node.kwargs:
+                bound[name] = node.kwargs[name]
+            elif name in defaults:
+                bound[name] = defaults[name]
+        return bound
     if op.signature is None:
         bound = {f"arg{i}": v for i, v in enumerate(node.args)}
         bound.update(node.kwargs)
@@ -425,6 +450,42 @@ def environment(fp: Fingerprint) -> dict:
     return {"python": _PYTHON, "packages": dict(sorted(fp.packages.items()))}
 
 
+@dataclass
+class _OpPart:
+    """What all nodes of one op share within a submission: code, deps, env, globals."""
+
+    fp: Fingerprint
+    env: dict
+    globals_tokens: dict
+    globals_display: dict
+    files: dict
+    reason: str | None
+    digest: str
+
+
+def _op_part(op: Op, namespace: Mapping[str, Any] | None) -> _OpPart:
+    fp = fingerprint(op, namespace)
+    tokens: dict[str, str] = {}
+    display: dict[str, Any] = {}
+    files: dict[str, str] = {}
+    reason = None
+    for name, (owner, var) in fp.data_names.items():
+        found, value = _resolve(var, owner if isinstance(owner, types.FunctionType) else None, namespace)
+        if not found:
+            continue
+        try:
+            _files_in(value, files)
+            tokens[name] = named_token(name, value)
+        except FlowError as err:
+            reason = f"cache disabled: {name!r} {err}"
+            break
+        display[name] = display_value(name, value) if type(value) in _SCALARS else tokens[name]
+    env = environment(fp)
+    digest = sha256_text(json.dumps([fp.code, fp.deps, tokens, files, env, list(op.outputs)],
+                                    sort_keys=True, separators=(",", ":"), default=str))
+    return _OpPart(fp, env, tokens, display, files, reason, digest)
+
+
 def task_key(
     node: Node,
     upstream_keys: Mapping[Node, str],
@@ -436,59 +497,57 @@ def task_key(
     """Key of ``node`` given its upstream nodes' keys.
 
     ``captured`` are values the op reads by name (a notebook cell's inputs) taken now,
-    at submission; functions among them count as code, the rest as data.
+    at submission; functions among them count as code, the rest as data. ``memo`` (one
+    dict per submission) shares the per-op part between the nodes of the same op.
     """
     op = node.op
-    if memo is not None:
-        fp = memo.get(op)
-        if fp is None:
-            fp = memo[op] = fingerprint(op, namespace)
-    else:
-        fp = fingerprint(op, namespace)
-    components: dict[str, Any] = {
-        "code": fp.code,
-        "deps": fp.deps,
-        "globals": {},
-        "params": {},
-        "inputs": {},
-        "files": {},
-        "env": environment(fp),
-    }
-    tokens: dict[str, Any] = {"globals": {}, "params": {}}
-    reason = None
+    part = memo.get(op) if memo is not None else None
+    if part is None:
+        part = _op_part(op, namespace)
+        if memo is not None:
+            memo[op] = part
+    globals_tokens = dict(part.globals_tokens)
+    globals_display = dict(part.globals_display)
+    files = dict(part.files)
+    params_tokens: dict[str, str] = {}
+    params_display: dict[str, Any] = {}
+    inputs: dict[str, Any] = {}
+    reason = part.reason
+    name = ""
     try:
-        for name, (owner, var) in fp.data_names.items():
-            found, value = _resolve(var, owner if isinstance(owner, types.FunctionType) else None, namespace)
-            if not found:
-                continue
-            _files_in(value, components["files"])
-            tok = named_token(name, value)
-            tokens["globals"][name] = tok
-            components["globals"][name] = tok if looks_secret(name) or type(value) not in _SCALARS else display_value(name, value)
         for name, value in (captured or {}).items():
-            _files_in(value, components["files"])
-            tok = named_token(name, value)
-            tokens["globals"][name] = tok
-            components["globals"][name] = display_value(name, value) if type(value) in _SCALARS else tok
+            _files_in(value, files)
+            globals_tokens[name] = named_token(name, value)
+            globals_display[name] = display_value(name, value) if type(value) in _SCALARS else globals_tokens[name]
         for name, value in _bind(op, node).items():
             if _has_node(value):
-                components["inputs"][name] = _substitute_keys(value, upstream_keys)
+                inputs[name] = _substitute_keys(value, upstream_keys)
                 continue
-            _files_in(value, components["files"])
-            tokens["params"][name] = named_token(name, value)
-            components["params"][name] = display_value(name, value)
+            if type(value) not in _SCALARS:
+                _files_in(value, files)
+            params_tokens[name] = named_token(name, value)
+            params_display[name] = display_value(name, value)
     except FlowError as err:
-        reason = f"cache disabled: {name!r} {err}"
+        reason = reason or f"cache disabled: {name!r} {err}"
     if reason is None and not op.cache:
         reason = "cache disabled"
     payload = json.dumps(
-        [fp.code, fp.deps, tokens["globals"], tokens["params"], components["inputs"],
-         components["files"], components["env"], list(op.outputs)],
-        sort_keys=True, separators=(",", ":"), default=str,
+        [part.digest, globals_tokens if captured else None, params_tokens, inputs,
+         files if len(files) != len(part.files) else None],
+        sort_keys=True, separators=(",", ":"),
     )
-    key = hashlib.sha256(payload.encode()).hexdigest()
-    components["tokens"] = tokens
-    return TaskKey(key=key, components=components, disabled_reason=reason)
+    components: dict[str, Any] = {
+        "code": part.fp.code,
+        "deps": part.fp.deps,
+        "globals": globals_display,
+        "params": params_display,
+        "inputs": inputs,
+        "files": files,
+        "env": part.env,
+        "tokens": {"globals": globals_tokens, "params": params_tokens},
+    }
+    return TaskKey(key=hashlib.sha256(payload.encode()).hexdigest(), components=components,
+                   disabled_reason=reason)
 
 
 def explain(components: Mapping[str, Any] | None, previous: Mapping[str, Any] | None) -> str:

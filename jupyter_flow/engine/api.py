@@ -12,6 +12,13 @@ from .runtime import HEARTBEAT_TIMEOUT_S, get_engine
 from .worker import current_task, emit
 
 
+def _engine():
+    """The engine, with this process's pending writes in the store (read your own writes)."""
+    engine = get_engine()
+    engine.writer.flush()
+    return engine
+
+
 def run(
     targets: Any,
     *,
@@ -29,7 +36,7 @@ def run(
     >>> run.status, run.result()                                # doctest: +SKIP
     ('SUCCESS', 4995.0)
     """
-    engine = get_engine()
+    engine = _engine()
     execution = engine.submit(targets, name=name, kind=kind, cluster=cluster, force=force,
                               parent_id=parent_id, params=params)
     record = Run(engine, execution.run_id, execution=execution)
@@ -41,7 +48,7 @@ def run(
 def runs(limit: int = 20, name: str | None = None, status: str | None = None,
          kind: str | None = None, parent_id: str | None = None) -> list[Run]:
     """Recorded runs, newest first (runs of dead processes are marked LOST first)."""
-    engine = get_engine()
+    engine = _engine()
     engine.store.reconcile(HEARTBEAT_TIMEOUT_S)
     if status is not None and status not in RunStatus.__members__:
         raise FlowError(f"jf.runs: unknown status {status!r}; use one of {list(RunStatus.__members__)}")
@@ -51,7 +58,7 @@ def runs(limit: int = 20, name: str | None = None, status: str | None = None,
 
 def get_run(run_id: str) -> Run:
     """The run with this id, from this or any earlier process."""
-    engine = get_engine()
+    engine = _engine()
     engine.store.reconcile(HEARTBEAT_TIMEOUT_S)
     row = engine.store.get_run(run_id)
     if row is None:
@@ -61,7 +68,7 @@ def get_run(run_id: str) -> Run:
 
 def resume(run_id: str, *, wait: bool = True, cluster: str | None = None) -> Run:
     """Rerun a run from its stored graph snapshot; only what is not cached reruns."""
-    engine = get_engine()
+    engine = _engine()
     engine.store.reconcile(HEARTBEAT_TIMEOUT_S)
     row = engine.store.get_run(run_id)
     if row is None:
@@ -90,7 +97,7 @@ def _resumable_cluster(name: str | None) -> str | None:
 
 def cancel(run_id: str) -> Run:
     """Ask the run's owner to cancel it (noticed within about a second, from any process)."""
-    engine = get_engine()
+    engine = _engine()
     row = engine.store.get_run(run_id)
     if row is None:
         raise FlowError(f"jf.cancel: no run with id {run_id!r}")
@@ -107,7 +114,7 @@ def cancel(run_id: str) -> Run:
 
 def pin(run_id: str, pinned: bool = True) -> None:
     """Keep a run's artifacts through ``jupyter flow cache gc``."""
-    engine = get_engine()
+    engine = _engine()
     if engine.store.get_run(run_id) is None:
         raise FlowError(f"jf.pin: no run with id {run_id!r}")
     engine.store.pin(run_id, pinned)
@@ -115,7 +122,7 @@ def pin(run_id: str, pinned: bool = True) -> None:
 
 def delete_run(run_id: str) -> None:
     """Forget a run and its tasks (cached results stay in the cache)."""
-    engine = get_engine()
+    engine = _engine()
     if engine.store.get_run(run_id) is None:
         raise FlowError(f"jf.delete_run: no run with id {run_id!r}")
     if run_id in engine.active:
@@ -135,7 +142,7 @@ def record(name: str, value: Any) -> None:
     if task is not None:
         emit({"t": "metric", "run": task[0], "task": None, "name": name, "value": value})
         return
-    engine = get_engine()
+    engine = _engine()
     if engine.current_run_id is None:
         raise FlowError("jf.record: there is no current run; call it inside an op or after jf.run")
     engine.writer.flush()

@@ -14,6 +14,9 @@ import dask.config
 
 from ..core.errors import FlowError
 
+# Profile keys other than ``kwargs``: ``module``/``class`` name the cluster class,
+# ``adapt`` its Cluster.adapt() arguments, ``gpus`` the GPUs each Slurm job asks for and
+# its workers declare, ``package`` what to pip install when the module is missing.
 BUILTIN_PROFILES: dict[str, dict] = {
     "local": {
         "module": "distributed",
@@ -21,17 +24,63 @@ BUILTIN_PROFILES: dict[str, dict] = {
         # Bound to loopback: nobody else on the network can submit work to it.
         "kwargs": {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", "processes": True},
     },
+    # One small job per worker; the scheduler binds this host's primary address (see
+    # _scheduler_host) unless `interface` or `scheduler_options.host` says otherwise.
+    "slurm": {
+        "module": "dask_jobqueue",
+        "class": "SLURMCluster",
+        "package": "dask-jobqueue",
+        "kwargs": {"cores": 1, "processes": 1, "memory": "4GB", "walltime": "01:00:00"},
+        "adapt": {"minimum": 0, "maximum": 10},
+    },
+    # Every job has `gpus` GPUs and its worker declares GPU=<gpus>: a run's GPU ops and
+    # its CPU ops both run on these jobs (docs/clusters.md, "CPU and GPU ops in one run").
+    "slurm-gpu": {
+        "module": "dask_jobqueue",
+        "class": "SLURMCluster",
+        "package": "dask-jobqueue",
+        "gpus": 1,
+        "kwargs": {"cores": 4, "processes": 1, "memory": "16GB", "walltime": "01:00:00"},
+        "adapt": {"minimum": 0, "maximum": 4},
+    },
+    # One worker per visible GPU, each declaring GPU=1 so `resources={"GPU": 1}` ops run.
+    "cuda": {
+        "module": "dask_cuda",
+        "class": "LocalCUDACluster",
+        "package": "dask-cuda",
+        "kwargs": {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", "resources": {"GPU": 1}},
+    },
+    "gateway": {
+        "module": "dask_gateway",
+        "class": "GatewayCluster",
+        "package": "dask-gateway",
+        "kwargs": {},
+        "adapt": {"minimum": 0, "maximum": 10},
+    },
 }
+
+# Overrides that configure the profile rather than the cluster class.
+PROFILE_KEYS = ("adapt", "gpus")
 
 
 def profiles() -> dict[str, dict]:
-    """Built-in profiles merged with the user's ``flow.clusters`` dask config."""
+    """Built-in profiles merged with the user's ``flow.clusters`` dask config.
+
+    A user entry overrides a built-in one key by key, and ``kwargs``/``adapt`` entry by
+    entry, so ``flow.clusters.slurm.kwargs.cores: 4`` keeps every other slurm setting.
+
+    >>> profiles()["slurm"]["class"]
+    'SLURMCluster'
+    """
     merged = {name: dict(spec) for name, spec in BUILTIN_PROFILES.items()}
     user = dask.config.get("flow.clusters", default={}) or {}
     for name, spec in user.items():
+        spec = spec or {}
         base = merged.get(name, {})
-        combined = {**base, **(spec or {})}
-        combined["kwargs"] = {**base.get("kwargs", {}), **((spec or {}).get("kwargs") or {})}
+        combined = {**base, **spec}
+        combined["kwargs"] = {**(base.get("kwargs") or {}), **(spec.get("kwargs") or {})}
+        if isinstance(base.get("adapt"), dict) and isinstance(spec.get("adapt"), dict):
+            combined["adapt"] = {**base["adapt"], **spec["adapt"]}
         merged[name] = combined
     return merged
 
@@ -72,6 +121,9 @@ class ClusterHandle:
 _handles: dict[tuple, ClusterHandle] = {}
 _lock = threading.Lock()
 _current: list[str | None] = [None]
+# The overrides given with the current profile: a later run without `cluster=` (or with
+# the same profile name) reuses that cluster instead of starting a second, default one.
+_current_overrides: dict = {}
 
 
 def _freeze(kwargs: dict) -> tuple:
@@ -82,9 +134,12 @@ def connect(target: str | None = None, **overrides: Any) -> ClusterHandle:
     """Get (creating on first use, then reusing) the cluster for a profile or address.
 
     >>> handle = connect("local", n_workers=1)          # doctest: +SKIP
+    >>> handle = connect("slurm", cores=4, adapt={"maximum": 20})   # doctest: +SKIP
     >>> handle = connect("tcp://10.0.0.5:8786")          # an existing scheduler  # doctest: +SKIP
     """
     name = target or _current[0] or default_profile()
+    if not overrides and name == _current[0]:
+        overrides = dict(_current_overrides)
     key = (name, _freeze(overrides))
     with _lock:
         handle = _handles.get(key)
@@ -99,18 +154,40 @@ def use(target: str | None, **overrides: Any) -> ClusterHandle:
     """Make ``target`` this process's default cluster and connect to it."""
     handle = connect(target, **overrides)
     _current[0] = target
+    _current_overrides.clear()
+    _current_overrides.update(overrides)
     return handle
 
 
-def _start(name: str, overrides: dict) -> ClusterHandle:
-    from distributed import Client
+def _load_class(name: str, spec: dict):
+    module_name, class_name = spec.get("module"), spec.get("class")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        package = spec.get("package") or str(module_name).split(".")[0]
+        raise FlowError(
+            f"cluster profile {name!r} needs the {package} package, which is not installed "
+            f"({err}); install it with `pip install {package}` or choose another profile"
+        ) from None
+    except (TypeError, ValueError) as err:
+        raise FlowError(f"cluster profile {name!r} has no valid module ({module_name!r}: {err}); fix flow.clusters in dask config") from None
+    try:
+        return getattr(module, class_name)
+    except (TypeError, AttributeError):
+        raise FlowError(
+            f"cluster profile {name!r}: {module_name} has no class {class_name!r}; fix flow.clusters in dask config"
+        ) from None
 
-    if "://" in name:
-        try:
-            client = Client(name, timeout="10s", set_as_default=False)
-        except OSError as err:
-            raise FlowError(f"cannot reach the Dask scheduler at {name}: {err}") from None
-        return ClusterHandle(name=name, client=client, owned=False)
+
+def cluster_kwargs(name: str, **overrides: Any) -> tuple[dict, Any]:
+    """The keyword arguments and adapt settings a profile's cluster is built with.
+
+    Profile-level settings (``adapt``, ``gpus``) may be overridden too.
+
+    >>> kwargs, adapt = cluster_kwargs("slurm-gpu", gpus=2)    # doctest: +SKIP
+    >>> kwargs["job_extra_directives"], adapt                  # doctest: +SKIP
+    (['--gres=gpu:2'], {'minimum': 0, 'maximum': 4})
+    """
     specs = profiles()
     if name not in specs:
         raise FlowError(
@@ -118,30 +195,127 @@ def _start(name: str, overrides: dict) -> ClusterHandle:
             "Define it in dask config under flow.clusters."
         )
     spec = specs[name]
-    try:
-        module = importlib.import_module(spec["module"])
-        cls = getattr(module, spec["class"])
-    except (KeyError, ImportError, AttributeError) as err:
-        raise FlowError(
-            f"cluster profile {name!r}: cannot load {spec.get('module')}.{spec.get('class')} ({err}); "
-            "install the package it needs or fix flow.clusters in dask config"
-        ) from None
-    kwargs = {**spec.get("kwargs", {}), **overrides}
+    profile = {key: overrides.pop(key, spec.get(key)) for key in PROFILE_KEYS}
+    kwargs = {**(spec.get("kwargs") or {}), **overrides}
+    if profile["gpus"]:
+        kwargs = _with_gpus(kwargs, int(profile["gpus"]))
+    if spec.get("module") == "dask_jobqueue":
+        kwargs = _with_scheduler_host(kwargs)
+    adapt = profile["adapt"]
+    return kwargs, (dict(adapt) if isinstance(adapt, dict) else adapt)
+
+
+def _with_gpus(kwargs: dict, gpus: int) -> dict:
+    """Ask Slurm for ``gpus`` GPUs per job and have the job's worker declare them."""
+    directives = list(kwargs.get("job_extra_directives") or [])
+    if not any("--gres" in d or "--gpus" in d for d in directives):
+        directives.append(f"--gres=gpu:{gpus}")
+    worker_args = list(kwargs.get("worker_extra_args") or [])
+    if "--resources" not in worker_args:
+        worker_args += ["--resources", f"GPU={gpus}"]
+    return {**kwargs, "job_extra_directives": directives, "worker_extra_args": worker_args}
+
+
+def _with_scheduler_host(kwargs: dict) -> dict:
+    """Bind the scheduler to an address compute nodes can reach.
+
+    dask-jobqueue binds the workers' ``interface`` when one is given; otherwise the
+    scheduler would listen on whatever Dask picks, so use this host's primary address
+    (the one its default route leaves from), not loopback.
+    """
+    options = dict(kwargs.get("scheduler_options") or {})
+    if kwargs.get("interface") or options.get("host") or options.get("interface"):
+        return kwargs
+    from distributed.utils import get_ip
+
+    options["host"] = get_ip()
+    return {**kwargs, "scheduler_options": options}
+
+
+def _start(name: str, overrides: dict) -> ClusterHandle:
+    from distributed import Client
+
+    if "://" in name:
+        security = overrides.get("security")
+        try:
+            client = Client(name, timeout="10s", set_as_default=False, security=security)
+        except OSError as err:
+            raise FlowError(f"cannot reach the Dask scheduler at {name}: {err}") from None
+        return ClusterHandle(name=name, client=client, owned=False)
+    kwargs, adapt = cluster_kwargs(name, **overrides)
+    spec = profiles()[name]
+    cls = _load_class(name, spec)
     try:
         cluster = cls(**kwargs)
     except TypeError as err:
         raise FlowError(f"cluster profile {name!r}: bad settings for {spec['class']}: {err}") from None
-    adapt = spec.get("adapt")
     if adapt:
         cluster.adapt(**adapt)
-    client = Client(cluster, set_as_default=False)
+    # A cluster built with a Security object carries it; the client must present it too.
+    client = Client(cluster, set_as_default=False, security=getattr(cluster, "security", None))
     return ClusterHandle(name=name, client=client, cluster=cluster, kwargs=kwargs)
+
+
+def describe(store=None) -> dict:
+    """Profiles and clusters in use, as data for ``jupyter flow clusters`` and the REST API.
+
+    ``store`` is a :class:`jupyter_flow.store.Store`; without one the configured store is
+    opened (and closed) for the listing.
+
+    >>> info = describe()                                    # doctest: +SKIP
+    >>> [p["name"] for p in info["profiles"]][:3], info["default"]   # doctest: +SKIP
+    (['cuda', 'gateway', 'local'], 'local')
+    """
+    import importlib.util
+
+    connected = {h.name: h for h in list(_handles.values()) if h.client.status in ("running", "connecting")}
+    listing = []
+    for name, spec in sorted(profiles().items()):
+        module = str(spec.get("module") or "")
+        try:
+            available = bool(module) and importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            available = False
+        handle = connected.get(name)
+        listing.append({
+            "name": name, "module": module, "class": spec.get("class"),
+            "kwargs": _redact(spec.get("kwargs") or {}), "adapt": spec.get("adapt"),
+            "gpus": spec.get("gpus"), "available": available,
+            "package": spec.get("package"),
+            "connected": handle is not None,
+            "address": handle.address if handle is not None else None,
+            "dashboard": handle.dashboard_link if handle is not None else None,
+        })
+    own_store = store is None
+    if own_store:
+        from ..core.settings import resolve_db_url
+        from ..store import Store
+
+        store = Store(resolve_db_url())
+    try:
+        in_use = store.list_clusters(active_only=True)
+    finally:
+        if own_store:
+            store.close()
+    return {"default": default_profile(), "current": _current[0], "profiles": listing, "in_use": in_use}
+
+
+_SECRET_WORDS = ("password", "token", "secret", "key")
+
+
+def _redact(kwargs: dict) -> dict:
+    """Profile settings fit to show: anything named like a secret is masked."""
+    return {
+        k: ("***" if any(word in str(k).lower() for word in _SECRET_WORDS) else v)
+        for k, v in kwargs.items()
+    }
 
 
 def close_all() -> None:
     with _lock:
         handles = list(_handles.values())
         _handles.clear()
+        _current_overrides.clear()
     for handle in handles:
         try:
             handle.close()

@@ -351,9 +351,9 @@ class RunExecution:
             else:
                 status = RunStatus.SUCCESS
             self.status = status
+        # Written in order after the run's task updates; this process flushes the writer
+        # before it reads the store, other processes see it within milliseconds.
         self.engine.writer.call(self.engine.store.finish_run, self.run_id, self.owner_id, status.value, error=self.error)
-        # When a run says it is done, its records and cache entries are in the store.
-        self.engine.writer.flush()
         self.engine.run_ended(self)
         # Release the cluster's copies: values are loaded from artifacts from now on.
         futures, self.futures = self.futures, []

@@ -67,8 +67,7 @@ class Run:
 
     # ---------------------------------------------------------------- state
     def refresh(self) -> "Run":
-        if self._execution is not None and self._execution.done.is_set():
-            self._engine.writer.flush()
+        self._engine.writer.flush()
         row = self._engine.store.get_run(self.id)
         if row is None:
             raise FlowError(f"no run with id {self.id!r}; list runs with jf.runs()")
@@ -135,6 +134,7 @@ class Run:
         if self._execution is not None:
             with self._execution.lock:
                 return [Task.from_state(self.id, s) for s in self._execution.tasks]
+        self._engine.writer.flush()
         return [Task.from_row(r) for r in self._engine.store.get_tasks(self.id)]
 
     # --------------------------------------------------------------- waiting
@@ -195,7 +195,7 @@ class Run:
         return values if multi else values["return"]
 
     def _stored_result(self) -> Any:
-        row = self._row if self._row is not None else self.refresh()._row
+        row = self.refresh()._row
         tasks = {t["node"]: t for t in self._engine.store.get_tasks(self.id)}
         targets = (row.get("graph") or {}).get("targets") or []
         if not targets:

@@ -146,6 +146,7 @@ class Engine:
         task_provenance: dict[Node, dict] | None = None,
     ) -> RunExecution:
         """Plan and start a run; raises FlowError (recording nothing) for bad input."""
+        self.writer.flush()  # cache entries of earlier runs must be visible to the lookup
         graph = targets if isinstance(targets, Graph) else Graph(targets)
         forced = _forced_set(force)
         if cluster is not None and "://" not in cluster and cluster not in clusters.profiles():
@@ -172,7 +173,7 @@ class Engine:
             return s.node in forced or s.node.op in forced
 
         lookup = [s.key for s in states if s.cacheable and not is_forced(s)]
-        hits = self.store.lookup_cache(lookup) if lookup else {}
+        hits = self.store.lookup_cache(lookup, components=False) if lookup else {}
         verified: set[int] = set()
         while True:
             miss_set = {s.position for s in states if not s.cacheable or is_forced(s) or s.key not in hits}
@@ -203,6 +204,7 @@ class Engine:
                 s.cached = True
                 s.outputs = dict(hits[s.key]["outputs"])
                 s.reason = "cached"
+                s.provenance = {"cached_from": hits[s.key].get("task_id")}
         handle = None
         layers = None
         submit_keys: list[str] = []
@@ -222,7 +224,8 @@ class Engine:
         }
         extra = task_provenance or {}
         task_rows = [_task_row(run_id, s, extra.get(s.node)) for s in states]
-        self.store.create_run(run_row, task_rows)
+        # Recorded by the writer, ahead of every later write of this run.
+        self.writer.call(self.store.create_run, run_row, task_rows)
         self.current_run_id = run_id if kind != RunKind.CELL.value else self.current_run_id
         execution = RunExecution(self, run_id, graph, states, owner_id=self.owner_id, handle=handle,
                                  layers=layers, submit_keys=submit_keys)
@@ -360,11 +363,16 @@ def _environment(states) -> dict:
 
 
 def _task_row(run_id: str, s: TaskState, extra: dict | None) -> dict:
-    components = {k: v for k, v in s.components.items()}
-    provenance = {"op": s.name, "key": s.key, "source_hash": components.get("code")}
-    source = s.node.op.source or keylib.function_source(s.node.op.func)
-    if source:
-        provenance["source"] = source
+    provenance = {"op": s.name, "key": s.key, "source_hash": s.components.get("code"), **s.provenance}
+    if s.cached:
+        # A restored task points at the execution that produced its outputs; that task
+        # (and the cache entry) hold the full components and source. Keeping cached rows
+        # small is what makes a fully cached rerun of 1,000 ops cheap.
+        components = None
+    else:
+        components = s.components
+        if s.node.op.source:
+            provenance["source"] = s.node.op.source
     if extra:
         provenance.update(extra)
     return {

@@ -25,24 +25,31 @@ class Writer:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="jupyter-flow-writer", daemon=True)
         self._stopped = threading.Event()
+        self._pending = 0  # items enqueued and not yet written (a flush of nothing is free)
+        self._pending_lock = threading.Lock()
         self._thread.start()
 
     # --------------------------------------------------------------- enqueue
+    def _put(self, kind: str, payload: Any) -> None:
+        with self._pending_lock:
+            self._pending += 1
+        self._queue.put((kind, payload))
+
     def task_update(self, update: dict) -> None:
-        self._queue.put(("task", update))
+        self._put("task", update)
 
     def cache_entry(self, entry: dict) -> None:
-        self._queue.put(("cache", entry))
+        self._put("cache", entry)
 
     def artifacts(self, rows: list[dict]) -> None:
-        self._queue.put(("artifacts", rows))
+        self._put("artifacts", rows)
 
     def call(self, func: Callable, *args: Any, **kwargs: Any) -> None:
-        self._queue.put(("call", (func, args, kwargs)))
+        self._put("call", (func, args, kwargs))
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until everything enqueued so far is written."""
-        if threading.current_thread() is self._thread:
+        """Wait until everything enqueued so far is written (this process reads its own writes)."""
+        if threading.current_thread() is self._thread or self._pending == 0:
             return True
         done = threading.Event()
         self._queue.put(("marker", done))
@@ -71,7 +78,10 @@ class Writer:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            if self._process(items):
+            stop = self._process(items)
+            with self._pending_lock:
+                self._pending -= sum(1 for kind, _ in items if kind not in ("marker", "stop"))
+            if stop:
                 return
 
     def _process(self, items: list) -> bool:

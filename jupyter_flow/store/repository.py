@@ -13,6 +13,7 @@ columns are Python objects, statuses and kinds are plain strings.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 import socket
@@ -98,6 +99,45 @@ _TASK_UPDATE_FIELDS = frozenset(TASKS.c.keys()) - {"id", "run_id", "seq", "creat
 _CACHE_FIELDS = frozenset(CACHE.c.keys()) - {"created_at"}
 _ARTIFACT_FIELDS = frozenset(ARTIFACTS.c.keys())
 _HEX = re.compile(r"[0-9a-fA-F]{8,128}")
+
+
+def _sqlite_converter(column) -> Any:
+    """How one column's Python value is written by SQLAlchemy on SQLite, done directly."""
+    from sqlalchemy import JSON, Boolean
+
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        def convert(value, _bind=kind.process_bind_param):
+            value = _bind(value, _SQLITE_DIALECT)
+            return None if value is None else value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return convert
+    if isinstance(kind, JSON) or isinstance(getattr(kind, "impl", None), JSON):
+        return lambda value: None if value is None else json.dumps(value)
+    if isinstance(kind, Boolean):
+        return lambda value: None if value is None else int(bool(value))
+    return None
+
+
+_SQLITE_DIALECT = sqlite.dialect()
+_bulk_sql: dict[tuple, tuple[str, list]] = {}
+
+
+def _bulk_insert_sqlite(conn: Connection, table: Table, rows: list[dict]) -> None:
+    """executemany straight to the driver: SQLAlchemy's per-row type processing costs
+    more than SQLite's insert itself for the thousand task rows of a big run."""
+    names = tuple(rows[0])
+    cached = _bulk_sql.get((table.name, names))
+    if cached is None:
+        columns = [table.c[name] for name in names]
+        quoted = ", ".join(f'"{c.name}"' for c in columns)  # "index" is an SQL keyword
+        sql = f'INSERT INTO "{table.name}" ({quoted}) VALUES ({", ".join("?" for _ in columns)})'
+        cached = _bulk_sql[(table.name, names)] = (sql, [_sqlite_converter(c) for c in columns])
+    sql, converters = cached
+    values = [
+        tuple(v if conv is None else conv(v) for v, conv in zip((row[n] for n in names), converters))
+        for row in rows
+    ]
+    conn.exec_driver_sql(sql, values)
 
 
 def _plain(value: Any) -> Any:
@@ -447,7 +487,11 @@ class Store:
             seq = self._bump_seq(conn, [row["id"]])[row["id"]]
             conn.execute(insert(RUNS).values(**row, seq=seq))
             if task_rows:
-                conn.execute(insert(TASKS), [self._new_task(t, row["id"], seq, now) for t in task_rows])
+                rows = [self._new_task(t, row["id"], seq, now) for t in task_rows]
+                if self.dialect == "sqlite":
+                    _bulk_insert_sqlite(conn, TASKS, rows)
+                else:
+                    conn.execute(insert(TASKS), rows)
 
     @staticmethod
     def _new_task(task: dict, run_id: str, seq: int, now: datetime) -> dict:
@@ -700,6 +744,13 @@ class Store:
             runs = self._run_dicts(conn, conn.execute(query).all())
         return runs, (runs[-1]["seq"] if runs else cursor)
 
+    def feed_cursor(self) -> int:
+        """The change-feed position now: ``changes_since(feed_cursor())`` sees only later changes."""
+        with self._read() as conn:
+            return conn.execute(
+                select(COUNTERS.c.value).where(COUNTERS.c.name == "seq")
+            ).scalar_one()
+
     def request_cancel(self, run_id: str, by: str | None = None) -> dict:
         """Ask the owner of ``run_id`` (and of its unfinished child runs) to cancel.
 
@@ -819,14 +870,27 @@ class Store:
         dialect = sqlite if self.dialect == "sqlite" else postgresql
         return dialect.insert(table)
 
-    def lookup_cache(self, keys: Iterable[str]) -> dict[str, dict]:
+    def lookup_cache(self, keys: Iterable[str], *, components: bool = True) -> dict[str, dict]:
         """Cache entries for those of ``keys`` that have one: key -> outputs, components,
-        task_id, op_name. One query per 500 keys."""
+        task_id, op_name. One query per 500 keys. ``components=False`` skips the largest
+        column when only the outputs are wanted (the engine's hot path)."""
         keys = list(dict.fromkeys(keys))
         found: dict[str, dict] = {}
-        columns = (CACHE.c.key, CACHE.c.outputs, CACHE.c.components, CACHE.c.task_id, CACHE.c.op_name)
+        columns = (CACHE.c.key, CACHE.c.outputs, CACHE.c.task_id, CACHE.c.op_name)
+        if components:
+            columns += (CACHE.c.components,)
         with self._read() as conn:
             for chunk in _chunks(keys):
+                if self.dialect == "sqlite" and not components:
+                    # The engine's hot path: one plain query, no per-row type processing.
+                    marks = ", ".join("?" for _ in chunk)
+                    rows = conn.exec_driver_sql(
+                        f'SELECT "key", outputs, task_id, op_name FROM "{CACHE.name}" WHERE "key" IN ({marks})',
+                        tuple(chunk),
+                    ).fetchall()
+                    for key, outputs, task_id, op_name in rows:
+                        found[key] = {"outputs": json.loads(outputs), "task_id": task_id, "op_name": op_name}
+                    continue
                 for row in conn.execute(select(*columns).where(CACHE.c.key.in_(chunk))):
                     entry = row._asdict()
                     found[entry.pop("key")] = entry
