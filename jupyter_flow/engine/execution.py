@@ -67,7 +67,10 @@ class RunExecution:
         self.graph = graph
         self.tasks = tasks
         self.by_id = {t.id: t for t in tasks}
-        self.by_key = {t.dask_key: t for t in tasks if t.dask_key}
+        self.by_key: dict[str, list[TaskState]] = {}
+        for t in tasks:
+            if t.dask_key:
+                self.by_key.setdefault(t.dask_key, []).append(t)
         self.owner_id = owner_id
         self.handle = handle
         self.status = RunStatus.RUNNING
@@ -80,7 +83,7 @@ class RunExecution:
         self._hlg = layers
         self._submit_keys = submit_keys or []
         self._thread: threading.Thread | None = None
-        self._waiting_keys = [t.dask_key for t in tasks if t.dask_key and t.resources]
+        self._waiting_keys = list(dict.fromkeys(t.dask_key for t in tasks if t.dask_key and t.resources))
 
     # ----------------------------------------------------------------- start
     def start(self) -> None:
@@ -207,9 +210,11 @@ class RunExecution:
             self._finish()
 
     def _on_future(self, future) -> None:
-        task = self.by_key.get(future.key)
-        if task is None:  # a cache-restore task: its consumer reports any problem
-            return
+        # A fused chain is one future for several tasks, in chain order.
+        for task in self.by_key.get(future.key, ()):
+            self._on_task_future(future, task)
+
+    def _on_task_future(self, future, task: TaskState) -> None:
         status = future.status
         with self.lock:
             if status == "finished":
@@ -271,7 +276,7 @@ class RunExecution:
     def _check_waiting(self) -> None:
         from .worker import no_worker_keys
 
-        keys = [k for k in self._waiting_keys if not self.by_key[k].status.terminal]
+        keys = [k for k in self._waiting_keys if not self.by_key[k][0].status.terminal]
         if not keys:
             self._waiting_keys = []
             return
@@ -283,7 +288,7 @@ class RunExecution:
             return
         with self.lock:
             for key in waiting:
-                task = self.by_key[key]
+                task = self.by_key[key][0]
                 if task.status == TaskStatus.PENDING:
                     wanted = ", ".join(f"{k}={v:g}" for k, v in task.resources.items())
                     task.status = TaskStatus.WAITING

@@ -26,7 +26,7 @@ from ..core.status import RunKind, RunStatus, TaskStatus
 from ..store import Store
 from . import cluster as clusters
 from .execution import RunExecution, TaskState
-from .worker import TOPIC, Ref, TaskSpec, execute, load_cached
+from .worker import TOPIC, Ref, TaskSpec, execute, execute_chain, load_cached
 from .writer import Writer
 
 log = logging.getLogger("jupyter_flow.engine")
@@ -224,6 +224,8 @@ class Engine:
         }
         extra = task_provenance or {}
         task_rows = [_task_row(run_id, s, extra.get(s.node)) for s in states]
+        for s, row in zip(states, task_rows):
+            s.provenance = dict(row["provenance"])  # live updates extend it, never replace it
         # Recorded by the writer, ahead of every later write of this run.
         self.writer.call(self.store.create_run, run_row, task_rows)
         self.current_run_id = run_id if kind != RunKind.CELL.value else self.current_run_id
@@ -258,27 +260,57 @@ class Engine:
             pass
 
     def _build_graph(self, run_id, states, miss_set, downstream_needs, position):
+        """The Dask graph of the tasks to run, with explicit keys, as one submission.
+
+        A linear chain of small ops (each the only consumer of the one before) becomes
+        one Dask task: a dependent hop costs milliseconds of scheduling, and the ops
+        still report, write their artifacts and fail one by one.
+        """
         from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+        consumers: dict[int, int] = {}
+        for s in states:
+            if s.position in miss_set:
+                for u in set(s.upstream):
+                    consumers[u] = consumers.get(u, 0) + 1
+        groups: list[list[TaskState]] = []
+        group_of: dict[int, list[TaskState]] = {}
+        for s in states:
+            if s.position not in miss_set:
+                continue
+            ups = set(s.upstream)
+            up = states[next(iter(ups))] if len(ups) == 1 else None
+            if (up is not None and up.position in miss_set and not up.resources and not s.resources
+                    and consumers.get(up.position) == 1):
+                group = group_of[up.position]
+            else:
+                group = []
+                groups.append(group)
+            group.append(s)
+            group_of[s.position] = group
 
         plain: dict[str, tuple] = {}
         by_resources: dict[tuple, dict[str, tuple]] = {}
-        deps: dict[str, set] = {}
         submit_keys = []
-        for s in states:
-            if s.position in miss_set:
-                s.dask_key = f"jf-{s.id}"
-                dep_keys: list[str] = []
+        for group in groups:
+            key = f"jf-{group[0].id}"
+            dep_keys: list[str] = []
+            specs = []
+            for member, s in enumerate(group):
+                s.dask_key = key
                 arg_positions: dict[int, int] = {}
 
-                def template(value):
+                def template(value, member=member, arg_positions=arg_positions):
                     if isinstance(value, (Node, OutputRef)):
                         node = value.node if isinstance(value, OutputRef) else value
                         up = states[position[node]]
-                        key = up.dask_key or f"jf-load-{up.id}"
+                        output = value.output if isinstance(value, OutputRef) else None
+                        if member > 0:
+                            return Ref(0, output)  # the previous op of the fused chain
                         if up.position not in arg_positions:
                             arg_positions[up.position] = len(dep_keys)
-                            dep_keys.append(key)
-                        return Ref(arg_positions[up.position], value.output if isinstance(value, OutputRef) else None)
+                            dep_keys.append(up.dask_key or f"jf-load-{up.id}")
+                        return Ref(arg_positions[up.position], output)
                     if isinstance(value, list):
                         return [template(v) for v in value]
                     if isinstance(value, tuple):
@@ -289,18 +321,17 @@ class Engine:
 
                 args = template(list(s.node.args))
                 kwargs = template(dict(s.node.kwargs))
-                spec = TaskSpec(run_id, s.id, s.node.op, tuple(args), kwargs, self.artifacts_url)
-                task = (execute, spec, *dep_keys)
-                if s.resources:
-                    by_resources.setdefault(tuple(sorted(s.resources.items())), {})[s.dask_key] = task
-                else:
-                    plain[s.dask_key] = task
-                deps[s.dask_key] = set(dep_keys)
-                submit_keys.append(s.dask_key)
-            elif s.position in downstream_needs:
-                key = f"jf-load-{s.id}"
-                plain[key] = (load_cached, self.artifacts_url, dict(s.outputs), s.node.op.multi_output)
-                deps[key] = set()
+                specs.append(TaskSpec(run_id, s.id, s.node.op, tuple(args), kwargs, self.artifacts_url))
+            task = (execute, specs[0], *dep_keys) if len(specs) == 1 else (execute_chain, specs, *dep_keys)
+            resources = group[0].resources
+            if resources:
+                by_resources.setdefault(tuple(sorted(resources.items())), {})[key] = task
+            else:
+                plain[key] = task
+            submit_keys.append(key)
+        for s in states:
+            if s.position in downstream_needs and s.position not in miss_set:
+                plain[f"jf-load-{s.id}"] = (load_cached, self.artifacts_url, dict(s.outputs), s.node.op.multi_output)
         layers = {"jupyter-flow": MaterializedLayer(plain)}
         layer_deps = {"jupyter-flow": set()}
         for i, (resources, part) in enumerate(by_resources.items()):

@@ -348,6 +348,14 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
         _context.task = None
 
 
+def execute_chain(specs: list[TaskSpec], *deps: Any) -> Any:
+    """A fused linear chain: each op takes the previous op's value (``Ref(0)``)."""
+    value = execute(specs[0], *deps)
+    for spec in specs[1:]:
+        value = execute(spec, value)
+    return value
+
+
 def _split_outputs(op: Op, value: Any) -> dict[str, Any]:
     if not op.multi_output:
         return {"return": value}
