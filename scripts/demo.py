@@ -38,8 +38,9 @@ def main():
         show(run, time.perf_counter() - started)
         print(f"  result: {run.result()}  [{attempt}]")
 
+    started = time.perf_counter()
     sweep = jf.run(jf.map(train, [load(10), load(100), load(1000)], lr=0.5), name="sweep")
-    show(sweep, 0.0)
+    show(sweep, time.perf_counter() - started)
     print("  results:", sweep.result())
 
     print("\nrecent runs:")

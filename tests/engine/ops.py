@@ -114,3 +114,17 @@ def _multi(x):
 
 
 multi_out = jf.Op(_multi, name="multi_out", outputs=["a", "b"])
+
+
+@jf.op
+def always_dies(x):
+    time.sleep(0.5)
+    os.kill(os.getpid(), 9)
+
+
+@jf.op(isolate=True)
+def isolated_sleeper(pid_file):
+    with open(pid_file, "w") as handle:
+        handle.write(str(os.getpid()))
+    time.sleep(120)
+    return "never"

@@ -144,3 +144,51 @@ def test_gpu_op_waits_until_a_gpu_worker_joins(jf, dask_cluster):
     finally:
         worker.terminate()
         worker.wait(30)
+
+
+def test_worker_dying_every_time_fails_with_worker_lost(jf):
+    run = jf.run(ops.always_dies(1))
+    assert run.status == "FAILED"
+    (task,) = run.tasks
+    assert task.status == "FAILED" and task.attempts >= 2
+    with pytest.raises(jf.WorkerLost, match="always_dies"):
+        run.result()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A killed child may linger as a zombie until its parent reaps it.
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().split()[2] != "Z"
+
+
+def test_cancel_kills_the_child_process_of_an_isolated_op(jf, tmp_path):
+    pid_file = tmp_path / "child.pid"
+    run = jf.run(ops.isolated_sleeper(str(pid_file)), wait=False)
+    pid = int(_wait_for(lambda: pid_file.exists() and pid_file.read_text(), timeout=60))
+    assert _alive(pid)
+    jf.cancel(run.id)
+    run.wait(timeout=30)
+    assert run.status == "CANCELED"
+    _wait_for(lambda: not _alive(pid), timeout=20)
+
+
+def test_local_profile_starts_a_loopback_cluster_once(flow_home):
+    import jupyter_flow as jf
+    from jupyter_flow.engine import cluster as clusters
+
+    try:
+        first = jf.cluster("local", n_workers=1, threads_per_worker=1)
+        assert first.address.startswith("tcp://127.0.0.1:")
+        assert jf.cluster("local", n_workers=1, threads_per_worker=1) is first
+        assert jf.run(ops.add(2, 2)).result() == 4
+        with pytest.raises(jf.FlowError, match="unknown cluster profile"):
+            jf.cluster("no-such-profile")
+    finally:
+        handle = clusters._handles.pop(("local", clusters._freeze({"n_workers": 1, "threads_per_worker": 1})), None)
+        clusters._current[0] = None
+        if handle is not None:
+            handle.close()
