@@ -989,6 +989,52 @@ class Store:
             rows = [row._asdict() for row in conn.execute(query)]
         return [row for row in rows if digest in (row["outputs"] or {}).values()]
 
+    def list_cache(self, limit: int | None = None, op_name: str | None = None) -> list[dict]:
+        """Cache entries, newest first: key, op_name, outputs, task_id, created_at."""
+        query = select(CACHE.c.key, CACHE.c.op_name, CACHE.c.outputs, CACHE.c.task_id,
+                       CACHE.c.created_at).order_by(CACHE.c.created_at.desc(), CACHE.c.key)
+        if op_name is not None:
+            query = query.where(CACHE.c.op_name == op_name)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as conn:
+            return [row._asdict() for row in conn.execute(query)]
+
+    def list_artifacts(self) -> list[dict]:
+        """Registered artifacts, oldest first (hash, size, serializer, type, uri, created_at)."""
+        with self._read() as conn:
+            return [row._asdict() for row in conn.execute(
+                select(ARTIFACTS).order_by(ARTIFACTS.c.created_at, ARTIFACTS.c.hash))]
+
+    def pinned_artifacts(self) -> set[str]:
+        """Artifacts a pinned run needs: its tasks' outputs and its graph snapshot."""
+        with self._read() as conn:
+            pinned = select(PINS.c.run_id)
+            digests: set[str] = set()
+            for (outputs,) in conn.execute(select(TASKS.c.outputs).where(TASKS.c.run_id.in_(pinned))):
+                digests.update((outputs or {}).values())
+            for (snapshot,) in conn.execute(select(RUNS.c.snapshot).where(RUNS.c.id.in_(pinned))):
+                if snapshot:
+                    digests.add(snapshot)
+        return digests
+
+    def forget_artifacts(self, digests: Iterable[str]) -> int:
+        """Drop artifact rows and every cache entry whose outputs use one of them
+        (the files themselves are the artifact store's business). Returns entries dropped."""
+        digests = set(digests)
+        if not digests:
+            return 0
+        dropped = 0
+        with self._write() as conn:
+            for chunk in _chunks(sorted(digests)):
+                conn.execute(delete(ARTIFACTS).where(ARTIFACTS.c.hash.in_(chunk)))
+            stale = [key for key, outputs in conn.execute(select(CACHE.c.key, CACHE.c.outputs))
+                     if digests & set((outputs or {}).values())]
+            for chunk in _chunks(stale):
+                conn.execute(delete(CACHE).where(CACHE.c.key.in_(chunk)))
+                dropped += len(chunk)
+        return dropped
+
     # -- clusters -------------------------------------------------------------------------
 
     def register_cluster(

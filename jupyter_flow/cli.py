@@ -1,0 +1,314 @@
+"""``jupyter flow …``: runs, provenance, lineage, the cache and the store from a shell.
+
+Every listing takes ``--json``; errors are one line on stderr with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import Any, Callable
+
+from .core.errors import FlowError
+
+HEARTBEAT_TIMEOUT_S = 30.0
+
+
+def _store():
+    from .store import Store
+
+    return Store()
+
+
+def _artifacts():
+    from .artifacts import artifact_store
+
+    return artifact_store(None)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return str(value)
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=_default)
+    sys.stdout.write("\n")
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else "-"
+
+
+def _duration(run: dict) -> str:
+    start, end = run.get("started_at") or run.get("created_at"), run.get("ended_at")
+    if not start or not end:
+        return "-"
+    return f"{(end - start).total_seconds():.2f}s"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+# ------------------------------------------------------------------------ commands
+
+
+def cmd_runs(args) -> int:
+    store = _store()
+    store.reconcile(HEARTBEAT_TIMEOUT_S)
+    runs = store.list_runs(limit=args.limit, name=args.name, status=args.status, kind=args.kind,
+                           parent_id=args.parent)
+    if args.json:
+        _print_json(runs)
+        return 0
+    if not runs:
+        print("no runs")
+        return 0
+    rows = []
+    for run in runs:
+        counts = run.get("task_counts") or {}
+        ran = counts.get("SUCCESS", 0)
+        rows.append([run["id"], run["kind"], run["status"], run.get("name") or "", _when(run.get("created_at")),
+                     _duration(run), f"{ran}/{counts.get('CACHED', 0)}/{counts.get('FAILED', 0)}"])
+    _table(rows, ["ID", "KIND", "STATUS", "NAME", "CREATED", "DURATION", "RAN/CACHED/FAILED"])
+    return 0
+
+
+def cmd_show(args) -> int:
+    store = _store()
+    store.reconcile(HEARTBEAT_TIMEOUT_S)
+    run = store.get_run(args.run)
+    if run is None:
+        raise FlowError(f"no run with id {args.run!r}; list runs with `jupyter flow runs`")
+    tasks = store.get_tasks(args.run)
+    if args.json:
+        _print_json({"run": run, "tasks": tasks})
+        return 0
+    print(f"run {run['id']}  {run['kind']}  {run['status']}  {run.get('name') or ''}")
+    print(f"  created {_when(run.get('created_at'))}  duration {_duration(run)}  cluster {run.get('cluster') or '-'}"
+          f"  user {run.get('user') or '-'}@{run.get('host') or '-'}")
+    if run.get("parent_id"):
+        print(f"  parent {run['parent_id']}")
+    if run.get("resumed_from"):
+        print(f"  resumed from {run['resumed_from']}")
+    if run.get("params"):
+        print(f"  params {json.dumps(run['params'], default=_default)}")
+    if run.get("metrics"):
+        print(f"  metrics {json.dumps(run['metrics'], default=_default)}")
+    if run.get("error"):
+        print(f"  error {run['error']}")
+    rows = []
+    for task in tasks:
+        name = task["name"] if task.get("index") is None else f"{task['name']}[{task['index']}]"
+        duration = f"{task['duration']:.3f}s" if task.get("duration") is not None else "-"
+        rows.append([task["id"], name, task["status"], task.get("reason") or "", duration,
+                     str(task.get("attempts") or 0), task.get("worker") or ""])
+    print()
+    _table(rows, ["TASK", "OP", "STATUS", "REASON", "DURATION", "ATTEMPTS", "WORKER"])
+    for task in tasks:
+        if task["status"] == "FAILED" and task.get("error"):
+            print(f"\n{task['name']} ({task['id']}) failed: {task['error']}")
+    return 0
+
+
+def cmd_lineage(args) -> int:
+    from .engine.lineage import lineage
+
+    data = lineage(_store(), args.id)
+    if args.json:
+        _print_json(data)
+        return 0
+    if data["kind"] == "run":
+        print(f"run {data['run']['id']} ({data['run']['status']})")
+        names = {t["id"]: t["name"] for t in data["tasks"]}
+        for edge in data["edges"]:
+            print(f"  {names[edge['from']]} ({edge['from']}) -> {names[edge['to']]} ({edge['to']})")
+        return 0
+    lineages = [data] if data["kind"] == "task" else data["produced_by"]
+    if data["kind"] == "artifact":
+        print(f"artifact {args.id}")
+    for item in lineages:
+        task = item["task"]
+        print(f"task {task['id']} {task['name']} {task['status']} (run {task['run_id']})")
+        if item.get("produced_by"):
+            print(f"  restored from task {item['produced_by']['id']}")
+        for up in item["upstream"]:
+            print(f"  <- {up['name']} {up['id']} {up['status']}")
+        for down in item["downstream"]:
+            print(f"  -> {down['name']} {down['id']} {down['status']}")
+    return 0
+
+
+def cmd_prov(args) -> int:
+    from .engine.lineage import prov_document
+
+    document = prov_document(_store(), args.run)
+    with open(args.output, "w") as handle:
+        json.dump(document, handle, indent=2, default=_default)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from .engine import cache
+
+    store = _store()
+    if args.cache_command == "ls":
+        entries = store.list_cache(limit=args.limit, op_name=args.op)
+        if args.json:
+            _print_json(entries)
+            return 0
+        if not entries:
+            print("the cache is empty")
+            return 0
+        _table([[e["key"][:16], e.get("op_name") or "", _when(e["created_at"]), ", ".join(e["outputs"])]
+                for e in entries], ["KEY", "OP", "CREATED", "OUTPUTS"])
+        return 0
+    older = cache.parse_duration(args.older_than) if args.older_than else None
+    size = cache.parse_size(args.max_size) if args.max_size else None
+    artifacts = _artifacts()
+    plan = cache.plan_gc(store, artifacts, older, size)
+    if args.dry_run:
+        print(f"would remove {len(plan.remove)} artifacts ({plan.freed} bytes); "
+              f"keeping {plan.kept_pinned} of pinned runs, {plan.kept_in_use} of running runs")
+        return 0
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(plan.remove), desc="removing artifacts", unit="artifact",
+              disable=len(plan.remove) < 50 or not sys.stderr.isatty()) as bar:
+        removed = cache.run_gc(store, artifacts, plan, progress=bar)
+    print(f"removed {removed} artifacts ({plan.freed} bytes); kept {plan.kept_pinned} of pinned runs")
+    return 0
+
+
+def cmd_pin(args) -> int:
+    store = _store()
+    if store.get_run(args.run) is None:
+        raise FlowError(f"no run with id {args.run!r}")
+    store.pin(args.run, not args.unpin)
+    print(f"{'unpinned' if args.unpin else 'pinned'} {args.run}")
+    return 0
+
+
+def cmd_rm(args) -> int:
+    from .store.errors import RunActive
+
+    store = _store()
+    for run_id in args.runs:
+        if store.get_run(run_id) is None:
+            raise FlowError(f"no run with id {run_id!r}")
+        try:
+            store.delete_run(run_id)
+        except RunActive:
+            raise FlowError(f"run {run_id} is still running; cancel it first") from None
+        print(f"removed {run_id}")
+    return 0
+
+
+def cmd_clusters(args) -> int:
+    from .engine import cluster
+
+    data = cluster.describe(store=_store())
+    if args.json:
+        _print_json(data)
+        return 0
+    rows = [[p["name"], f"{p['module']}.{p['class']}", "yes" if p.get("available") else "no",
+             "default" if p["name"] == data.get("default") else ""] for p in data["profiles"]]
+    _table(rows, ["PROFILE", "CLASS", "INSTALLED", ""])
+    if data.get("in_use"):
+        print()
+        _table([[c["profile"], c["address"], c.get("dashboard") or "", _when(c.get("created_at"))]
+                for c in data["in_use"]], ["IN USE", "ADDRESS", "DASHBOARD", "SINCE"])
+    return 0
+
+
+def cmd_db(args) -> int:
+    from .store import Store
+
+    store = Store()  # opening migrates under a lock; upgrade() reports and repeats it explicitly
+    store.upgrade()
+    print(f"the store at {store.url} is up to date")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jupyter flow", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("runs", cmd_runs, "list runs, newest first")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--status")
+    p.add_argument("--kind")
+    p.add_argument("--name", help="substring of the run name")
+    p.add_argument("--parent", help="only children of this run")
+    p.add_argument("--json", action="store_true")
+
+    p = add("show", cmd_show, "a run and its tasks")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true")
+
+    p = add("lineage", cmd_lineage, "lineage of a run, a task or an artifact hash")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+
+    p = add("prov", cmd_prov, "export a run as W3C PROV-JSON")
+    p.add_argument("run")
+    p.add_argument("-o", "--output", required=True)
+
+    p = add("cache", cmd_cache, "list or collect the cache")
+    cache_sub = p.add_subparsers(dest="cache_command", required=True, metavar="ls|gc")
+    ls = cache_sub.add_parser("ls", help="list cache entries")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--op", help="only entries of this op name")
+    ls.add_argument("--json", action="store_true")
+    gc = cache_sub.add_parser("gc", help="remove old artifacts (never those of pinned runs)")
+    gc.add_argument("--older-than", help="e.g. 30m, 12h, 7d")
+    gc.add_argument("--max-size", help="e.g. 500MB, 10GiB")
+    gc.add_argument("--dry-run", action="store_true")
+
+    p = add("pin", cmd_pin, "keep a run's artifacts through cache gc")
+    p.add_argument("run")
+    p.add_argument("--unpin", action="store_true")
+
+    p = add("rm", cmd_rm, "delete runs and their tasks")
+    p.add_argument("runs", nargs="+")
+
+    p = add("clusters", cmd_clusters, "cluster profiles and clusters in use")
+    p.add_argument("--json", action="store_true")
+
+    p = add("db", cmd_db, "store maintenance")
+    p.add_argument("action", choices=["upgrade"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except FlowError as err:
+        print(f"jupyter flow {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"jupyter flow {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

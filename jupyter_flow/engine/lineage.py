@@ -1,0 +1,150 @@
+"""Where a value came from: lineage of runs, tasks and artifacts, and W3C PROV-JSON export."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from ..core.errors import FlowError
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _task_summary(task: dict) -> dict:
+    return {
+        "id": task["id"], "run_id": task["run_id"], "name": task["name"], "index": task.get("index"),
+        "status": task["status"], "cached": task.get("cached"), "key": task.get("key"),
+        "outputs": task.get("outputs") or {},
+        "cached_from": (task.get("provenance") or {}).get("cached_from"),
+    }
+
+
+def task_lineage(store, task_id: str) -> dict:
+    """A task, the tasks it took inputs from (transitively) and those that used its outputs."""
+    task = store.get_task(task_id)
+    if task is None:
+        raise FlowError(f"no task with id {task_id!r}")
+    tasks = {t["node"]: t for t in store.get_tasks(task["run_id"])}
+    down: dict[str, list[str]] = {}
+    for t in tasks.values():
+        for up in t.get("upstream") or []:
+            down.setdefault(up, []).append(t["node"])
+
+    def walk(start: str, edges) -> list[dict]:
+        seen, order, stack = set(), [], list(edges(start))
+        while stack:
+            node = stack.pop()
+            if node in seen or node not in tasks:
+                continue
+            seen.add(node)
+            order.append(_task_summary(tasks[node]))
+            stack.extend(edges(node))
+        return order
+
+    upstream = walk(task["node"], lambda n: tasks[n].get("upstream") or [] if n in tasks else [])
+    downstream = walk(task["node"], lambda n: down.get(n, []))
+    producer = None
+    cached_from = (task.get("provenance") or {}).get("cached_from")
+    if cached_from and cached_from != task_id:
+        original = store.get_task(cached_from)
+        producer = _task_summary(original) if original else {"id": cached_from, "missing": True}
+    return {"kind": "task", "task": _task_summary(task), "upstream": upstream,
+            "downstream": downstream, "produced_by": producer}
+
+
+def artifact_lineage(store, digest: str) -> dict:
+    """The tasks that produced an artifact, each with its own upstream lineage."""
+    producers = store.artifact_runs(digest)
+    if not producers and store.get_artifact(digest) is None:
+        raise FlowError(f"no artifact {digest} is recorded")
+    return {"kind": "artifact", "artifact": store.get_artifact(digest) or {"hash": digest},
+            "produced_by": [task_lineage(store, p["id"]) for p in producers]}
+
+
+def run_lineage(store, run_id: str) -> dict:
+    run = store.get_run(run_id)
+    if run is None:
+        raise FlowError(f"no run with id {run_id!r}")
+    tasks = store.get_tasks(run_id)
+    by_node = {t["node"]: t["id"] for t in tasks}
+    edges = [{"from": by_node[u], "to": t["id"]} for t in tasks for u in (t.get("upstream") or []) if u in by_node]
+    return {"kind": "run", "run": {"id": run_id, "name": run.get("name"), "status": run["status"]},
+            "tasks": [_task_summary(t) for t in tasks], "edges": edges}
+
+
+def lineage(store, identifier: str) -> dict:
+    """Lineage of a run id, a task id or an artifact hash."""
+    if _HEX64.match(identifier):
+        return artifact_lineage(store, identifier)
+    if store.get_task(identifier) is not None:
+        return task_lineage(store, identifier)
+    if store.get_run(identifier) is not None:
+        return run_lineage(store, identifier)
+    raise FlowError(f"{identifier!r} is not a run id, a task id or an artifact hash in this store")
+
+
+# --------------------------------------------------------------------------- PROV
+
+
+NS = "urn:jupyter-flow:"
+
+
+def prov_document(store, run_id: str) -> dict:
+    """The run as a W3C PROV-JSON document: tasks are activities, artifacts entities,
+    the user an agent; ``used``/``wasGeneratedBy`` follow the data, and the run's
+    activity is informed by its tasks."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise FlowError(f"no run with id {run_id!r}")
+    tasks = store.get_tasks(run_id)
+    by_node = {t["node"]: t for t in tasks}
+    doc: dict[str, dict] = {
+        "prefix": {"jf": NS},
+        "agent": {}, "activity": {}, "entity": {},
+        "used": {}, "wasGeneratedBy": {}, "wasAssociatedWith": {}, "wasInformedBy": {},
+    }
+    user = f"jf:user/{run.get('user') or 'unknown'}"
+    doc["agent"][user] = {"prov:type": {"$": "prov:Person", "type": "prov:QUALIFIED_NAME"},
+                          "prov:label": run.get("user") or "unknown"}
+    run_act = f"jf:run/{run_id}"
+    doc["activity"][run_act] = _activity(run.get("name") or run["kind"], run.get("started_at"),
+                                         run.get("ended_at"), {"jf:status": run["status"], "jf:kind": run["kind"]})
+    doc["wasAssociatedWith"][f"_:assoc-{run_id}"] = {"prov:activity": run_act, "prov:agent": user}
+    counter = 0
+    for task in tasks:
+        act = f"jf:task/{task['id']}"
+        attributes = {"jf:status": task["status"], "jf:cached": bool(task.get("cached"))}
+        if task.get("key"):
+            attributes["jf:key"] = task["key"]
+        if task.get("worker"):
+            attributes["jf:worker"] = task["worker"]
+        doc["activity"][act] = _activity(task["name"], task.get("started_at"), task.get("ended_at"), attributes)
+        counter += 1
+        doc["wasInformedBy"][f"_:inf{counter}"] = {"prov:informed": run_act, "prov:informant": act}
+        doc["wasAssociatedWith"][f"_:assoc-{task['id']}"] = {"prov:activity": act, "prov:agent": user}
+        for name, digest in (task.get("outputs") or {}).items():
+            entity = f"jf:artifact/{digest}"
+            doc["entity"].setdefault(entity, {"prov:label": name, "jf:hash": digest})
+            counter += 1
+            doc["wasGeneratedBy"][f"_:gen{counter}"] = {"prov:entity": entity, "prov:activity": act}
+        for up in task.get("upstream") or []:
+            for digest in (by_node.get(up, {}).get("outputs") or {}).values():
+                entity = f"jf:artifact/{digest}"
+                doc["entity"].setdefault(entity, {"jf:hash": digest})
+                counter += 1
+                doc["used"][f"_:use{counter}"] = {"prov:activity": act, "prov:entity": entity}
+    return {k: v for k, v in doc.items() if v}
+
+
+def _activity(label: str, start: Any, end: Any, attributes: dict) -> dict:
+    activity = {"prov:label": label, **attributes}
+    if start:
+        activity["prov:startTime"] = _iso(start)
+    if end:
+        activity["prov:endTime"] = _iso(end)
+    return activity
