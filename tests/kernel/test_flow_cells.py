@@ -1,0 +1,200 @@
+"""%%flow cells in a real kernel: hydration, cache, staleness, errors, runs, widgets."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+from .conftest import error_of, text_of
+
+LAST_RUN = "last_run()"
+
+
+def tasks_of_last_run(kernel) -> dict:
+    return kernel.value(f"{{t.name: [t.status, t.reason] for t in {LAST_RUN}.tasks}}")
+
+
+def test_outputs_are_loaded_and_a_rerun_is_restored_without_submitting(kernel):
+    kernel.ok("raw = list(range(5))")
+    cell = "%%flow load\ndata = [x * 2 for x in raw]\n_tmp = 1\nprint('loading', len(data))\nlen(data)"
+    out = kernel.ok(cell)
+    assert "loading 5" in out  # the op's stdout, captured on the worker, shown in the cell
+    assert "5\n" in out  # the cell's last expression is displayed
+    assert kernel.value("data") == [0, 2, 4, 6, 8]
+    assert kernel.value("'_tmp' in dir()") is False  # private names are not outputs
+    run = kernel.value(f"[{LAST_RUN}.kind, {LAST_RUN}.status]")
+    assert run == ["cell", "SUCCESS"]
+
+    kernel.ok("del data")
+    kernel.ok(cell)
+    assert kernel.value("data") == [0, 2, 4, 6, 8]
+    assert tasks_of_last_run(kernel) == {"load": ["CACHED", "cached"]}
+    # Nothing went to the cluster: the run never connected to it.
+    assert kernel.value(f"{LAST_RUN}._execution.handle is None") is True
+
+
+def test_edits_to_cell_captured_value_and_helper_make_dependents_stale(kernel):
+    kernel.ok("raw = list(range(5))\nscale = 2\ndef helper(v):\n    return v + 1")
+    kernel.ok("%%flow load\ndata = [x * 2 for x in raw]")
+    feat = "%%flow feat\nfeats = [helper(d) * scale for d in data]"
+    kernel.ok(feat)
+    assert kernel.value("feats") == [2, 6, 10, 14, 18]
+    tasks = kernel.value(f"[[t.name, t.status, t.worker] for t in {LAST_RUN}.tasks]")
+    assert tasks[0][:2] == ["load", "CACHED"] and tasks[1][:2] == ["feat", "SUCCESS"]
+    assert tasks[1][2].startswith("tcp://")  # helper from an ordinary cell ran on a worker
+
+    kernel.ok("scale = 3")
+    assert "input changed" in kernel.ok("%flow status")
+    kernel.ok(feat)
+    assert tasks_of_last_run(kernel)["feat"] == ["SUCCESS", "input changed"]
+    assert kernel.value("feats") == [3, 9, 15, 21, 27]
+
+    kernel.ok("def helper(v):\n    return v + 2")
+    kernel.ok(feat)
+    assert tasks_of_last_run(kernel)["feat"] == ["SUCCESS", "code changed"]
+    assert kernel.value("feats") == [6, 12, 18, 24, 30]
+
+    kernel.ok("%%flow feat\nfeats = [helper(d) * scale + 1 for d in data]")
+    assert tasks_of_last_run(kernel)["feat"] == ["SUCCESS", "code changed"]
+    assert kernel.value("feats") == [7, 13, 19, 25, 31]
+
+
+def test_flow_run_reruns_exactly_the_stale_ops(kernel):
+    kernel.ok("base = 10")
+    kernel.ok("%%flow first\na = base + 1")
+    kernel.ok("%%flow second\nb = a * 2")
+    kernel.ok("%%flow third\nc = b + 1")
+    kernel.ok("unrelated = 1\n%flow run third")
+    assert {name: status for name, (status, _) in tasks_of_last_run(kernel).items()} == {
+        "first": "CACHED", "second": "CACHED", "third": "CACHED"}
+    kernel.ok("base = 20")
+    kernel.ok("%flow run")
+    assert kernel.value(f"{LAST_RUN}.kind") == "graph"
+    tasks = tasks_of_last_run(kernel)
+    assert tasks["first"] == ["SUCCESS", "input changed"]
+    assert tasks["second"][0] == "SUCCESS" and tasks["third"][0] == "SUCCESS"
+    assert all(status == "CACHED" for name, (status, _) in tasks.items() if name not in ("first", "second", "third"))
+    assert kernel.value("c") == 43
+
+
+def test_provenance_names_notebook_cell_and_source(kernel):
+    body = "answer = 6 * 7"
+    kernel.ok(f"%%flow prov\n{body}")
+    prov = kernel.value(f"{LAST_RUN}.tasks[-1].provenance")
+    assert prov["notebook"].endswith("analysis.ipynb")
+    assert isinstance(prov["cell_index"], int)
+    # The hash of the cell as the notebook shows it, %%flow line included.
+    assert prov["source_hash"] == hashlib.sha256(f"%%flow prov\n{body}".encode()).hexdigest()
+
+
+def _fails_before_submitting(kernel, source: str, ename: str, *words: str) -> str:
+    before = kernel.value("len(jf.runs(limit=1000))")
+    cell = kernel.run(source)
+    error = error_of(cell)
+    assert error is not None and error["ename"] == ename, text_of(cell)
+    message = "\n".join(error["traceback"])
+    for word in words:
+        assert word in message
+    assert len(error["traceback"]) <= 8  # a message, not a long traceback
+    assert kernel.value("len(jf.runs(limit=1000))") == before
+    return message
+
+
+def test_errors_are_reported_before_anything_runs(kernel):
+    _fails_before_submitting(kernel, "%%flow ghost\ny = undefined_thing + 1", "CellError", "'ghost'", "undefined_thing")
+    _fails_before_submitting(kernel, "%%flow shell\nx = 1\n!ls -l", "CellError", "'shell'", "line 3", "shell command")
+    _fails_before_submitting(kernel, "%%flow magic\n%time x = 1", "CellError", "'magic'", "IPython magic")
+    kernel.ok("%%flow cyc_a --in q --out p --define-only\np = q + 1")
+    _fails_before_submitting(kernel, "%%flow cyc_b --out q\nq = p * 2", "CellError", "cycle", "cyc_a", "cyc_b")
+    message = _fails_before_submitting(kernel, "%%flow --bogus 3\nx = 1", "FlowUsageError", "--bogus", "usage", "--retries")
+    assert "Traceback" not in message
+
+
+def test_help_is_real(kernel):
+    # ``%%flow?`` pages these docstrings (a payload nbclient does not keep as output).
+    doc = kernel.value("get_ipython().find_cell_magic('flow').__doc__")
+    assert "--resources NAME=AMOUNT" in doc and "--background" in doc and "%%flow" in doc
+    doc = kernel.value("get_ipython().find_line_magic('flow').__doc__")
+    assert "status" in doc and "graph" in doc
+
+
+def test_op_error_shows_the_remote_traceback_with_cell_line_numbers(kernel):
+    cell = kernel.run("%%flow boom\nx = 1\nraise ValueError('bad value')")
+    error = error_of(cell)
+    assert error["ename"] == "ValueError"
+    message = "\n".join(error["traceback"])
+    assert "Cell 'boom', line 3" in message and "raise ValueError('bad value')" in message
+    assert "worker.py" not in message
+    assert kernel.value(f"{LAST_RUN}.status") == "FAILED"
+
+
+def test_graph_is_a_mime_bundle(kernel):
+    kernel.ok("%%flow g_up\ngu = 1")
+    kernel.ok("%%flow g_down\ngd = gu + 1")
+    cell = kernel.run("%flow graph")
+    assert error_of(cell) is None, text_of(cell)
+    bundle = next(o for o in cell.outputs if "data" in o)["data"]
+    graph = bundle["application/vnd.jupyter-flow.graph+json"]
+    assert {"source": "g_up", "target": "g_down", "variable": "gu"} in graph["edges"]
+    assert {n["id"]: n["status"] for n in graph["nodes"]}["g_down"] == "cached"
+    assert bundle["image/svg+xml"].startswith("<svg")
+
+
+def test_params_take_injected_values_and_flow_cells_capture_them(kernel):
+    kernel.ok("lr = jf.param('lr', 0.1, min=0, max=1)")
+    assert kernel.value("lr") == 0.1
+    kernel.ok("lr = '0.5'  # what papermill injects after the parameters cell\nlr = jf.param('lr', 0.1, min=0, max=1)")
+    assert kernel.value("lr") == 0.5
+    kernel.ok("%%flow trained\nscore = lr * 2")
+    assert kernel.value("score") == 1.0
+    assert kernel.value(f"{LAST_RUN}.params") == {"lr": 0.5}
+    cell = kernel.run("lr = 5\nlr = jf.param('lr', 0.1, min=0, max=1)")
+    assert error_of(cell)["ename"] == "FlowError" and "above its maximum" in error_of(cell)["evalue"]
+    # An invalid value left in the namespace blocks flow runs with the same clear error.
+    cell = kernel.run("%%flow uses_lr\nlr2 = lr + 1")
+    assert error_of(cell)["ename"] == "FlowError" and "above its maximum" in error_of(cell)["evalue"]
+    kernel.ok("del lr\nlr = jf.param('lr', 0.1, min=0, max=1)")
+    cell = kernel.run("%flow params")
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in cell.outputs)
+
+
+def test_progress_has_a_widget_and_a_text_summary(kernel):
+    cell = kernel.run("%%flow progress_demo\nimport time\ntime.sleep(0.3)\npd_out = 1")
+    bundles = [o["data"] for o in cell.outputs if "data" in o]
+    assert error_of(cell) is None, text_of(cell)
+    assert any("application/vnd.jupyter.widget-view+json" in b for b in bundles)
+    final = [b["text/plain"] for b in bundles if "text/plain" in b][0]
+    assert "progress_demo" in final and "SUCCESS" in final
+
+
+def test_interrupt_cancels_the_run(kernel):
+    cell = kernel.run("%%flow sleepy\nimport time\ntime.sleep(20)\nslept = 1", timeout=6)
+    assert error_of(cell) is None or error_of(cell)["ename"] == "KeyboardInterrupt"
+    assert kernel.value(f"[{LAST_RUN}.name, {LAST_RUN}.status]") == ["sleepy", "CANCELED"]
+    assert tasks_of_last_run(kernel)["sleepy"][0] == "CANCELED"
+
+
+def test_gpu_op_waits_in_background_until_a_gpu_worker_joins(kernel, dask_cluster):
+    out = kernel.ok("%%flow model --resources GPU=1 --background\nmodel = 'fitted'")
+    assert "background" in out
+    kernel.ok(
+        f"_run = {LAST_RUN}\n_ex = _run._execution\n"
+        "with _ex.changed:\n"
+        "    _ex.changed.wait_for(lambda: any(t.status.value == 'WAITING' for t in _ex.tasks), timeout=30)"
+    )
+    assert tasks_of_last_run(kernel)["model"][0] == "WAITING"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", dask_cluster.scheduler_address,
+         "--resources", "GPU=1", "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
+         "--host", "127.0.0.1", "--name", "gpu-worker"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        kernel.ok("_run.wait(90)")
+        out = kernel.ok("print(model)")  # loaded when the next cell started
+        assert "fitted" in out
+        assert kernel.value("_run.status") == "SUCCESS"
+    finally:
+        worker.terminate()
+        worker.wait(30)
