@@ -38,6 +38,9 @@ _LAZY = {
     "cluster": "jupyter_flow.engine.api",
     "Run": "jupyter_flow.engine.records",
     "Task": "jupyter_flow.engine.records",
+    "param": "jupyter_flow.kernel.params",
+    "batch": "jupyter_flow.batch.runner",
+    "compare": "jupyter_flow.batch.runner",
 }
 
 __all__ = [

@@ -230,6 +230,38 @@ def cmd_clusters(args) -> int:
     return 0
 
 
+def cmd_batch(args) -> int:
+    from .batch.grid import parse_value
+    from .batch.runner import batch, compare
+
+    params = {name: parse_value(value) for name, value in args.param}
+    run = batch(args.notebook, params=params, grid=args.grid, parallel=args.parallel, cluster=args.cluster,
+                name=args.name, progress=sys.stderr.isatty())
+    table = compare(run.id)
+    if args.json:
+        _print_json({"batch": run.id, "status": run.status, "error": run.error,
+                     "executions": table.to_dict(orient="records")})
+    else:
+        print(f"batch {run.id}: {run.status}" + (f" ({run.error})" if run.error else ""))
+        print(table.to_string(index=False))
+    return 0 if run.status == "SUCCESS" else 1
+
+
+def cmd_compare(args) -> int:
+    from .batch.runner import compare
+
+    table = compare(args.batch)
+    if args.sort:
+        if args.sort not in table.columns:
+            raise FlowError(f"no column {args.sort!r} to sort by; columns: {list(table.columns)}")
+        table = table.sort_values(args.sort, ascending=not args.desc)
+    if args.json:
+        _print_json(table.to_dict(orient="records"))
+    else:
+        print(table.to_string(index=False) if len(table) else "no executions")
+    return 0
+
+
 def cmd_db(args) -> int:
     from .store import Store
 
@@ -290,6 +322,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+")
 
     p = add("clusters", cmd_clusters, "cluster profiles and clusters in use")
+    p.add_argument("--json", action="store_true")
+
+    p = add("batch", cmd_batch, "run a notebook once per parameter point with papermill")
+    p.add_argument("notebook")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    p.add_argument("--grid", help="YAML file: parameter name -> list of values (cartesian product)")
+    p.add_argument("--parallel", type=int, default=1)
+    p.add_argument("--cluster", help="profile or scheduler address for the notebooks' %%%%flow ops")
+    p.add_argument("--name")
+    p.add_argument("--json", action="store_true")
+
+    p = add("compare", cmd_compare, "params and metrics of each execution of a batch")
+    p.add_argument("batch")
+    p.add_argument("--sort", help="column to sort by, e.g. a metric")
+    p.add_argument("--desc", action="store_true")
     p.add_argument("--json", action="store_true")
 
     p = add("db", cmd_db, "store maintenance")

@@ -228,7 +228,10 @@ class Engine:
             s.provenance = dict(row["provenance"])  # live updates extend it, never replace it
         # Recorded by the writer, ahead of every later write of this run.
         self.writer.call(self.store.create_run, run_row, task_rows)
-        self.current_run_id = run_id if kind != RunKind.CELL.value else self.current_run_id
+        if not os.environ.get("JUPYTER_FLOW_RUN_ID") and kind in (RunKind.API.value, RunKind.RESUME.value):
+            # jf.record outside an op goes to the last run this process made, except in a
+            # batch execution, whose metrics always belong to its notebook run.
+            self.current_run_id = run_id
         execution = RunExecution(self, run_id, graph, states, owner_id=self.owner_id, handle=handle,
                                  layers=layers, submit_keys=submit_keys)
         execution.name = name

@@ -122,6 +122,8 @@ class Run(Base):
     snapshot: Mapped[str | None] = mapped_column(String(128))
     cluster: Mapped[str | None] = mapped_column(String(255))
     environment: Mapped[dict[str, Any] | None]
+    # What the run as a whole produced: {name: artifact hash} (a notebook run's output_notebook).
+    outputs: Mapped[dict[str, Any] | None]
     notebook: Mapped[str | None] = mapped_column(Text, index=True)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(index=True)

@@ -1,0 +1,3 @@
+"""Papermill batches: one notebook run per parameter point, children of one batch run."""
+
+from .runner import batch, compare  # noqa: F401

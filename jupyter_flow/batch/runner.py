@@ -1,0 +1,276 @@
+"""Run a notebook once per parameter point with papermill, recorded as a batch of runs.
+
+Executions are kernels on this machine, ``parallel`` at a time; their ``%%flow`` ops go to
+one cluster that this process starts (or connects to) and hands to every kernel, so
+executions never hold the worker slots their own ops need.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import FlowError
+from ..core.ids import new_id
+from ..core.status import RunKind, RunStatus
+from .grid import load_grid, points
+
+CANCEL_POLL_S = 0.5
+
+
+def _check_notebook(notebook: str | Path) -> tuple[Path, dict]:
+    import nbformat
+    import papermill
+
+    path = Path(notebook)
+    if not path.is_file():
+        raise FlowError(f"notebook {str(path)!r} not found")
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as err:  # nbformat raises several kinds for a bad file
+        raise FlowError(f"{str(path)!r} is not a readable notebook: {err}") from None
+    has_parameters = any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells)
+    declared = papermill.inspect_notebook(str(path)) if has_parameters else {}
+    return path.resolve(), {"has_parameters": has_parameters, "declared": declared, "nb": nb}
+
+
+def _check_params(path: Path, info: dict, names: set[str]) -> None:
+    if not names:
+        return
+    if not info["has_parameters"]:
+        raise FlowError(
+            f"notebook {path.name!r} has no cell tagged 'parameters', so it takes no parameters "
+            f"(got {sorted(names)}); tag the cell that sets the defaults"
+        )
+    unknown = sorted(names - set(info["declared"]))
+    if unknown:
+        raise FlowError(
+            f"unknown parameter(s) {unknown} for notebook {path.name!r}; its parameters cell "
+            f"defines {sorted(info['declared'])}"
+        )
+
+
+def batch(
+    notebook: str | Path,
+    params: dict[str, Any] | None = None,
+    grid: dict[str, list] | str | Path | None = None,
+    *,
+    parallel: int = 1,
+    cluster: str | None = None,
+    name: str | None = None,
+    kernel: str | None = None,
+    wait: bool = True,
+    progress: bool = False,
+):
+    """Run ``notebook`` once per point of ``params`` × ``grid``; returns the batch ``Run``.
+
+    >>> run = jf.batch("train.ipynb", params={"epochs": 3}, grid={"lr": [0.1, 0.01]}, parallel=2)  # doctest: +SKIP
+    >>> jf.compare(run.id)                                                                       # doctest: +SKIP
+    """
+    from ..engine import cluster as clusters
+    from ..engine.records import Run
+    from ..engine.runtime import get_engine
+
+    if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
+        raise FlowError(f"batch: parallel must be a whole number >= 1, got {parallel!r}")
+    path, info = _check_notebook(notebook)
+    if isinstance(grid, (str, Path)):
+        grid = load_grid(grid)
+    all_points = points(params, grid)
+    _check_params(path, info, set(params or {}) | set(grid or {}))
+    engine = get_engine()
+    handle = clusters.connect(cluster)  # unknown profile: FlowError, nothing recorded
+    engine.register_cluster(handle)
+    kernel = kernel or info["nb"].metadata.get("kernelspec", {}).get("name") or "python3"
+
+    engine.writer.flush()
+    store = engine.store
+    batch_id = new_id()
+    store.create_run({
+        "id": batch_id, "kind": RunKind.BATCH.value, "status": RunStatus.RUNNING.value, "name": name or path.stem,
+        "owner_id": engine.owner_id, "notebook": str(path), "cluster": handle.name,
+        "params": {"grid": grid or {}, "params": params or {}, "parallel": parallel},
+    }, [])
+    children = []
+    for point in all_points:
+        child = new_id()
+        store.create_run({
+            "id": child, "kind": RunKind.NOTEBOOK.value, "status": RunStatus.PENDING.value,
+            "name": path.stem, "parent_id": batch_id, "owner_id": engine.owner_id, "params": point,
+            "notebook": str(path), "cluster": handle.name,
+        }, [])
+        children.append((child, point))
+
+    job = _Batch(engine, batch_id, path, kernel, handle.address, children, parallel, progress)
+    if wait:
+        job.run()
+        return Run(engine, batch_id)
+    threading.Thread(target=job.run, name=f"jupyter-flow-batch-{batch_id}", daemon=True).start()
+    return Run(engine, batch_id)
+
+
+class _Batch:
+    def __init__(self, engine, batch_id, path, kernel, address, children, parallel, progress):
+        self.engine = engine
+        self.store = engine.store
+        self.batch_id = batch_id
+        self.path = path
+        self.kernel = kernel
+        self.address = address
+        self.children = children
+        self.parallel = parallel
+        self.progress = progress
+        self.canceled = threading.Event()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"jupyter-flow-batch-{batch_id}-"))
+
+    def run(self) -> None:
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(self.children), desc=f"batch {self.batch_id}", unit="notebook")
+        results: dict[str, str] = {}
+        with ThreadPoolExecutor(max_workers=self.parallel) as pool:
+            futures = [pool.submit(self._execute, i, run_id, point) for i, (run_id, point) in enumerate(self.children)]
+            for future, (run_id, _) in zip(futures, self.children):
+                results[run_id] = future.result()
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+        failed = sum(1 for status in results.values() if status == RunStatus.FAILED.value)
+        canceled = sum(1 for status in results.values() if status == RunStatus.CANCELED.value)
+        if self.canceled.is_set() or canceled:
+            status, error = RunStatus.CANCELED.value, f"canceled: {canceled} of {len(results)} executions did not finish"
+        elif failed:
+            status, error = RunStatus.FAILED.value, f"{failed} of {len(results)} executions failed"
+        else:
+            status, error = RunStatus.SUCCESS.value, None
+        self.store.finish_run(self.batch_id, self.engine.owner_id, status, error=error)
+        shutil.rmtree(self.workdir, ignore_errors=True)  # outputs are artifacts by now
+
+    def _cancel_requested(self, run_id: str) -> bool:
+        if self.canceled.is_set():
+            return True
+        if self.store.cancel_requested([self.batch_id, run_id]):
+            self.canceled.set()
+            return True
+        return False
+
+    def _execute(self, index: int, run_id: str, point: dict) -> str:
+        owner = self.engine.owner_id
+        if self._cancel_requested(run_id):
+            self.store.finish_run(run_id, owner, RunStatus.CANCELED.value, error="canceled before it started")
+            return RunStatus.CANCELED.value
+        self.store.update_run(run_id, owner, status=RunStatus.RUNNING.value)
+        output = self.workdir / f"{index:04d}-{self.path.name}"
+        spec = {
+            "input": str(self.path), "output": str(output), "parameters": point, "kernel": self.kernel,
+            "cwd": str(self.path.parent), "error_path": str(self.workdir / f"{index:04d}-error.json"),
+        }
+        spec_path = self.workdir / f"{index:04d}-spec.json"
+        spec_path.write_text(json.dumps(spec))
+        env = dict(os.environ)
+        env.update({
+            "JUPYTER_FLOW_RUN_ID": run_id,          # the kernel's cell runs become children of this run
+            "JUPYTER_FLOW_DB": self.engine.db_url,
+            "JUPYTER_FLOW_ARTIFACTS": self.engine.artifacts_url,
+            "DASK_FLOW__DEFAULT_CLUSTER": self.address,  # every kernel uses the batch's cluster
+        })
+        proc = subprocess.Popen([sys.executable, "-m", "jupyter_flow.batch.execute", str(spec_path)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        output_lines = []
+        reader = threading.Thread(target=lambda: output_lines.extend(proc.stdout), daemon=True)
+        reader.start()
+        canceled = False
+        while proc.poll() is None:
+            if self._cancel_requested(run_id):
+                canceled = True
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                break
+            time.sleep(CANCEL_POLL_S)
+        proc.wait()
+        reader.join(5)
+        if output.exists():
+            info = self.engine.artifacts.put(output.read_bytes())
+            self.store.put_artifacts([{"hash": info.digest, "size": info.size, "serializer": info.serializer,
+                                       "serializer_version": info.serializer_version, "type": "notebook",
+                                       "uri": info.uri}])
+            self.store.update_run(run_id, owner, outputs={"output_notebook": info.digest})
+        if canceled:
+            self.store.finish_run(run_id, owner, RunStatus.CANCELED.value, error="canceled")
+            return RunStatus.CANCELED.value
+        if proc.returncode == 0:
+            self.store.finish_run(run_id, owner, RunStatus.SUCCESS.value)
+            return RunStatus.SUCCESS.value
+        error_path = Path(spec["error_path"])
+        if error_path.exists():
+            failure = json.loads(error_path.read_text())
+            error = f"{_cell_label(output, failure)} raised {failure['ename']}: {failure['evalue']}"
+        else:
+            tail = b"".join(output_lines).decode(errors="replace").strip().splitlines()[-3:]
+            error = f"the execution failed (exit code {proc.returncode}): {' | '.join(tail)}"
+        self.store.finish_run(run_id, owner, RunStatus.FAILED.value, error=error)
+        return RunStatus.FAILED.value
+
+
+def _cell_label(executed: Path, failure: dict) -> str:
+    """Name the failing cell as the user's notebook numbers it (papermill inserts a cell)."""
+    index = failure["cell_index"]
+    cell_id = None
+    if executed.exists():
+        import nbformat
+
+        # papermill numbers cells before it adds its error banners; drop those first.
+        cells = [c for c in nbformat.read(executed, as_version=4).cells
+                 if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
+        injected = sum(1 for c in cells[:index] if "injected-parameters" in c.metadata.get("tags", []))
+        cell_id = cells[index].get("id") if index < len(cells) else None
+        index -= injected
+    first_line = (failure.get("source") or "").strip().splitlines()[:1]
+    label = f"cell {index}"
+    if cell_id:
+        label += f" (id {cell_id})"
+    if first_line:
+        label += f" `{first_line[0][:60]}`"
+    return label
+
+
+def compare(batch_id: str):
+    """Params and metrics of each execution of a batch, one row per notebook run (pandas).
+
+    >>> jf.compare(batch.id).sort_values("accuracy", ascending=False)   # doctest: +SKIP
+    """
+    import pandas as pd
+
+    from ..engine.runtime import get_engine
+
+    engine = get_engine()
+    engine.writer.flush()
+    batch_run = engine.store.get_run(batch_id)
+    if batch_run is None:
+        raise FlowError(f"jf.compare: no run with id {batch_id!r}")
+    if batch_run["kind"] != RunKind.BATCH.value:
+        raise FlowError(f"jf.compare: run {batch_id} is a {batch_run['kind']} run, not a batch")
+    rows = []
+    for run in reversed(engine.store.list_runs(limit=100_000, parent_id=batch_id)):
+        row = {"run_id": run["id"], "status": run["status"]}
+        row.update({f"{k}": v for k, v in (run.get("params") or {}).items()})
+        row.update({f"{k}": v for k, v in (run.get("metrics") or {}).items()})
+        if run.get("ended_at") and run.get("started_at"):
+            row["duration_s"] = (run["ended_at"] - run["started_at"]).total_seconds()
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,110 @@
+"""Batches through the real CLI and papermill kernels, sharing the session cluster."""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+NOTEBOOK_CELLS = [
+    ("code", "%load_ext jupyter_flow\nimport jupyter_flow as jf", None),
+    ("code", "lr = 0.1\nfail = False", ["parameters"]),
+    ("code", "%%flow train\nif fail:\n    raise ValueError('asked to fail')\nscore = round(1 - lr, 6)", None),
+    ("code", "jf.record('accuracy', score)", None),
+]
+
+
+@pytest.fixture
+def sweep_notebook(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for _, source, tags in NOTEBOOK_CELLS:
+        cell = nbformat.v4.new_code_cell(source)
+        if tags:
+            cell.metadata["tags"] = tags
+        nb.cells.append(cell)
+    path = tmp_path / "sweep.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def flow(env, *args):
+    return subprocess.run([sys.executable, "-m", "jupyter_flow.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def runs(env, *extra):
+    out = flow(env, "runs", "--json", "--limit", "100", *extra)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_grid_of_three_then_cached_rerun(sweep_notebook, subprocess_env, tmp_path, flow_home):
+    env = dict(subprocess_env, DASK_FLOW__DEFAULT_CLUSTER=subprocess_env["FLOW_TEST_SCHEDULER"])
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("lr: [0.1, 0.2, 0.3]\n")
+    result = flow(env, "batch", str(sweep_notebook), "--grid", str(grid), "--parallel", "2",
+                  "--cluster", env["FLOW_TEST_SCHEDULER"], "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "SUCCESS"
+    executions = summary["executions"]
+    assert sorted(e["lr"] for e in executions) == [0.1, 0.2, 0.3]
+    assert sorted(e["accuracy"] for e in executions) == [0.7, 0.8, 0.9]
+
+    from jupyter_flow.artifacts import artifact_store
+    from jupyter_flow.store import Store
+
+    store = Store()
+    notebook_runs = store.list_runs(parent_id=summary["batch"])
+    assert len(notebook_runs) == 3 and {r["kind"] for r in notebook_runs} == {"notebook"}
+    for run in notebook_runs:
+        assert run["status"] == "SUCCESS" and run["metrics"]["accuracy"] == pytest.approx(1 - run["params"]["lr"])
+        executed = nbformat.reads(artifact_store(None).get(run["outputs"]["output_notebook"]).decode(), 4)
+        assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+        cells = store.list_runs(parent_id=run["id"])
+        assert [c["kind"] for c in cells] == ["cell"]
+        assert [t["status"] for t in store.get_tasks(cells[0]["id"])] == ["SUCCESS"]
+
+    again = json.loads(flow(env, "batch", str(sweep_notebook), "--grid", str(grid), "--parallel", "2",
+                            "--cluster", env["FLOW_TEST_SCHEDULER"], "--json").stdout)
+    assert again["status"] == "SUCCESS"
+    for run in store.list_runs(parent_id=again["batch"]):
+        (cell,) = store.list_runs(parent_id=run["id"])
+        assert [t["status"] for t in store.get_tasks(cell["id"])] == ["CACHED"]
+
+    compared = json.loads(flow(env, "compare", summary["batch"], "--sort", "accuracy", "--desc", "--json").stdout)
+    assert [row["lr"] for row in compared] == [0.1, 0.2, 0.3]
+
+
+def test_failing_execution_fails_its_run_and_the_batch(sweep_notebook, subprocess_env, tmp_path):
+    env = dict(subprocess_env, DASK_FLOW__DEFAULT_CLUSTER=subprocess_env["FLOW_TEST_SCHEDULER"])
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("fail: [false, true]\n")
+    result = flow(env, "batch", str(sweep_notebook), "--grid", str(grid), "-p", "lr", "0.5", "--parallel", "2",
+                  "--cluster", env["FLOW_TEST_SCHEDULER"], "--json")
+    assert result.returncode == 1
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "FAILED" and summary["error"] == "1 of 2 executions failed"
+    by_fail = {r["params"]["fail"]: r for r in runs(env, "--parent", summary["batch"])}
+    assert by_fail[False]["status"] == "SUCCESS"
+    assert by_fail[True]["status"] == "FAILED"
+    assert "cell 2" in by_fail[True]["error"] and "asked to fail" in by_fail[True]["error"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.ipynb"], "not found"),
+    (["{nb}", "-p", "momentum", "0.9"], "unknown parameter"),
+    (["{nb}", "--grid", "{bad}"], "not valid YAML"),
+    (["{nb}", "--cluster", "nope"], "unknown cluster profile"),
+])
+def test_bad_input_is_one_line_and_records_nothing(sweep_notebook, subprocess_env, tmp_path, args, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [0.1, 0.2\n")
+    args = [a.format(nb=sweep_notebook, bad=bad) for a in args]
+    result = flow(subprocess_env, "batch", *args)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert runs(subprocess_env) == []
