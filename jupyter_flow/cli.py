@@ -262,6 +262,14 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .kernel.script import export
+
+    count = export(args.notebook, args.output)
+    print(f"wrote {args.output} ({count} cells); run it with: python {args.output}")
+    return 0
+
+
 def cmd_db(args) -> int:
     from .store import Store
 
@@ -338,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sort", help="column to sort by, e.g. a metric")
     p.add_argument("--desc", action="store_true")
     p.add_argument("--json", action="store_true")
+
+    p = add("export", cmd_export, "write a notebook as a plain script that hits the same cache")
+    p.add_argument("notebook")
+    p.add_argument("-o", "--output", required=True)
 
     p = add("db", cmd_db, "store maintenance")
     p.add_argument("action", choices=["upgrade"])

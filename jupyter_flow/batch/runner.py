@@ -29,7 +29,6 @@ CANCEL_POLL_S = 0.5
 
 def _check_notebook(notebook: str | Path) -> tuple[Path, dict]:
     import nbformat
-    import papermill
 
     path = Path(notebook)
     if not path.is_file():
@@ -38,9 +37,30 @@ def _check_notebook(notebook: str | Path) -> tuple[Path, dict]:
         nb = nbformat.read(path, as_version=4)
     except Exception as err:  # nbformat raises several kinds for a bad file
         raise FlowError(f"{str(path)!r} is not a readable notebook: {err}") from None
-    has_parameters = any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells)
-    declared = papermill.inspect_notebook(str(path)) if has_parameters else {}
-    return path.resolve(), {"has_parameters": has_parameters, "declared": declared, "nb": nb}
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    declared: set[str] = set()
+    for cell in cells:
+        declared |= _assigned_names(cell.source)
+    return path.resolve(), {"has_parameters": bool(cells), "declared": declared, "nb": nb}
+
+
+def _assigned_names(source: str) -> set[str]:
+    """Names a parameters cell assigns at top level (``lr = 0.1``, ``n: int = 3``,
+    ``top_n = jf.param("top_n", 5)``) — what papermill's injected cell can override."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for stmt in tree.body:
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
+        for target in targets:
+            for node in ast.walk(target):
+                if isinstance(node, ast.Name):
+                    names.add(node.id)
+    return names
 
 
 def _check_params(path: Path, info: dict, names: set[str]) -> None:

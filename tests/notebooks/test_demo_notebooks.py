@@ -1,0 +1,60 @@
+"""The demo notebooks run (papermill, real kernels), and an exported notebook hits the same cache."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+def _env(subprocess_env):
+    return dict(subprocess_env, DASK_FLOW__DEFAULT_CLUSTER=subprocess_env["FLOW_TEST_SCHEDULER"])
+
+
+def _papermill(env, source: Path, workdir: Path) -> Path:
+    output = workdir / f"out-{source.name}"
+    result = subprocess.run(
+        [sys.executable, "-m", "papermill", str(workdir / source.name), str(output), "--no-progress-bar",
+         "--cwd", str(workdir), "-k", "python3"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return output
+
+
+@pytest.mark.parametrize("name", ["04-sweep-and-caching.ipynb", "05-batch.ipynb", "06-provenance-and-lineage.ipynb"])
+def test_demo_notebook_runs(name, subprocess_env, tmp_path):
+    for needed in (name, "01-quickstart.ipynb"):
+        shutil.copy(NOTEBOOKS / needed, tmp_path / needed)
+    _papermill(_env(subprocess_env), NOTEBOOKS / name, tmp_path)
+
+
+def test_export_round_trip_hits_the_cache(subprocess_env, tmp_path):
+    env = _env(subprocess_env)
+    shutil.copy(NOTEBOOKS / "01-quickstart.ipynb", tmp_path / "01-quickstart.ipynb")
+    _papermill(env, NOTEBOOKS / "01-quickstart.ipynb", tmp_path)
+    script = tmp_path / "flow.py"
+    out = subprocess.run([sys.executable, "-m", "jupyter_flow.cli", "export", "01-quickstart.ipynb", "-o", str(script)],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert "wrote" in out.stdout
+    before = {r["id"] for r in _runs(env)}
+    result = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    new_cell_runs = [r for r in _runs(env) if r["id"] not in before and r["kind"] == "cell"]
+    assert {r["name"] for r in new_cell_runs} == {"load", "count", "top"}
+    from jupyter_flow.store import Store
+
+    store = Store()
+    statuses = {t["status"] for r in new_cell_runs for t in store.get_tasks(r["id"])}
+    assert statuses == {"CACHED"}
+
+
+def _runs(env):
+    out = subprocess.run([sys.executable, "-m", "jupyter_flow.cli", "runs", "--json", "--limit", "1000"],
+                         env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
