@@ -1,0 +1,304 @@
+"""Tornado handlers of the REST API under ``{base_url}jupyter-flow/api/``.
+
+Each handler checks authentication and authorization, parses the request, calls one
+``FlowService`` method in a worker thread (store calls block) and writes JSON. Errors
+become ``{"message", "reason"}`` bodies, never tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any, Callable
+
+from jupyter_server.auth.authorizer import AllowAllAuthorizer
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import ensure_async, url_path_join
+from tornado import web
+from tornado.ioloop import IOLoop
+
+from jupyter_flow.core.status import RunKind, RunStatus
+from jupyter_flow.server.service import ApiError, FlowService
+
+API_PREFIX = "/jupyter-flow/api"
+AUTH_RESOURCE = "jupyter_flow"
+MAX_LIMIT = 500
+PREVIEW_DEFAULT = 65536
+PREVIEW_MAX = 1024 * 1024
+_ID = re.compile(r"[0-9A-Za-z._-]{1,128}")
+_RUN_STATUSES = [s.value for s in RunStatus]
+_RUN_KINDS = [k.value for k in RunKind]
+_EXTENSIONS = {"json": ("application/json", "json"), "bytes": ("application/octet-stream", "bin")}
+
+
+def _bad_request(message: str) -> web.HTTPError:
+    return web.HTTPError(400, "%s", message)
+
+
+class FlowHandler(APIHandler):
+    """Common parts: the service, JSON errors, query parsing, calls in a thread."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def service(self) -> FlowService:
+        return self.settings["jupyter_flow_service"]
+
+    async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        executor = self.settings["jupyter_flow_executor"]
+        try:
+            return await IOLoop.current().run_in_executor(executor, lambda: method(*args, **kwargs))
+        except ApiError as err:
+            raise web.HTTPError(err.status, "%s", err.message) from None
+
+    def write_json(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(body))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """JSON error bodies without tracebacks (the server log keeps those)."""
+        reason = self._reason
+        message = reason
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        elif status_code >= 500:
+            message = "internal server error; the Jupyter server log has the details"
+        self.finish(json.dumps({"message": message, "reason": reason}))
+
+    # -- request parsing ----------------------------------------------------------------
+
+    def arg(self, name: str) -> str | None:
+        values = self.get_query_arguments(name)
+        if len(values) > 1:
+            raise _bad_request(f"query parameter {name!r} was given {len(values)} times; give it once")
+        if not values:
+            return None
+        if "\x00" in values[0]:
+            raise _bad_request(f"query parameter {name!r} contains a NUL character")
+        return values[0]
+
+    def int_arg(self, name: str, default: int | None, low: int, high: int) -> int | None:
+        text = self.arg(name)
+        if text is None or text == "":
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            raise _bad_request(f"query parameter {name!r} must be an integer, not {text!r:.40}") from None
+        if not low <= value <= high:
+            raise _bad_request(f"query parameter {name!r} must be between {low} and {high}, not {value}")
+        return value
+
+    def choice_arg(self, name: str, allowed: list[str]) -> list[str] | None:
+        """Comma-separated values (or the parameter repeated), each one of ``allowed``."""
+        values = [v for text in self.get_query_arguments(name) for v in text.split(",") if v]
+        if not values:
+            return None
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            raise _bad_request(
+                f"query parameter {name!r}: unknown value(s) {', '.join(map(repr, unknown))[:200]}; "
+                f"one of {', '.join(allowed)}"
+            )
+        return values
+
+    def datetime_arg(self, name: str) -> datetime | None:
+        text = self.arg(name)
+        if not text:
+            return None
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise _bad_request(
+                f"query parameter {name!r} must be an ISO 8601 date-time, not {text!r:.40}"
+            ) from None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+    @staticmethod
+    def check_id(ident: str, what: str) -> str:
+        if not _ID.fullmatch(ident):
+            raise web.HTTPError(404, "%s", f"no {what} {ident[:80]!r} in the store")
+        return ident
+
+
+class HealthHandler(FlowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_json(await self.call(self.service.health))
+
+
+class OpenAPIHandler(FlowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        document = json.loads(resources.files("jupyter_flow.server").joinpath("openapi.json").read_text())
+        document["servers"] = [{"url": url_path_join(self.base_url, "jupyter-flow/api")}]
+        self.write_json(document)
+
+
+class RunsHandler(FlowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        limit = self.int_arg("limit", 50, 1, MAX_LIMIT)
+        changed_since = self.int_arg("changed_since", None, 0, 2**62)
+        filters = {
+            "before": self.arg("before") or None,
+            "name": self.arg("name") or None,
+            "status": self.choice_arg("status", _RUN_STATUSES),
+            "kind": self.choice_arg("kind", _RUN_KINDS),
+            "notebook": self.arg("notebook") or None,
+            "started_after": self.datetime_arg("started_after"),
+            "parent_id": self.arg("parent_id") or None,
+        }
+        if changed_since is not None:
+            given = sorted(name for name, value in filters.items() if value is not None)
+            if given:
+                raise _bad_request(
+                    f"changed_since returns every changed run; it cannot be combined with {', '.join(given)}"
+                )
+            self.write_json(await self.call(self.service.changes, changed_since, limit))
+            return
+        self.write_json(await self.call(self.service.list_runs, limit=limit, **filters))
+
+
+class RunHandler(FlowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        self.check_id(run_id, "run")
+        self.write_json(await self.call(self.service.get_run, run_id))
+
+
+class RunTasksHandler(FlowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        self.check_id(run_id, "run")
+        changed_since = self.int_arg("changed_since", None, 0, 2**62)
+        self.write_json(await self.call(self.service.run_tasks, run_id, changed_since))
+
+
+class RunCancelHandler(FlowHandler):
+    """POST: ask the run's owning process to cancel it (and its child runs)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        self.check_id(run_id, "run")
+        body = self.request.body.strip()
+        if body:
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                raise web.HTTPError(422, "%s", "the request body must be empty or a JSON object") from None
+            if not isinstance(payload, dict) or payload:
+                raise web.HTTPError(422, "%s", "the request body must be empty or an empty JSON object")
+        user = self.current_user
+        is_admin = await self._is_admin(user)
+        run = await self.call(
+            self.service.cancel_run, run_id, requested_by=user.username, is_admin=is_admin
+        )
+        self.write_json(run, status=202)
+
+    async def _is_admin(self, user) -> bool:
+        # AllowAllAuthorizer, Jupyter's default, says yes to any action. Taken as an admin
+        # grant it would let every user of a shared store cancel everyone's runs, so admin
+        # needs an authorizer that grants "admin" on purpose.
+        if type(self.authorizer) is AllowAllAuthorizer:
+            return False
+        return bool(await ensure_async(self.authorizer.is_authorized(self, user, "admin", AUTH_RESOURCE)))
+
+
+class TaskHandler(FlowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, task_id: str) -> None:
+        self.check_id(task_id, "task")
+        self.write_json(await self.call(self.service.get_task, task_id))
+
+
+class TaskLogsHandler(FlowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, task_id: str) -> None:
+        self.check_id(task_id, "task")
+        self.write_json(await self.call(self.service.task_logs, task_id))
+
+
+class GraphsHandler(FlowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        limit = self.int_arg("limit", 50, 1, MAX_LIMIT)
+        before = self.arg("before") or None
+        self.write_json(await self.call(self.service.list_graphs, limit=limit, before=before))
+
+
+class GraphHandler(FlowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        self.check_id(run_id, "graph")
+        self.write_json(await self.call(self.service.get_graph, run_id))
+
+
+class ArtifactHandler(FlowHandler):
+    """A bounded preview, or with ``?download=1`` the serialized value itself."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, digest: str) -> None:
+        download = self.arg("download")
+        if download not in (None, "", "0", "1", "true", "false"):
+            raise _bad_request("query parameter 'download' must be 1 or 0")
+        if download in ("1", "true"):
+            payload, serializer = await self.call(self.service.artifact_bytes, digest)
+            mime, extension = _EXTENSIONS.get(serializer, ("application/octet-stream", serializer))
+            self.set_header("X-Content-Type-Options", "nosniff")
+            self.set_header("X-Flow-Serializer", serializer)
+            self.set_header("Content-Disposition", f'attachment; filename="{digest}.{extension}"')
+            self.finish(payload, set_content_type=mime)
+            return
+        max_bytes = self.int_arg("max_bytes", PREVIEW_DEFAULT, 64, PREVIEW_MAX)
+        self.write_json(await self.call(self.service.artifact_preview, digest, max_bytes))
+
+
+class LineageHandler(FlowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, ident: str) -> None:
+        self.check_id(ident, "task or artifact")
+        self.write_json(await self.call(self.service.lineage, ident))
+
+
+class ClustersHandler(FlowHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_json(await self.call(self.service.clusters))
+
+
+def routes() -> list[tuple[str, type]]:
+    """URL patterns (relative to ``base_url``) and their handlers."""
+    part = "([^/]+)"
+    return [
+        (f"{API_PREFIX}/health", HealthHandler),
+        (f"{API_PREFIX}/openapi.json", OpenAPIHandler),
+        (f"{API_PREFIX}/runs", RunsHandler),
+        (f"{API_PREFIX}/runs/{part}", RunHandler),
+        (f"{API_PREFIX}/runs/{part}/tasks", RunTasksHandler),
+        (f"{API_PREFIX}/runs/{part}/cancel", RunCancelHandler),
+        (f"{API_PREFIX}/tasks/{part}", TaskHandler),
+        (f"{API_PREFIX}/tasks/{part}/logs", TaskLogsHandler),
+        (f"{API_PREFIX}/graphs", GraphsHandler),
+        (f"{API_PREFIX}/graphs/{part}", GraphHandler),
+        (f"{API_PREFIX}/artifacts/{part}", ArtifactHandler),
+        (f"{API_PREFIX}/lineage/{part}", LineageHandler),
+        (f"{API_PREFIX}/clusters", ClustersHandler),
+    ]

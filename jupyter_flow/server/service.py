@@ -1,0 +1,365 @@
+"""``FlowService``: what the REST API can do, as plain synchronous calls on the store.
+
+Handlers translate HTTP into these calls (in a worker thread, because every store call
+blocks) and translate ``ApiError`` back into a status code. Nothing here knows tornado.
+
+>>> service = FlowService(Store("sqlite://"), artifact_store(tempfile.mkdtemp()))  # doctest: +SKIP
+>>> service.list_runs(limit=10)["runs"]                                            # doctest: +SKIP
+[]
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from jupyter_flow import __version__
+from jupyter_flow.artifacts import ArtifactStore, validate_digest
+from jupyter_flow.artifacts.store import MAGIC as ARTIFACT_MAGIC
+from jupyter_flow.core.errors import ArtifactError
+from jupyter_flow.engine import cluster as clusters
+from jupyter_flow.store import CancelConflict, RunNotFound, Store
+
+# Task fields too large for listings; ``tasks/{id}/logs`` serves them.
+LOG_FIELDS = ("stdout", "stderr", "traceback")
+LOG_LIMIT = 256 * 1024
+LINEAGE_LIMIT = 2000
+_SECRET_NAME = re.compile(r"token|password|passwd|secret|key|credential", re.IGNORECASE)
+
+
+class ApiError(Exception):
+    """An error the API reports to its client, with the HTTP status it maps to."""
+
+    status = 500
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class Unprocessable(ApiError):
+    status = 422
+
+
+def to_json(value: Any) -> Any:
+    """Store records as JSON-ready values (timestamps as ISO 8601 strings in UTC)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    return value
+
+
+def _task_summary(task: dict) -> dict:
+    return {k: v for k, v in task.items() if k not in LOG_FIELDS}
+
+
+def _redact(value: Any, name: str = "") -> Any:
+    """Cluster profile settings with anything that looks like a secret hidden."""
+    if isinstance(value, dict):
+        return {k: _redact(v, str(k)) for k, v in value.items()}
+    if name and _SECRET_NAME.search(name) and value not in (None, "", False):
+        return "***"
+    if isinstance(value, (list, tuple)):
+        return [_redact(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+class FlowService:
+    """The REST API's operations over one store and one artifact store."""
+
+    def __init__(
+        self,
+        store: Store,
+        artifacts: ArtifactStore,
+        *,
+        heartbeat_timeout: float = 30.0,
+        server_user: str | None = None,
+    ):
+        self.store = store
+        self.artifacts = artifacts
+        self.heartbeat_timeout = heartbeat_timeout
+        self.server_user = server_user
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- health and liveness ------------------------------------------------------------
+
+    def health(self) -> dict:
+        """Proves the store answers: one cheap query."""
+        now = self.store.now()
+        return {
+            "status": "ok",
+            "version": __version__,
+            "store": self.store.dialect,
+            "time": now.isoformat(),
+            "heartbeat_timeout": self.heartbeat_timeout,
+        }
+
+    def reconcile(self) -> list[str]:
+        """Runs whose owner stopped heartbeating become LOST; returns their ids."""
+        return self.store.reconcile(self.heartbeat_timeout)
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def list_runs(self, *, limit: int, **filters: Any) -> dict:
+        """A page of runs, newest first, plus where to go next.
+
+        ``cursor`` is the change-feed position taken *before* the page was read, so
+        polling ``changes(cursor)`` afterwards misses nothing that changed meanwhile.
+        """
+        cursor = self.store.feed_cursor()
+        runs = self.store.list_runs(limit=limit, **filters)
+        next_before = runs[-1]["id"] if len(runs) == limit else None
+        return {"runs": to_json(runs), "next_before": next_before, "cursor": cursor}
+
+    def changes(self, cursor: int, limit: int) -> dict:
+        """Runs changed after ``cursor`` in commit order and the cursor to poll with next."""
+        runs, new_cursor = self.store.changes_since(cursor, limit)
+        return {"runs": to_json(runs), "cursor": new_cursor}
+
+    def _run(self, run_id: str) -> dict:
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id!r} in the store")
+        return run
+
+    def get_run(self, run_id: str) -> dict:
+        return to_json(self._run(run_id))
+
+    def run_tasks(self, run_id: str, changed_since: int | None = None) -> dict:
+        tasks = self.store.get_tasks(run_id, changed_since=changed_since)
+        if not tasks and self.store.get_run(run_id) is None:
+            raise NotFound(f"no run {run_id!r} in the store")
+        return {"run_id": run_id, "tasks": to_json([_task_summary(t) for t in tasks])}
+
+    def may_cancel(self, run: dict) -> bool:
+        """Owner check: the server acts for the OS user it runs as (see ``cancel_run``)."""
+        return self.server_user is not None and run.get("user") == self.server_user
+
+    def cancel_run(self, run_id: str, requested_by: str, *, is_admin: bool) -> dict:
+        """Record a cancel request for ``run_id`` and its unfinished child runs.
+
+        Allowed when the run was started by the OS user this server runs as (kernels and
+        terminals of this server are that user), or when ``is_admin``. The process that
+        owns the run polls for the request and cancels within a second.
+        """
+        run = self._run(run_id)
+        if not (is_admin or self.may_cancel(run)):
+            raise Forbidden(
+                f"run {run_id} belongs to user {run.get('user')!r}; only its owner or a "
+                "jupyter_flow admin may cancel it"
+            )
+        try:
+            return to_json(self.store.request_cancel(run_id, by=requested_by))
+        except CancelConflict as err:
+            raise Conflict(str(err)) from None
+        except RunNotFound as err:
+            raise NotFound(str(err)) from None
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def _task(self, task_id: str) -> dict:
+        task = self.store.get_task(task_id)
+        if task is None:
+            raise NotFound(f"no task {task_id!r} in the store")
+        return task
+
+    def get_task(self, task_id: str) -> dict:
+        return to_json(_task_summary(self._task(task_id)))
+
+    def task_logs(self, task_id: str) -> dict:
+        """stdout, stderr, error and traceback of a task; each keeps its last 256 KiB."""
+        task = self._task(task_id)
+        logs: dict[str, Any] = {"task_id": task_id, "truncated": False}
+        for field in ("stdout", "stderr", "error", "traceback"):
+            text = task.get(field) or ""
+            if len(text) > LOG_LIMIT:
+                text = text[-LOG_LIMIT:]
+                logs["truncated"] = True
+            logs[field] = text
+        return logs
+
+    # -- graphs ---------------------------------------------------------------------------
+
+    def list_graphs(self, *, limit: int, before: str | None = None) -> dict:
+        """Each run's graph, summarised (a graph's id is its run's id)."""
+        runs = self.store.list_runs(limit=limit, before=before)
+        graphs = [
+            {
+                "id": run["id"],
+                "name": run["name"],
+                "kind": run["kind"],
+                "status": run["status"],
+                "created_at": run["created_at"],
+                "nodes": sum(run["task_counts"].values()),
+            }
+            for run in runs
+        ]
+        next_before = runs[-1]["id"] if len(runs) == limit else None
+        return {"graphs": to_json(graphs), "next_before": next_before}
+
+    def get_graph(self, run_id: str) -> dict:
+        """A run's task graph: nodes (tasks) and edges (upstream task -> task)."""
+        run = self._run(run_id)
+        tasks = self.store.get_tasks(run_id)
+        by_node = {task["node"]: task["id"] for task in tasks}
+        nodes = [
+            {
+                "id": task["id"],
+                "node": task["node"],
+                "name": task["name"],
+                "index": task["index"],
+                "status": task["status"],
+                "cached": task["cached"],
+                "key": task["key"],
+                "outputs": task["outputs"] or {},
+            }
+            for task in tasks
+        ]
+        edges = [
+            {"source": by_node[upstream], "target": task["id"]}
+            for task in tasks
+            for upstream in task["upstream"] or []
+            if upstream in by_node
+        ]
+        positions = (run.get("graph") or {}).get("targets") or []
+        targets = [by_node[str(p)] for p in positions if str(p) in by_node]
+        return to_json(
+            {"id": run_id, "name": run["name"], "status": run["status"], "nodes": nodes,
+             "edges": edges, "targets": targets}
+        )
+
+    # -- artifacts and lineage ------------------------------------------------------------
+
+    @staticmethod
+    def _digest(digest: str) -> str:
+        try:
+            return validate_digest(digest)
+        except ValueError as err:
+            raise BadRequest(str(err)) from None
+
+    def artifact_preview(self, digest: str, max_bytes: int) -> dict:
+        """A bounded preview (json, text, table, image or repr) plus registry facts."""
+        digest = self._digest(digest)
+        if not self.artifacts.exists(digest):
+            raise NotFound(f"no artifact {digest} in the artifact store")
+        try:
+            preview = self.artifacts.preview(digest, max_bytes=max_bytes)
+        except ArtifactError as err:
+            raise NotFound(str(err)) from None
+        record = self.store.get_artifact(digest) or {}
+        return to_json(
+            {"hash": digest, **preview, "created_at": record.get("created_at"),
+             "producers": [task["id"] for task in self.store.artifact_runs(digest)]}
+        )
+
+    def artifact_bytes(self, digest: str) -> tuple[bytes, str]:
+        """The serialized value (what its serializer wrote) and that serializer's name."""
+        digest = self._digest(digest)
+        if not self.artifacts.exists(digest):
+            raise NotFound(f"no artifact {digest} in the artifact store")
+        try:
+            data = self.artifacts.get_bytes(digest, verify=True)
+            header = self.artifacts.read_header(digest)
+        except ArtifactError as err:
+            raise NotFound(str(err)) from None
+        # The stored file is the magic line, one JSON header line, then the payload.
+        payload = bytes(data[data.index(b"\n", len(ARTIFACT_MAGIC)) + 1 :])
+        return payload, str(header.get("serializer"))
+
+    def lineage(self, ident: str) -> dict:
+        """Where a task's inputs or an artifact came from, back to the graph's sources.
+
+        ``ident`` is a task id or an artifact hash. Returns ``tasks`` and ``artifacts``
+        (nodes) and ``edges``: upstream task -> task and task -> artifact it output (a
+        CACHED task lists the artifacts it restored). At most 2,000 tasks.
+        """
+        is_digest = len(ident) == 64 and all(c in "0123456789abcdef" for c in ident)
+        tasks: dict[str, dict] = {}
+        artifacts: set[str] = set()
+        edges: set[tuple[str, str]] = set()
+        run_tasks: dict[str, dict[str, dict]] = {}
+        frontier: list[dict] = []
+
+        def by_node(run_id: str) -> dict[str, dict]:
+            if run_id not in run_tasks:
+                run_tasks[run_id] = {t["node"]: t for t in self.store.get_tasks(run_id)}
+            return run_tasks[run_id]
+
+        def visit(task: dict) -> None:
+            if task["id"] not in tasks and len(tasks) < LINEAGE_LIMIT:
+                tasks[task["id"]] = task
+                frontier.append(task)
+
+        if is_digest:
+            producers = self.store.artifact_runs(ident)
+            if not producers and not self.artifacts.exists(ident):
+                raise NotFound(f"no task or artifact {ident!r} in the store")
+            artifacts.add(ident)
+            for task in producers:
+                edges.add((task["id"], ident))
+                visit(task)
+            root = {"type": "artifact", "id": ident}
+        else:
+            visit(self._task(ident))
+            root = {"type": "task", "id": ident}
+        while frontier:
+            task = frontier.pop()
+            for digest in (task["outputs"] or {}).values():
+                artifacts.add(digest)
+                edges.add((task["id"], digest))
+            siblings = by_node(task["run_id"])
+            for node in task["upstream"] or []:
+                upstream = siblings.get(node)
+                if upstream is not None:
+                    edges.add((upstream["id"], task["id"]))
+                    visit(upstream)
+        return to_json(
+            {
+                "root": root,
+                "tasks": [
+                    {k: t[k] for k in ("id", "run_id", "name", "status", "cached", "key", "outputs")}
+                    for t in tasks.values()
+                ],
+                "artifacts": sorted(artifacts),
+                "edges": [{"source": s, "target": t} for s, t in sorted(edges)],
+                "truncated": len(tasks) >= LINEAGE_LIMIT,
+            }
+        )
+
+    # -- clusters -------------------------------------------------------------------------
+
+    def clusters(self) -> dict:
+        """Clusters in use (registered by the processes that own them) and the profiles."""
+        profiles = {
+            name: _redact({k: spec.get(k) for k in ("module", "class", "kwargs", "adapt")})
+            for name, spec in clusters.profiles().items()
+        }
+        return {
+            "clusters": to_json(self.store.list_clusters(active_only=True)),
+            "profiles": profiles,
+            "default_profile": clusters.default_profile(),
+        }

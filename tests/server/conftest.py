@@ -1,0 +1,107 @@
+"""A real Jupyter server (pytest-jupyter) with the jupyter_flow extension and a fresh store.
+
+pytest-jupyter's fixtures and hooks are imported here rather than enabled as a plugin for
+the whole suite, so only the server tests get its autouse event loop and environment.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from pathlib import Path
+
+import jsonschema
+import pytest
+from jupyter_server.utils import url_path_join
+from traitlets.config import Config
+
+from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures and hooks)
+from jupyter_flow.core.provenance import current_user
+from jupyter_flow.store import Store
+
+OPENAPI = json.loads(
+    (Path(__file__).resolve().parents[2] / "jupyter_flow" / "server" / "openapi.json").read_text()
+)
+ME = current_user()
+
+
+@pytest.fixture
+def flow_config(flow_home) -> dict:
+    """FlowApp settings of the test server: the test's store, a fast reconciler."""
+    return {
+        "db_url": f"sqlite:///{flow_home / 'flow.db'}",
+        "artifacts_url": str(flow_home / "artifacts"),
+        "heartbeat_timeout": 30.0,
+        "reconcile_interval": 0.2,
+    }
+
+
+@pytest.fixture
+def authorizer_class():
+    """``ServerApp.authorizer_class`` of the test server (parametrize to swap it)."""
+    return None
+
+
+@pytest.fixture
+def jp_server_config(flow_config, authorizer_class):
+    server = {
+        "jpserver_extensions": {"jupyter_flow": True, "jupyter_server_terminals": False},
+        "allow_unauthenticated_access": False,
+    }
+    if authorizer_class is not None:
+        server["authorizer_class"] = authorizer_class
+    return Config({"ServerApp": server, "FlowApp": flow_config})
+
+
+@pytest.fixture
+def store(flow_config):
+    opened = Store(flow_config["db_url"])
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def owner(store) -> str:
+    return store.register_owner(user=ME, host="lab", pid=4242)
+
+
+@pytest.fixture
+def api(jp_serverapp, http_server_client, jp_auth_header, jp_base_url):
+    """``await api("runs", limit=5)`` -> (status, JSON body, or the response if not JSON).
+
+    ``path`` goes into the URL as given (so tests can send encoded traversal attempts);
+    list values repeat a query parameter; ``auth=False`` sends no credentials; ``raw=True``
+    returns the response even for JSON.
+    """
+
+    async def call(path, method="GET", body=None, headers=None, auth=True, raw=False, **params):
+        url = url_path_join(jp_base_url, "jupyter-flow/api", path)
+        if params:
+            url += "?" + urllib.parse.urlencode(params, doseq=True)
+        all_headers = {**(jp_auth_header if auth else {}), **(headers or {})}
+        if method == "POST" and body is None:
+            body = ""
+        response = await http_server_client.fetch(
+            url, method=method, body=body, headers=all_headers, raise_error=False,
+            follow_redirects=False,
+        )
+        text = response.body.decode(errors="replace") if response.body else ""
+        if not raw and "json" in response.headers.get("Content-Type", "") and text:
+            return response.code, json.loads(text)
+        return response.code, response
+
+    return call
+
+
+def check(body, schema_name: str):
+    """Fail unless ``body`` matches ``components/schemas/<schema_name>`` of openapi.json."""
+    schema = {"components": OPENAPI["components"], "$ref": f"#/components/schemas/{schema_name}"}
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(body)
+    return body
+
+
+def make_run(store, owner_id, run_id, *, status="RUNNING", tasks=(), **fields):
+    """A run written as its owning process would write it."""
+    store.create_run({"id": run_id, "kind": "api", "status": status, "owner_id": owner_id, **fields},
+                     list(tasks))
+    return run_id

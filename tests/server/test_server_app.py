@@ -1,0 +1,110 @@
+"""The extension itself: installed and enabled, its configuration, openapi.json, reconciler."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from openapi_spec_validator import validate
+
+from jupyter_flow.server.handlers import routes
+from tests.server.conftest import OPENAPI, check
+
+
+def test_extension_is_enabled_and_validates():
+    out = subprocess.run(["jupyter", "server", "extension", "list"], capture_output=True,
+                         text=True, timeout=120)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
+    assert re.search(r"jupyter_flow\s+enabled", text), text
+    assert re.search(r"jupyter_flow \S+ OK", text), text
+
+
+def _flow_app(jp_serverapp):
+    return jp_serverapp.extension_manager.extension_points["jupyter_flow"].app
+
+
+async def test_store_comes_from_the_flowapp_traitlet(jp_serverapp, flow_config):
+    assert _flow_app(jp_serverapp).service.store.url == flow_config["db_url"]
+
+
+@pytest.fixture
+def env_store(flow_home, monkeypatch):
+    url = f"sqlite:///{flow_home / 'from-env.db'}"
+    monkeypatch.setenv("JUPYTER_FLOW_DB", url)
+    return url
+
+
+async def test_environment_wins_over_the_traitlet(env_store, jp_serverapp, api):
+    assert _flow_app(jp_serverapp).service.store.url == env_store
+    assert (await api("health"))[0] == 200
+
+
+async def test_openapi_document_is_valid_and_lists_exactly_the_routes(api, jp_base_url):
+    status, document = await api("openapi.json")
+    assert status == 200
+    validate(document)
+    assert document["servers"] == [{"url": f"{jp_base_url}jupyter-flow/api"}]
+    documented = {re.sub(r"\{[^}]+\}", "{}", path) for path in document["paths"]}
+    served = {pattern.removeprefix("/jupyter-flow/api").replace("([^/]+)", "{}")
+              for pattern, _ in routes()}
+    assert documented == served
+    assert document["components"] == OPENAPI["components"]
+
+
+HELD_RUN = textwrap.dedent("""
+    import os, sys
+    sys.path.insert(0, os.environ["FLOW_TEST_ROOT"])
+    import jupyter_flow as jf
+    from tests.engine import ops
+
+    jf.cluster(os.environ["FLOW_TEST_SCHEDULER"])
+    run = jf.run([ops.sleepy(120), ops.add(2, 3)], name="will-be-killed", wait=False)
+    print(run.id, flush=True)
+    run.wait(300)
+""")
+
+
+@pytest.fixture
+def flow_config(flow_config):
+    # The engine heartbeats every 5 s; 6 s without one means its process is gone.
+    return {**flow_config, "heartbeat_timeout": 6.0}
+
+
+async def test_reconciler_marks_runs_of_a_killed_process_lost(api, subprocess_env, tmp_path):
+    subprocess_env["FLOW_TEST_ROOT"] = str(Path(__file__).resolve().parents[2])
+    script = tmp_path / "held.py"
+    script.write_text(HELD_RUN)
+    proc = subprocess.Popen([sys.executable, str(script)], env=subprocess_env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        run_id = proc.stdout.readline().strip()
+        assert run_id, "the child process did not start its run"
+        deadline = time.monotonic() + 60
+        while True:
+            _, tasks = await api(f"runs/{run_id}/tasks")
+            if {t["name"]: t["status"] for t in tasks["tasks"]} == {"sleepy": "RUNNING", "add": "SUCCESS"}:
+                break
+            assert time.monotonic() < deadline, tasks
+            await asyncio.sleep(0.1)
+        _, run = await api(f"runs/{run_id}")
+        assert run["status"] == "RUNNING"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    killed = time.monotonic()
+    while True:
+        _, run = await api(f"runs/{run_id}")
+        if run["status"] != "RUNNING":
+            break
+        assert time.monotonic() - killed < 30, "the reconciler did not mark the run LOST"
+        await asyncio.sleep(0.2)
+    check(run, "Run")
+    assert run["status"] == "LOST" and "heartbeat" in run["error"]
+    assert run["task_counts"] == {"LOST": 1, "SUCCESS": 1}  # finished work is kept
