@@ -133,6 +133,14 @@ class Run(Base):
     cancel_requested_by: Mapped[str | None] = mapped_column(String(255))
     seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0", index=True)
 
+    # The sidebar and the API list runs newest first within a status, kind or parent:
+    # these let the database read one index range instead of sorting every match.
+    __table_args__ = (
+        Index("ix_runs_status_id", "status", "id"),
+        Index("ix_runs_kind_id", "kind", "id"),
+        Index("ix_runs_parent_id_id", "parent_id", "id"),
+    )
+
 
 class Task(Base):
     __tablename__ = "tasks"
