@@ -90,6 +90,8 @@ def batch(
     kernel: str | None = None,
     wait: bool = True,
     progress: bool = False,
+    db_url: str | None = None,
+    artifacts_url: str | None = None,
 ):
     """Run ``notebook`` once per point of ``params`` × ``grid``; returns the batch ``Run``.
 
@@ -107,7 +109,7 @@ def batch(
         grid = load_grid(grid)
     all_points = points(params, grid)
     _check_params(path, info, set(params or {}) | set(grid or {}))
-    engine = get_engine()
+    engine = get_engine(db_url, artifacts_url)
     handle = clusters.connect(cluster)  # unknown profile: FlowError, nothing recorded
     engine.register_cluster(handle)
     kernel = kernel or info["nb"].metadata.get("kernelspec", {}).get("name") or "python3"

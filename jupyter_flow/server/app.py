@@ -50,13 +50,16 @@ class FlowApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="jupyter-flow")
-        store = Store(resolve_db_url(configured=self.db_url))
-        artifacts = artifact_store(resolve_artifacts_url(configured=self.artifacts_url))
+        self.resolved_db_url = resolve_db_url(configured=self.db_url)
+        self.resolved_artifacts_url = resolve_artifacts_url(configured=self.artifacts_url)
+        store = Store(self.resolved_db_url)
+        artifacts = artifact_store(self.resolved_artifacts_url)
         self.service = FlowService(
             store, artifacts, heartbeat_timeout=self.heartbeat_timeout, server_user=current_user()
         )
         self.settings.update(
-            {"jupyter_flow_service": self.service, "jupyter_flow_executor": self.executor}
+            {"jupyter_flow_service": self.service, "jupyter_flow_executor": self.executor,
+             "jupyter_flow_app": self}
         )
         self.reconciler = Reconciler(self.service.reconcile, self.executor, self.reconcile_interval)
         self.reconciler.start()

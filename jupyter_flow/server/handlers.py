@@ -215,6 +215,22 @@ class RunCancelHandler(FlowHandler):
         return bool(await ensure_async(self.authorizer.is_authorized(self, user, "admin", AUTH_RESOURCE)))
 
 
+class BatchesHandler(FlowHandler):
+    """POST: run a notebook once per parameter point (papermill), as a batch run."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        try:
+            body = json.loads(self.request.body or b"null")
+        except ValueError:
+            raise web.HTTPError(422, "%s", "the request body must be a JSON object") from None
+        app = self.settings["jupyter_flow_app"]
+        run = await self.call(self.service.start_batch, body, self.settings.get("server_root_dir", "."),
+                              db_url=app.resolved_db_url, artifacts_url=app.resolved_artifacts_url)
+        self.write_json(run, status=202)
+
+
 class TaskHandler(FlowHandler):
     @web.authenticated
     @authorized
@@ -294,6 +310,7 @@ def routes() -> list[tuple[str, type]]:
         (f"{API_PREFIX}/runs/{part}", RunHandler),
         (f"{API_PREFIX}/runs/{part}/tasks", RunTasksHandler),
         (f"{API_PREFIX}/runs/{part}/cancel", RunCancelHandler),
+        (f"{API_PREFIX}/batches", BatchesHandler),
         (f"{API_PREFIX}/tasks/{part}", TaskHandler),
         (f"{API_PREFIX}/tasks/{part}/logs", TaskLogsHandler),
         (f"{API_PREFIX}/graphs", GraphsHandler),

@@ -179,6 +179,50 @@ class FlowService:
         except RunNotFound as err:
             raise NotFound(str(err)) from None
 
+    # -- batches --------------------------------------------------------------------------
+
+    def start_batch(self, body: Any, root_dir: str, *, db_url: str, artifacts_url: str) -> dict:
+        """Start a papermill batch of a notebook under the server's root directory; the
+        same implementation as ``jf.batch`` and ``jupyter flow batch``. Returns the batch
+        run as it is once its notebook runs are recorded (it goes on in the background)."""
+        import os
+
+        from jupyter_flow.batch.runner import batch
+        from jupyter_flow.core.errors import FlowError
+
+        if not isinstance(body, dict):
+            raise Unprocessable("the body must be a JSON object with at least 'notebook'")
+        allowed = {"notebook", "params", "grid", "parallel", "cluster", "name"}
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise Unprocessable(f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+        notebook = body.get("notebook")
+        if not isinstance(notebook, str) or not notebook.endswith(".ipynb"):
+            raise Unprocessable("'notebook' must be the path of an .ipynb file relative to the server root")
+        root = os.path.realpath(root_dir)
+        path = os.path.realpath(os.path.join(root, notebook.lstrip("/")))
+        if os.path.commonpath([root, path]) != root:
+            raise Unprocessable("'notebook' must be inside the server's root directory")
+        for field_name in ("params", "grid"):
+            if body.get(field_name) is not None and not isinstance(body[field_name], dict):
+                raise Unprocessable(f"'{field_name}' must be a JSON object")
+        grid = body.get("grid") or None
+        if grid is not None and not all(isinstance(v, list) and v for v in grid.values()):
+            raise Unprocessable("every 'grid' value must be a non-empty list")
+        parallel = body.get("parallel", 1)
+        if not isinstance(parallel, int) or isinstance(parallel, bool) or not 1 <= parallel <= 64:
+            raise Unprocessable("'parallel' must be an integer from 1 to 64")
+        for field_name in ("cluster", "name"):
+            if body.get(field_name) is not None and not isinstance(body[field_name], str):
+                raise Unprocessable(f"'{field_name}' must be a string")
+        try:
+            run = batch(path, params=body.get("params") or None, grid=grid, parallel=parallel,
+                        cluster=body.get("cluster"), name=body.get("name"), wait=False,
+                        db_url=db_url, artifacts_url=artifacts_url)
+        except FlowError as err:
+            raise Unprocessable(str(err)) from None
+        return self.get_run(run.id)
+
     # -- tasks ----------------------------------------------------------------------------
 
     def _task(self, task_id: str) -> dict:

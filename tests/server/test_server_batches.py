@@ -1,0 +1,69 @@
+"""POST batches: the same batch implementation as jf.batch, started through the REST API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import nbformat
+import pytest
+
+from tests.batch.test_batch import NOTEBOOK_CELLS
+from tests.server.conftest import check
+
+
+@pytest.fixture
+def served_notebook(jp_root_dir):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for _, source, tags in NOTEBOOK_CELLS:
+        cell = nbformat.v4.new_code_cell(source)
+        if tags:
+            cell.metadata["tags"] = tags
+        nb.cells.append(cell)
+    (jp_root_dir / "work").mkdir(exist_ok=True)
+    nbformat.write(nb, jp_root_dir / "work" / "sweep.ipynb")
+    return "work/sweep.ipynb"
+
+
+async def test_post_batches_runs_a_grid(api, store, served_notebook, dask_cluster):
+    body = {"notebook": served_notebook, "grid": {"lr": [0.25, 0.5]}, "parallel": 2,
+            "cluster": dask_cluster.scheduler_address, "name": "from-the-api"}
+    import json
+
+    status, run = await api("batches", method="POST", body=json.dumps(body))
+    assert status == 202, run
+    check(run, "Run")
+    assert run["kind"] == "batch" and run["name"] == "from-the-api"
+    deadline = time.monotonic() + 240
+    while store.get_run(run["id"])["status"] == "RUNNING" and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    final = store.get_run(run["id"])
+    assert final["status"] == "SUCCESS", final["error"]
+    children = store.list_runs(parent_id=run["id"])
+    assert sorted(c["metrics"]["accuracy"] for c in children) == [0.5, 0.75]
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"notebook": "work/sweep.ipynb", "params": {"momentum": 0.9}}, "unknown parameter"),
+    ({"notebook": "../outside.ipynb"}, "inside the server's root"),
+    ({"notebook": "work/missing.ipynb"}, "not found"),
+    ({"notebook": "work/sweep.ipynb", "grid": {"lr": []}}, "non-empty list"),
+    ({"notebook": "work/sweep.ipynb", "parallel": 0}, "parallel"),
+    ({"notebook": "work/sweep.ipynb", "cluster": "nope"}, "unknown cluster profile"),
+    ({"path": "work/sweep.ipynb"}, "unknown field"),
+    ([1, 2], "JSON object"),
+])
+async def test_bad_batch_bodies_are_422_and_record_nothing(api, store, served_notebook, body, message):
+    import json
+
+    status, error = await api("batches", method="POST", body=json.dumps(body))
+    assert status == 422, error
+    check(error, "Error")
+    assert message in error["message"]
+    assert store.list_runs() == []
+
+
+async def test_batches_needs_credentials(api, served_notebook):
+    status, _ = await api("batches", method="POST", body='{"notebook": "work/sweep.ipynb"}', auth=False)
+    assert status in (401, 403)
