@@ -15,8 +15,8 @@ NOTEBOOK_CELLS = [
 ]
 
 
-@pytest.fixture
-def sweep_notebook(tmp_path):
+def write_sweep_notebook(path):
+    """A small parameterised notebook: one %%flow cell, one metric; fails when asked to."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     for _, source, tags in NOTEBOOK_CELLS:
@@ -24,9 +24,13 @@ def sweep_notebook(tmp_path):
         if tags:
             cell.metadata["tags"] = tags
         nb.cells.append(cell)
-    path = tmp_path / "sweep.ipynb"
     nbformat.write(nb, path)
     return path
+
+
+@pytest.fixture
+def sweep_notebook(tmp_path):
+    return write_sweep_notebook(tmp_path / "sweep.ipynb")
 
 
 def flow(env, *args):

@@ -5,24 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 
-import nbformat
 import pytest
 
-from tests.batch.test_batch import NOTEBOOK_CELLS
+from tests.batch.test_batch import write_sweep_notebook
 from tests.server.conftest import check
 
 
 @pytest.fixture
 def served_notebook(jp_root_dir):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    for _, source, tags in NOTEBOOK_CELLS:
-        cell = nbformat.v4.new_code_cell(source)
-        if tags:
-            cell.metadata["tags"] = tags
-        nb.cells.append(cell)
     (jp_root_dir / "work").mkdir(exist_ok=True)
-    nbformat.write(nb, jp_root_dir / "work" / "sweep.ipynb")
+    write_sweep_notebook(jp_root_dir / "work" / "sweep.ipynb")
     return "work/sweep.ipynb"
 
 
