@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(postgresql slurm-wlm munge)
+APT_PACKAGES=(postgresql slurm-wlm munge chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -18,3 +18,6 @@ fi
 
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]"
+# The editable install built the JupyterLab extension (js/ -> jupyter_flow/labextension,
+# with jlpm on `npm config get registry`); link it so JupyterLab serves later rebuilds too.
+"$PYTHON" -m jupyter labextension develop --overwrite . >/dev/null

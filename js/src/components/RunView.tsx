@@ -1,0 +1,190 @@
+/**
+ * One run: its header (status, counts, actions) and its graph, live; selecting an op
+ * opens its details beside the graph.
+ */
+import React, { useCallback, useMemo, useState } from 'react';
+
+import { closeIcon } from '@jupyterlab/ui-components';
+
+import { FlowApiError } from '../api';
+import { useFlow } from '../context';
+import { usePoll } from '../hooks';
+import { taskEdges } from '../layout';
+import { baseName, elapsed, formatDuration, formatStarted, taskCounts } from '../runs';
+import { TERMINAL_RUN, type Run, type Task } from '../types';
+import { cancelRun } from './actions';
+import { GraphView, type GraphItem } from './GraphView';
+import { CopyButton, ErrorMessage, StatusBadge } from './StatusBadge';
+import { TaskDetails } from './TaskDetails';
+
+export interface RunViewProps {
+  runId: string;
+  active: boolean;
+}
+
+interface RunState {
+  run: Run | null;
+  tasks: Map<string, Task>;
+  seq: number;
+  /** The last poll saw the run finished: nothing more will change. */
+  settled: boolean;
+}
+
+export function RunView(props: RunViewProps): JSX.Element {
+  const { runId, active } = props;
+  const flow = useFlow();
+  const [state, setState] = useState<RunState>({ run: null, tasks: new Map(), seq: -1, settled: false });
+  const [error, setError] = useState<string | null>(null);
+  const [selected, setSelected] = useState<string | null>(null);
+  const [cancelError, setCancelError] = useState<string | null>(null);
+
+  const refresh = useCallback(async () => {
+    try {
+      const run = await flow.client.run(runId);
+      const page = await flow.client.tasks(runId, state.seq >= 0 ? state.seq : undefined);
+      setState(prev => {
+        const sameRun = prev.run !== null && prev.run.seq === run.seq && prev.run.status === run.status;
+        if (sameRun && page.tasks.length === 0 && prev.settled === TERMINAL_RUN.has(run.status)) {
+          return prev; // nothing changed: no re-render
+        }
+        const tasks = page.tasks.length ? new Map(prev.tasks) : prev.tasks;
+        let seq = prev.seq;
+        for (const task of page.tasks) {
+          tasks.set(task.id, task);
+          seq = Math.max(seq, task.seq);
+        }
+        return { run: sameRun ? prev.run : run, tasks, seq: Math.max(seq, 0), settled: TERMINAL_RUN.has(run.status) };
+      });
+      setError(null);
+    } catch (err) {
+      setError(err instanceof FlowApiError ? err.message : String(err));
+    }
+  }, [flow, runId, state.seq]);
+  usePoll(refresh, 1000, active && !state.settled);
+
+  const tasks = useMemo(() => [...state.tasks.values()].sort((a, b) => (a.id < b.id ? -1 : 1)), [state.tasks]);
+  const edges = useMemo(() => taskEdges(tasks), [tasks]);
+  const items: GraphItem[] = useMemo(
+    () =>
+      tasks.map(task => ({
+        id: task.id,
+        label: task.index !== null && task.index !== undefined ? `${task.name}[${task.index}]` : task.name,
+        status: task.status,
+        cached: task.cached,
+        detail:
+          task.status === 'WAITING'
+            ? `waits for ${Object.entries(task.resources ?? {})
+                .map(([name, n]) => `${name}=${n}`)
+                .join(', ') || 'a worker'}`
+            : task.status === 'CACHED'
+              ? undefined
+              : (task.reason ?? undefined)
+      })),
+    [tasks]
+  );
+  const byId = state.tasks;
+  const neighbours = useMemo(() => {
+    const up = new Map<string, string[]>();
+    const down = new Map<string, string[]>();
+    for (const edge of edges) {
+      up.set(edge.target, [...(up.get(edge.target) ?? []), edge.source]);
+      down.set(edge.source, [...(down.get(edge.source) ?? []), edge.target]);
+    }
+    return { up, down };
+  }, [edges]);
+  const describe = (ids: string[] | undefined): { id: string; name: string; status: string }[] =>
+    (ids ?? []).flatMap(id => {
+      const task = byId.get(id);
+      return task ? [{ id, name: task.name, status: task.status }] : [];
+    });
+
+  const run = state.run;
+  if (!run) {
+    return (
+      <div className="jp-flow-run" aria-label="run">
+        <ErrorMessage error={error} />
+        {!error ? <p className="jp-flow-muted">Loading run {runId}…</p> : null}
+      </div>
+    );
+  }
+  const counts = taskCounts(run.task_counts);
+  const finished = TERMINAL_RUN.has(run.status);
+  return (
+    <div className="jp-flow-run" aria-label={`run ${run.name ?? run.id}`}>
+      <header className="jp-flow-run-header">
+        <StatusBadge status={run.status} />
+        <h2 className="jp-flow-run-title">{run.name ?? run.id}</h2>
+        <span className="jp-flow-muted">{run.kind}</span>
+        <span className="jp-flow-mono jp-flow-muted" title={run.id}>
+          {run.id}
+        </span>
+        <CopyButton text={run.id} label={`copy run id ${run.id}`} onCopy={flow.copy} />
+        <span className="jp-flow-spacer" />
+        {!finished ? (
+          <button
+            type="button"
+            className="jp-flow-button jp-mod-warn"
+            disabled={Boolean(run.cancel_requested_at)}
+            aria-label={`cancel run ${run.name ?? run.id}`}
+            onClick={() => {
+              setCancelError(null);
+              cancelRun(flow, run).then(
+                updated => updated && setState(prev => ({ ...prev, run: updated })),
+                err => setCancelError(String((err as Error).message))
+              );
+            }}
+          >
+            {run.cancel_requested_at ? 'Canceling…' : 'Cancel run'}
+          </button>
+        ) : null}
+      </header>
+      <div className="jp-flow-run-facts">
+        <span>started {formatStarted(run.started_at ?? run.created_at)}</span>
+        <span>{formatDuration(elapsed(run.started_at ?? run.created_at, run.ended_at))}</span>
+        <span aria-label="task counts">
+          ran {counts.ran} · cached {counts.cached} · failed {counts.failed} · {counts.total} ops
+        </span>
+        {run.notebook ? <span title={run.notebook}>{baseName(run.notebook)}</span> : null}
+        {run.cluster ? <span>cluster {run.cluster}</span> : null}
+      </div>
+      <ErrorMessage error={cancelError} title="Cancel failed" />
+      <ErrorMessage error={run.error ?? null} title="Run error" />
+      <ErrorMessage error={error} />
+      <div className="jp-flow-run-body">
+        <div className="jp-flow-run-graph">
+          {items.length ? (
+            <GraphView
+              items={items}
+              edges={edges}
+              selected={selected}
+              onSelect={setSelected}
+              label={`graph of run ${run.name ?? run.id}`}
+              showMiniMap
+            />
+          ) : (
+            <p className="jp-flow-muted">This run has no ops yet.</p>
+          )}
+        </div>
+        {selected && byId.has(selected) ? (
+          <div className="jp-flow-run-details">
+            <button
+              type="button"
+              className="jp-flow-icon-button jp-flow-close"
+              aria-label="close op details"
+              onClick={() => setSelected(null)}
+            >
+              <closeIcon.react tag="span" className="jp-flow-icon" />
+            </button>
+            <TaskDetails
+              taskId={selected}
+              upstream={describe(neighbours.up.get(selected))}
+              downstream={describe(neighbours.down.get(selected))}
+              onSelect={setSelected}
+              active={active}
+            />
+          </div>
+        ) : null}
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,236 @@
+/**
+ * The sidebar: runs newest first, children nested under parents, search and filters,
+ * kept live through the change feed (one cheap request a second while visible).
+ */
+import React, { useCallback, useMemo, useState } from 'react';
+
+import { stopIcon } from '@jupyterlab/ui-components';
+
+import { FlowApiError } from '../api';
+import { useFlow } from '../context';
+import { usePoll } from '../hooks';
+import {
+  baseName,
+  elapsed,
+  formatDuration,
+  formatStarted,
+  mergeRuns,
+  runRows,
+  taskCounts,
+  type RunFilter
+} from '../runs';
+import { RUN_KINDS, RUN_STATUSES, TERMINAL_RUN, type Run, type RunKind, type RunStatus } from '../types';
+import { cancelRun } from './actions';
+import { CopyButton, StatusBadge } from './StatusBadge';
+
+const PAGE = 100;
+
+interface Feed {
+  runs: Run[];
+  cursor: number | null;
+  nextBefore: string | null;
+}
+
+export function RunsPanel(props: { active: boolean }): JSX.Element {
+  const flow = useFlow();
+  const [feed, setFeed] = useState<Feed>({ runs: [], cursor: null, nextBefore: null });
+  const [failure, setFailure] = useState<FlowApiError | Error | null>(null);
+  const [loading, setLoading] = useState(true);
+  const [filter, setFilter] = useState<RunFilter>({ search: '', statuses: [], kinds: [] });
+  const [collapsed, setCollapsed] = useState<Set<string>>(new Set());
+  const [now, setNow] = useState(Date.now());
+  const [actionError, setActionError] = useState<string | null>(null);
+
+  const poll = useCallback(async () => {
+    try {
+      if (feed.cursor === null) {
+        const page = await flow.client.runs({ limit: PAGE });
+        setFeed({ runs: page.runs, cursor: page.cursor, nextBefore: page.next_before });
+      } else {
+        const changes = await flow.client.changes(feed.cursor);
+        if (changes.runs.length || changes.cursor !== feed.cursor) {
+          setFeed(prev => ({ ...prev, runs: mergeRuns(prev.runs, changes.runs), cursor: changes.cursor }));
+        }
+      }
+      setFailure(null);
+      if (feed.runs.some(run => !TERMINAL_RUN.has(run.status))) {
+        setNow(Date.now()); // running durations tick
+      }
+    } catch (error) {
+      setFailure(error as Error);
+    } finally {
+      setLoading(false);
+    }
+  }, [flow, feed.cursor, feed.runs]);
+  usePoll(poll, 1000, props.active);
+
+  const loadOlder = async (): Promise<void> => {
+    if (!feed.nextBefore) {
+      return;
+    }
+    try {
+      const page = await flow.client.runs({ limit: PAGE, before: feed.nextBefore });
+      setFeed(prev => ({ ...prev, runs: mergeRuns(prev.runs, page.runs), nextBefore: page.next_before }));
+    } catch (error) {
+      setFailure(error as Error);
+    }
+  };
+
+  const rows = useMemo(() => runRows(feed.runs, filter, collapsed), [feed.runs, filter, collapsed]);
+
+  if (failure && feed.cursor === null) {
+    const missing = failure instanceof FlowApiError && (failure.kind === 'missing' || failure.kind === 'refused');
+    return (
+      <div className="jp-flow-panel-message" role="alert">
+        <h3>{missing ? 'jupyter_flow is not available' : 'Cannot load runs'}</h3>
+        <p>{failure.message}</p>
+        <p className="jp-flow-muted">Retrying every second while this panel is open.</p>
+      </div>
+    );
+  }
+
+  const toggle = (id: string): void => {
+    const next = new Set(collapsed);
+    if (next.has(id)) {
+      next.delete(id);
+    } else {
+      next.add(id);
+    }
+    setCollapsed(next);
+  };
+
+  return (
+    <div className="jp-flow-runs">
+      <div className="jp-flow-toolbar" role="search">
+        <input
+          type="search"
+          className="jp-flow-search"
+          placeholder="Search runs"
+          aria-label="search runs by name, notebook or id"
+          value={filter.search}
+          onChange={event => setFilter({ ...filter, search: event.target.value })}
+        />
+        <select
+          className="jp-flow-select"
+          aria-label="filter by status"
+          value={filter.statuses[0] ?? ''}
+          onChange={event =>
+            setFilter({ ...filter, statuses: event.target.value ? [event.target.value as RunStatus] : [] })
+          }
+        >
+          <option value="">All statuses</option>
+          {RUN_STATUSES.map(status => (
+            <option key={status} value={status}>
+              {status}
+            </option>
+          ))}
+        </select>
+        <select
+          className="jp-flow-select"
+          aria-label="filter by kind"
+          value={filter.kinds[0] ?? ''}
+          onChange={event => setFilter({ ...filter, kinds: event.target.value ? [event.target.value as RunKind] : [] })}
+        >
+          <option value="">All kinds</option>
+          {RUN_KINDS.map(kind => (
+            <option key={kind} value={kind}>
+              {kind}
+            </option>
+          ))}
+        </select>
+      </div>
+      {failure ? (
+        <div className="jp-flow-error" role="status">
+          Updates paused: {failure.message}
+        </div>
+      ) : null}
+      {actionError ? (
+        <div className="jp-flow-error" role="alert">
+          {actionError}
+        </div>
+      ) : null}
+      <ul className="jp-flow-run-list" aria-label="runs, newest first">
+        {rows.map(({ run, depth, children }) => {
+          const counts = taskCounts(run.task_counts);
+          const finished = TERMINAL_RUN.has(run.status);
+          const title = run.name ?? run.id;
+          return (
+            <li
+              key={run.id}
+              className="jp-flow-run-row"
+              data-run-id={run.id}
+              data-status={run.status}
+              style={{ paddingLeft: `${4 + depth * 14}px` }}
+            >
+              {children ? (
+                <button
+                  type="button"
+                  className="jp-flow-icon-button"
+                  aria-expanded={!collapsed.has(run.id)}
+                  aria-label={`${collapsed.has(run.id) ? 'show' : 'hide'} ${children} child runs of ${title}`}
+                  onClick={() => toggle(run.id)}
+                >
+                  {collapsed.has(run.id) ? '▸' : '▾'}
+                </button>
+              ) : (
+                <span className="jp-flow-icon-spacer" />
+              )}
+              <button
+                type="button"
+                className="jp-flow-run-open"
+                aria-label={`open run ${title}, ${run.kind}, ${run.status}`}
+                onClick={() => flow.openRun?.(run.id, title)}
+              >
+                <div className="jp-flow-run-line">
+                  <StatusBadge status={run.status} />
+                  <span className="jp-flow-run-name">{title}</span>
+                  <span className="jp-flow-kind">{run.kind}</span>
+                </div>
+                <div className="jp-flow-run-line jp-flow-muted">
+                  {run.notebook ? <span title={run.notebook}>{baseName(run.notebook)}</span> : null}
+                  <span>{formatStarted(run.started_at ?? run.created_at)}</span>
+                  <span>{formatDuration(elapsed(run.started_at ?? run.created_at, run.ended_at, now))}</span>
+                  <span className="jp-flow-counts" aria-label={`ran ${counts.ran}, cached ${counts.cached}, failed ${counts.failed}`}>
+                    ran {counts.ran} · cached {counts.cached}
+                    {counts.failed ? <span className="jp-flow-failed"> · failed {counts.failed}</span> : ' · failed 0'}
+                  </span>
+                </div>
+              </button>
+              <span className="jp-flow-row-actions">
+                <CopyButton text={run.id} label={`copy run id ${run.id}`} onCopy={flow.copy} />
+                {!finished ? (
+                  <button
+                    type="button"
+                    className="jp-flow-icon-button"
+                    aria-label={`cancel run ${title}`}
+                    title="Cancel run"
+                    disabled={Boolean(run.cancel_requested_at)}
+                    onClick={() => {
+                      setActionError(null);
+                      cancelRun(flow, run).then(
+                        updated => updated && setFeed(prev => ({ ...prev, runs: mergeRuns(prev.runs, [updated]) })),
+                        err => setActionError(String((err as Error).message))
+                      );
+                    }}
+                  >
+                    <stopIcon.react tag="span" className="jp-flow-icon" />
+                  </button>
+                ) : null}
+              </span>
+            </li>
+          );
+        })}
+      </ul>
+      {!loading && rows.length === 0 ? (
+        <p className="jp-flow-muted jp-flow-empty">
+          {feed.runs.length ? 'No run matches the filters.' : 'No runs yet. Run a %%flow cell or jf.run(...) to see it here.'}
+        </p>
+      ) : null}
+      {feed.nextBefore ? (
+        <button type="button" className="jp-flow-button jp-flow-more" onClick={() => void loadOlder()}>
+          Load older runs
+        </button>
+      ) : null}
+    </div>
+  );
+}

@@ -1,0 +1,46 @@
+import React from 'react';
+import { copyIcon } from '@jupyterlab/ui-components';
+
+/** A status in words and colour (colour is never the only cue). */
+export function StatusBadge(props: { status: string; cached?: boolean }): JSX.Element {
+  const { status, cached } = props;
+  return (
+    <span
+      className={`jp-flow-badge jp-flow-status-${status}`}
+      aria-label={`status ${status}${cached ? ', cached' : ''}`}
+      title={status}
+    >
+      {status}
+    </span>
+  );
+}
+
+export function CopyButton(props: { text: string; label: string; onCopy: (text: string) => void }): JSX.Element {
+  return (
+    <button
+      type="button"
+      className="jp-flow-icon-button"
+      aria-label={props.label}
+      title={props.label}
+      onClick={event => {
+        event.stopPropagation();
+        props.onCopy(props.text);
+      }}
+    >
+      <copyIcon.react tag="span" className="jp-flow-icon" />
+    </button>
+  );
+}
+
+/** Shows a failure as a message the user can act on. */
+export function ErrorMessage(props: { error: string | null; title?: string }): JSX.Element | null {
+  if (!props.error) {
+    return null;
+  }
+  return (
+    <div className="jp-flow-error" role="alert">
+      {props.title ? <strong>{props.title}: </strong> : null}
+      {props.error}
+    </div>
+  );
+}

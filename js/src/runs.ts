@@ -1,0 +1,178 @@
+/**
+ * The runs list as data: merging change-feed pages, nesting children under parents,
+ * filtering, and the words and numbers the list shows. Pure, so it is unit-tested.
+ */
+import type { Run, RunKind, RunStatus, TaskStatus } from './types';
+
+/** `current` with `changed` runs replacing or adding by id; newest first (ids sort by time). */
+export function mergeRuns(current: readonly Run[], changed: readonly Run[]): Run[] {
+  if (changed.length === 0) {
+    return current as Run[];
+  }
+  const byId = new Map<string, Run>();
+  for (const run of current) {
+    byId.set(run.id, run);
+  }
+  for (const run of changed) {
+    const known = byId.get(run.id);
+    // A late page can carry an older copy of a run: keep the newer change.
+    if (!known || run.seq >= known.seq) {
+      byId.set(run.id, run);
+    }
+  }
+  return [...byId.values()].sort(newestFirst);
+}
+
+export function newestFirst(a: Run, b: Run): number {
+  if (a.created_at !== b.created_at) {
+    return a.created_at < b.created_at ? 1 : -1;
+  }
+  return a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
+}
+
+export interface RunFilter {
+  search: string;
+  statuses: RunStatus[];
+  kinds: RunKind[];
+}
+
+export const NO_FILTER: RunFilter = { search: '', statuses: [], kinds: [] };
+
+export function matches(run: Run, filter: RunFilter): boolean {
+  if (filter.statuses.length && !filter.statuses.includes(run.status)) {
+    return false;
+  }
+  if (filter.kinds.length && !filter.kinds.includes(run.kind)) {
+    return false;
+  }
+  const search = filter.search.trim().toLowerCase();
+  if (search) {
+    const haystack = [run.id, run.name ?? '', run.notebook ?? '', run.kind, run.status].join(' ').toLowerCase();
+    return haystack.includes(search);
+  }
+  return true;
+}
+
+export interface RunRow {
+  run: Run;
+  depth: number;
+  children: number;
+}
+
+/**
+ * Rows to show: runs matching `filter`, each child right under its parent (notebook under
+ * batch, cells under notebook). A child whose parent is not loaded, or is filtered out
+ * while the child matches, shows at the top level. `collapsed` hides a parent's children.
+ */
+export function runRows(
+  runs: readonly Run[],
+  filter: RunFilter = NO_FILTER,
+  collapsed: ReadonlySet<string> = new Set()
+): RunRow[] {
+  const visible = runs.filter(run => matches(run, filter));
+  const ids = new Set(visible.map(run => run.id));
+  const children = new Map<string, Run[]>();
+  const roots: Run[] = [];
+  for (const run of visible) {
+    if (run.parent_id && ids.has(run.parent_id) && run.parent_id !== run.id) {
+      const list = children.get(run.parent_id) ?? [];
+      list.push(run);
+      children.set(run.parent_id, list);
+    } else {
+      roots.push(run);
+    }
+  }
+  const rows: RunRow[] = [];
+  const seen = new Set<string>();
+  const visit = (run: Run, depth: number): void => {
+    if (seen.has(run.id)) {
+      return; // a parent cycle in bad data must not hang the panel
+    }
+    seen.add(run.id);
+    const kids = (children.get(run.id) ?? []).slice().sort(newestFirst);
+    rows.push({ run, depth, children: kids.length });
+    if (!collapsed.has(run.id)) {
+      for (const kid of kids) {
+        visit(kid, depth + 1);
+      }
+    }
+  };
+  for (const run of roots.slice().sort(newestFirst)) {
+    visit(run, 0);
+  }
+  return rows;
+}
+
+export interface Counts {
+  ran: number;
+  cached: number;
+  failed: number;
+  total: number;
+}
+
+/** Tasks that executed (finished or running), restored from cache, and failed. */
+export function taskCounts(counts: Partial<Record<TaskStatus, number>>): Counts {
+  const get = (status: TaskStatus): number => counts[status] ?? 0;
+  const total = Object.values(counts).reduce((sum: number, n) => sum + (n ?? 0), 0);
+  return {
+    ran: get('SUCCESS') + get('RUNNING') + get('FAILED'),
+    cached: get('CACHED'),
+    failed: get('FAILED'),
+    total
+  };
+}
+
+/** Seconds as "0.4 s", "12 s", "3 min 05 s", "2 h 04 min". */
+export function formatDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) {
+    return '';
+  }
+  if (seconds < 10) {
+    return `${seconds.toFixed(1)} s`;
+  }
+  if (seconds < 60) {
+    return `${Math.round(seconds)} s`;
+  }
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) {
+    return `${minutes} min ${String(Math.round(seconds % 60)).padStart(2, '0')} s`;
+  }
+  return `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, '0')} min`;
+}
+
+/** Seconds between two ISO times, or from `start` to `now` while running. */
+export function elapsed(start?: string | null, end?: string | null, now: number = Date.now()): number | null {
+  if (!start) {
+    return null;
+  }
+  const from = Date.parse(start);
+  const to = end ? Date.parse(end) : now;
+  if (Number.isNaN(from) || Number.isNaN(to)) {
+    return null;
+  }
+  return Math.max(0, (to - from) / 1000);
+}
+
+/** "14:03:07" today, "3 Mar 14:03" otherwise (the viewer's time zone). */
+export function formatStarted(iso: string | null | undefined, now: Date = new Date()): string {
+  if (!iso) {
+    return '';
+  }
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) {
+    return '';
+  }
+  if (date.toDateString() === now.toDateString()) {
+    return date.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  }
+  return date.toLocaleString(undefined, { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
+}
+
+/** The last path part of a notebook path. */
+export function baseName(path: string | null | undefined): string {
+  if (!path) {
+    return '';
+  }
+  const parts = path.split('/');
+  return parts[parts.length - 1];
+}

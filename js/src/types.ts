@@ -1,0 +1,211 @@
+/**
+ * Shapes of the jupyter_flow REST API (jupyter_flow/server/openapi.json) and of the
+ * `application/vnd.jupyter-flow.graph+json` output of `%flow graph`.
+ */
+
+export type RunStatus = 'PENDING' | 'RUNNING' | 'SUCCESS' | 'FAILED' | 'CANCELED' | 'LOST';
+export type TaskStatus =
+  | 'PENDING'
+  | 'WAITING'
+  | 'RUNNING'
+  | 'SUCCESS'
+  | 'CACHED'
+  | 'FAILED'
+  | 'CANCELED'
+  | 'SKIPPED'
+  | 'LOST';
+export type RunKind = 'api' | 'cell' | 'graph' | 'notebook' | 'batch' | 'resume';
+
+export const RUN_STATUSES: RunStatus[] = ['PENDING', 'RUNNING', 'SUCCESS', 'FAILED', 'CANCELED', 'LOST'];
+export const RUN_KINDS: RunKind[] = ['api', 'cell', 'graph', 'notebook', 'batch', 'resume'];
+export const TERMINAL_RUN: ReadonlySet<string> = new Set(['SUCCESS', 'FAILED', 'CANCELED', 'LOST']);
+export const TERMINAL_TASK: ReadonlySet<string> = new Set([
+  'SUCCESS',
+  'CACHED',
+  'FAILED',
+  'CANCELED',
+  'SKIPPED',
+  'LOST'
+]);
+
+export interface Run {
+  id: string;
+  name: string | null;
+  kind: RunKind;
+  status: RunStatus;
+  parent_id?: string | null;
+  resumed_from?: string | null;
+  user?: string | null;
+  host?: string | null;
+  params?: Record<string, unknown> | null;
+  metrics?: Record<string, unknown> | null;
+  cluster?: string | null;
+  notebook?: string | null;
+  error?: string | null;
+  created_at: string;
+  started_at?: string | null;
+  ended_at?: string | null;
+  cancel_requested_at?: string | null;
+  seq: number;
+  task_counts: Partial<Record<TaskStatus, number>>;
+  pinned: boolean;
+}
+
+export interface RunPage {
+  runs: Run[];
+  next_before: string | null;
+  cursor: number;
+}
+
+export interface RunChanges {
+  runs: Run[];
+  cursor: number;
+}
+
+export interface OutputMeta {
+  hash: string;
+  size?: number;
+  type?: string;
+  uri?: string;
+  serializer?: string;
+}
+
+/** What the engine records about where and how a task ran (all optional). */
+export interface Provenance {
+  op?: string;
+  source?: string;
+  source_hash?: string;
+  key?: string;
+  worker?: string;
+  host?: string;
+  pid?: number;
+  slurm_job_id?: string;
+  gpus?: { name?: string; uuid?: string; driver?: string; index?: number }[];
+  notebook?: string;
+  cell_id?: string;
+  cell_index?: number;
+  outputs?: Record<string, OutputMeta>;
+  params?: Record<string, unknown>;
+  [other: string]: unknown;
+}
+
+export interface Task {
+  id: string;
+  run_id: string;
+  node: string;
+  name: string;
+  index?: number | null;
+  status: TaskStatus;
+  cached: boolean;
+  reason?: string | null;
+  key?: string | null;
+  components?: Record<string, unknown> | null;
+  attempts: number;
+  provenance?: Provenance | null;
+  outputs?: Record<string, string> | null;
+  upstream?: string[] | null;
+  resources?: Record<string, number> | null;
+  error?: string | null;
+  worker?: string | null;
+  created_at: string;
+  started_at?: string | null;
+  ended_at?: string | null;
+  duration?: number | null;
+  seq: number;
+}
+
+export interface TaskList {
+  run_id: string;
+  tasks: Task[];
+}
+
+export interface TaskLogs {
+  task_id: string;
+  stdout: string;
+  stderr: string;
+  error: string;
+  traceback: string;
+  truncated: boolean;
+}
+
+export interface Edge {
+  source: string;
+  target: string;
+}
+
+export interface GraphNode {
+  id: string;
+  node: string;
+  name: string;
+  index?: number | null;
+  status: string;
+  cached: boolean;
+  key?: string | null;
+  outputs: Record<string, string>;
+}
+
+export interface RunGraph {
+  id: string;
+  name: string | null;
+  status: string;
+  nodes: GraphNode[];
+  edges: Edge[];
+  targets: string[];
+}
+
+export interface ArtifactPreview {
+  hash: string;
+  type: string;
+  serializer: string;
+  size: number;
+  kind: 'json' | 'text' | 'table' | 'image' | 'repr';
+  data: unknown;
+  truncated: boolean;
+  created_at?: string | null;
+  producers: string[];
+}
+
+export interface Lineage {
+  root: { type: 'task' | 'artifact'; id: string };
+  tasks: { id: string; run_id: string; name: string; status: string; cached?: boolean }[];
+  artifacts: string[];
+  edges: Edge[];
+  truncated: boolean;
+}
+
+export interface Health {
+  status: 'ok';
+  version: string;
+  store: string;
+  time: string;
+  heartbeat_timeout: number;
+}
+
+/**
+ * `application/vnd.jupyter-flow.graph+json`, written by `%flow graph`
+ * (jupyter_flow/kernel/graph_view.py):
+ *
+ * ```json
+ * {"version": 1,
+ *  "nodes": [{"id": "clean", "inputs": ["raw"], "captured": ["threshold"], "outputs": ["df"],
+ *             "status": "cached" | "stale", "reason": "cached" | "code changed" | …,
+ *             "resources": {"GPU": 1}}],
+ *  "edges": [{"source": "load", "target": "clean", "variable": "raw"}]}
+ * ```
+ * `status` may also be a task status (SUCCESS, RUNNING, …); both are coloured.
+ */
+export interface NotebookGraph {
+  version: number;
+  nodes: {
+    id: string;
+    inputs?: string[];
+    captured?: string[];
+    outputs?: string[];
+    status: string;
+    reason?: string;
+    resources?: Record<string, number> | null;
+  }[];
+  edges: { source: string; target: string; variable?: string }[];
+}
+
+export const GRAPH_MIME_TYPE = 'application/vnd.jupyter-flow.graph+json';

@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+
+import { elapsed, formatDuration, mergeRuns, runRows, taskCounts } from '../src/runs';
+import type { Run } from '../src/types';
+
+function run(id: string, extra: Partial<Run> = {}): Run {
+  return {
+    id,
+    name: id,
+    kind: 'api',
+    status: 'SUCCESS',
+    created_at: `2024-01-01T00:00:${id.slice(-2)}+00:00`,
+    seq: 1,
+    task_counts: {},
+    pinned: false,
+    ...extra
+  };
+}
+
+describe('mergeRuns', () => {
+  it('adds new runs on top and replaces changed ones', () => {
+    const current = [run('r02'), run('r01')];
+    const merged = mergeRuns(current, [run('r03'), run('r01', { status: 'FAILED', seq: 5 })]);
+    expect(merged.map(r => r.id)).toEqual(['r03', 'r02', 'r01']);
+    expect(merged[2].status).toBe('FAILED');
+  });
+
+  it('keeps the newer copy when an older change arrives late', () => {
+    const merged = mergeRuns([run('r01', { status: 'CANCELED', seq: 9 })], [run('r01', { status: 'RUNNING', seq: 4 })]);
+    expect(merged[0].status).toBe('CANCELED');
+  });
+
+  it('returns the same array when nothing changed (no re-render)', () => {
+    const current = [run('r01')];
+    expect(mergeRuns(current, [])).toBe(current);
+  });
+});
+
+describe('runRows', () => {
+  const runs = [
+    run('r05', { kind: 'cell', parent_id: 'r03' }),
+    run('r04', { kind: 'cell', parent_id: 'r03', status: 'FAILED' }),
+    run('r03', { kind: 'notebook', parent_id: 'r01', notebook: 'work/analysis.ipynb' }),
+    run('r02', { name: 'other', kind: 'api', status: 'RUNNING' }),
+    run('r01', { kind: 'batch' })
+  ];
+
+  it('nests cells under their notebook and notebooks under their batch', () => {
+    const rows = runRows(runs);
+    expect(rows.map(row => [row.run.id, row.depth])).toEqual([
+      ['r02', 0],
+      ['r01', 0],
+      ['r03', 1],
+      ['r05', 2],
+      ['r04', 2]
+    ]);
+    expect(rows.find(row => row.run.id === 'r03')!.children).toBe(2);
+  });
+
+  it('hides the children of a collapsed parent', () => {
+    const rows = runRows(runs, undefined, new Set(['r03']));
+    expect(rows.map(row => row.run.id)).toEqual(['r02', 'r01', 'r03']);
+  });
+
+  it('filters by status, kind and search; a matching child of a hidden parent moves up', () => {
+    expect(runRows(runs, { search: '', statuses: ['FAILED'], kinds: [] }).map(r => [r.run.id, r.depth])).toEqual([
+      ['r04', 0]
+    ]);
+    expect(runRows(runs, { search: '', statuses: [], kinds: ['api'] }).map(r => r.run.id)).toEqual(['r02']);
+    expect(runRows(runs, { search: 'ANALYSIS', statuses: [], kinds: [] }).map(r => r.run.id)).toEqual(['r03']);
+  });
+
+  it('survives a parent cycle in bad data', () => {
+    const rows = runRows([run('r01', { parent_id: 'r02' }), run('r02', { parent_id: 'r01' })]);
+    expect(rows.length).toBeLessThanOrEqual(2);
+  });
+});
+
+describe('taskCounts and durations', () => {
+  it('counts ran, cached and failed ops', () => {
+    expect(taskCounts({ SUCCESS: 2, RUNNING: 1, CACHED: 4, FAILED: 1, SKIPPED: 2 })).toEqual({
+      ran: 4,
+      cached: 4,
+      failed: 1,
+      total: 10
+    });
+  });
+
+  it('formats durations the way people read them', () => {
+    expect(formatDuration(0.42)).toBe('0.4 s');
+    expect(formatDuration(42)).toBe('42 s');
+    expect(formatDuration(185)).toBe('3 min 05 s');
+    expect(formatDuration(7440)).toBe('2 h 04 min');
+    expect(formatDuration(null)).toBe('');
+    expect(elapsed('2024-01-01T00:00:00Z', '2024-01-01T00:01:30Z')).toBe(90);
+    expect(elapsed('2024-01-01T00:00:00Z', null, Date.parse('2024-01-01T00:00:05Z'))).toBe(5);
+  });
+});

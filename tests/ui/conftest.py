@@ -1,0 +1,115 @@
+"""A real JupyterLab (subprocess on 127.0.0.1) and a real Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("FLOW_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu",
+                 "--disable-component-update", "--no-first-run", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+LABEXTENSION = Path(__file__).resolve().parents[2] / "jupyter_flow" / "labextension" / "package.json"
+
+
+@dataclass
+class Lab:
+    url: str
+    token: str
+    root: Path
+    flow_home: Path
+    log: Path
+
+    def api(self, path: str) -> dict:
+        request = urllib.request.Request(f"{self.url}jupyter-flow/api/{path}",
+                                         headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """``jupyter lab`` with a token, a fresh JUPYTER_FLOW_HOME and no user settings."""
+    if not LABEXTENSION.exists():
+        pytest.fail("the JupyterLab extension is not built: run `pip install -e .` (builds js/)")
+    base = tmp_path_factory.mktemp("lab")
+    root, home, config = base / "notebooks", base / "flow", base / "config"
+    root.mkdir()
+    (config / "labconfig").mkdir(parents=True)
+    # No "news?" toast over the page.
+    (config / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    token, port = secrets.token_hex(16), _free_port()
+    env = dict(os.environ, JUPYTER_FLOW_HOME=str(home), JUPYTER_CONFIG_DIR=str(config),
+               JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"))
+    for name in ("JUPYTER_FLOW_DB", "JUPYTER_FLOW_ARTIFACTS", "JUPYTER_FLOW_RUN_ID"):
+        env.pop(name, None)
+    log = base / "jupyter-lab.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+             f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+            + (["--allow-root"] if os.geteuid() == 0 else []),
+            env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = Lab(f"http://127.0.0.1:{port}/", token, root, home, log)
+    try:
+        deadline = time.monotonic() + 90
+        while True:  # the server has no readiness event to wait on; its health route is one
+            if proc.poll() is not None:
+                pytest.fail(f"jupyter lab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if server.api("health")["status"] == "ok":
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"jupyter lab did not answer within 90 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium (``playwright install`` cannot download browsers here)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.fail(f"{CHROMIUM} is missing: scripts/setup.sh installs Debian's chromium")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def screenshots(tmp_path):
+    """Where a test saves screenshots (kept with the pytest output)."""
+    folder = tmp_path / "screenshots"
+    folder.mkdir()
+    return folder
