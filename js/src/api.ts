@@ -173,6 +173,18 @@ export class FlowClient {
     );
   }
 
+  /** Run a notebook run's notebook again, with the same parameters, as a new batch. */
+  rerunAsBatch(run: Run): Promise<Run> {
+    return requestAPI<Run>(
+      'batches',
+      {
+        method: 'POST',
+        body: JSON.stringify({ notebook: run.notebook, params: run.params ?? {} })
+      },
+      this.settings
+    );
+  }
+
   task(taskId: string): Promise<Task> {
     return this.get(`tasks/${encodeURIComponent(taskId)}`);
   }

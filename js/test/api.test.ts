@@ -74,6 +74,15 @@ describe('FlowClient', () => {
     expect(calls[0].url).toMatch(/\/jupyter-flow\/api\/runs\/r1\/cancel$/);
   });
 
+  it('reruns a notebook run as a batch with its notebook and params', async () => {
+    const { flow, calls } = client(() => json({ id: 'b1', kind: 'batch', status: 'RUNNING' }, 202));
+    const batch = await flow.rerunAsBatch({ id: 'n1', notebook: '/work/train.ipynb', params: { lr: 0.1 } } as never);
+    expect(batch.id).toBe('b1');
+    expect(calls[0].method).toBe('POST');
+    expect(calls[0].url).toMatch(/\/jupyter-flow\/api\/batches$/);
+    expect(JSON.parse(calls[0].body as string)).toEqual({ notebook: '/work/train.ipynb', params: { lr: 0.1 } });
+  });
+
   it('builds the artifact download link and previews with a size bound', async () => {
     const { flow, calls } = client(() => json({ hash: 'ab', kind: 'json', data: 1, producers: [] }));
     await flow.artifact('ab'.repeat(32), 4096);

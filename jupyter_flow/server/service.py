@@ -198,9 +198,10 @@ class FlowService:
             raise Unprocessable(f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
         notebook = body.get("notebook")
         if not isinstance(notebook, str) or not notebook.endswith(".ipynb"):
-            raise Unprocessable("'notebook' must be the path of an .ipynb file relative to the server root")
+            raise Unprocessable("'notebook' must be the path of an .ipynb file under the server root")
         root = os.path.realpath(root_dir)
-        path = os.path.realpath(os.path.join(root, notebook.lstrip("/")))
+        # Relative to the server root, or absolute (as runs record it) but under the root.
+        path = os.path.realpath(notebook if os.path.isabs(notebook) else os.path.join(root, notebook))
         if os.path.commonpath([root, path]) != root:
             raise Unprocessable("'notebook' must be inside the server's root directory")
         for field_name in ("params", "grid"):

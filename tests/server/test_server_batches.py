@@ -18,8 +18,9 @@ def served_notebook(jp_root_dir):
     return "work/sweep.ipynb"
 
 
-async def test_post_batches_runs_a_grid(api, store, served_notebook, dask_cluster):
-    body = {"notebook": served_notebook, "grid": {"lr": [0.25, 0.5]}, "parallel": 2,
+async def test_post_batches_runs_a_grid(api, store, served_notebook, dask_cluster, jp_root_dir):
+    # Absolute, as runs record it and as the sidebar's "Rerun as batch" sends it.
+    body = {"notebook": str(jp_root_dir / served_notebook), "grid": {"lr": [0.25, 0.5]}, "parallel": 2,
             "cluster": dask_cluster.scheduler_address, "name": "from-the-api"}
     import json
 
@@ -39,6 +40,7 @@ async def test_post_batches_runs_a_grid(api, store, served_notebook, dask_cluste
 @pytest.mark.parametrize("body, message", [
     ({"notebook": "work/sweep.ipynb", "params": {"momentum": 0.9}}, "unknown parameter"),
     ({"notebook": "../outside.ipynb"}, "inside the server's root"),
+    ({"notebook": "/etc/outside.ipynb"}, "inside the server's root"),
     ({"notebook": "work/missing.ipynb"}, "not found"),
     ({"notebook": "work/sweep.ipynb", "grid": {"lr": []}}, "non-empty list"),
     ({"notebook": "work/sweep.ipynb", "parallel": 0}, "parallel"),

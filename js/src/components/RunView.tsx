@@ -12,7 +12,7 @@ import { usePoll } from '../hooks';
 import { taskEdges } from '../layout';
 import { baseName, elapsed, formatDuration, formatStarted, taskCounts } from '../runs';
 import { TERMINAL_RUN, type Run, type Task } from '../types';
-import { cancelRun } from './actions';
+import { cancelRun, rerunAsBatch } from './actions';
 import { GraphView, type GraphItem } from './GraphView';
 import { CopyButton, ErrorMessage, StatusBadge } from './StatusBadge';
 import { TaskDetails } from './TaskDetails';
@@ -37,6 +37,7 @@ export function RunView(props: RunViewProps): JSX.Element {
   const [error, setError] = useState<string | null>(null);
   const [selected, setSelected] = useState<string | null>(null);
   const [cancelError, setCancelError] = useState<string | null>(null);
+  const [rerun, setRerun] = useState<{ id?: string; error?: string } | null>(null);
 
   const refresh = useCallback(async () => {
     try {
@@ -137,7 +138,30 @@ export function RunView(props: RunViewProps): JSX.Element {
             {run.cancel_requested_at ? 'Canceling…' : 'Cancel run'}
           </button>
         ) : null}
+        {finished && run.kind === 'notebook' && run.notebook ? (
+          <button
+            type="button"
+            className="jp-flow-button"
+            aria-label={`rerun ${run.name ?? run.id} as a batch`}
+            onClick={() => {
+              setRerun(null);
+              rerunAsBatch(flow, run).then(
+                started => {
+                  if (started) {
+                    setRerun({ id: started.id });
+                    flow.openRun?.(started.id, started.name ?? started.id);
+                  }
+                },
+                err => setRerun({ error: String((err as Error).message) })
+              );
+            }}
+          >
+            Rerun as batch
+          </button>
+        ) : null}
       </header>
+      {rerun?.id ? <p className="jp-flow-muted">Started batch {rerun.id}</p> : null}
+      <ErrorMessage error={rerun?.error ?? null} title="Rerun failed" />
       <div className="jp-flow-run-facts">
         <span>started {formatStarted(run.started_at ?? run.created_at)}</span>
         <span>{formatDuration(elapsed(run.started_at ?? run.created_at, run.ended_at))}</span>

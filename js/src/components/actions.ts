@@ -19,3 +19,21 @@ export async function cancelRun(flow: FlowServices, run: Run): Promise<Run | nul
     throw new Error(error instanceof FlowApiError ? error.message : String(error));
   }
 }
+
+/** Ask, then start a batch that reruns a notebook run's notebook with its parameters. */
+export async function rerunAsBatch(flow: FlowServices, run: Run): Promise<Run | null> {
+  const ok = await flow.confirm(
+    'Rerun as batch?',
+    `Run ${run.notebook ?? 'the notebook'} again with the parameters of run ${run.id}? ` +
+      'Unchanged %%flow cells are restored from the cache.',
+    'Rerun'
+  );
+  if (!ok) {
+    return null;
+  }
+  try {
+    return await flow.client.rerunAsBatch(run);
+  } catch (error) {
+    throw new Error(error instanceof FlowApiError ? error.message : String(error));
+  }
+}
