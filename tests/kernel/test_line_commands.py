@@ -1,0 +1,42 @@
+"""%flow show / cancel / resume in a real kernel, and living beside another %flow line magic."""
+
+from __future__ import annotations
+
+from .conftest import NotebookKernel, error_of, kernel_env, text_of
+
+LAST_RUN = "last_run()"
+
+
+def test_show_cancel_and_resume(kernel):
+    kernel.ok("%%flow shown\nshown_out = 41 + 1")
+    run_id = kernel.value(f"{LAST_RUN}.id")
+    shown = kernel.ok(f"%flow show {run_id}")
+    assert run_id in shown and "shown" in shown and "SUCCESS" in shown
+
+    kernel.ok("%%flow slow --background\nimport time\ntime.sleep(60)\nslow_out = 1")
+    slow_id = kernel.value(f"{LAST_RUN}.id")
+    assert "cancel requested" in kernel.ok(f"%flow cancel {slow_id}")
+    kernel.ok(f"_slow = jf.get_run({slow_id!r})\n_slow.wait(30)")
+    assert kernel.value("_slow.status") == "CANCELED"
+
+    resumed = kernel.ok(f"%flow resume {run_id}")
+    assert f"resumed from {run_id}" in resumed and "SUCCESS" in resumed
+    assert kernel.value("jf.runs(limit=1)[0].kind") == "resume"
+
+    bad = kernel.run("%flow show")
+    assert error_of(bad) is not None and "exactly one run id" in text_of(bad)
+
+
+def test_another_extensions_flow_line_magic_is_kept(dask_cluster, tmp_path):
+    env = kernel_env(tmp_path / "home", dask_cluster.scheduler_address)
+    other = NotebookKernel(env, str(tmp_path))
+    try:
+        other.ok("from IPython.core.magic import register_line_magic\n"
+                 "@register_line_magic\ndef flow(line):\n    return 'other:' + line")
+        loaded = other.ok("%load_ext jupyter_flow")
+        assert "already registered" in loaded
+        assert "other:x" in other.ok("%flow x")  # theirs, untouched
+        other.ok("%%flow made\nmade = 7")  # ours still works
+        assert other.value("made") == 7
+    finally:
+        other.close()
