@@ -17,7 +17,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 PYTHON=${PYTHON:-python3}
+# A symlink left by `jupyter labextension develop` would make pip write the packaged
+# install.json into the source tree, and the next build would then ship it twice.
+ext_dir="$("$PYTHON" -c 'import sys; print(sys.prefix)')/share/jupyter/labextensions/jupyter-flow"
+if [ -L "$ext_dir" ]; then rm "$ext_dir"; fi
+rm -f jupyter_flow/labextension/install.json
+# The install builds the JupyterLab extension (js/ -> jupyter_flow/labextension, jlpm on
+# `npm config get registry`) and copies it where JupyterLab finds it.
 "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]"
-# The editable install built the JupyterLab extension (js/ -> jupyter_flow/labextension,
-# with jlpm on `npm config get registry`); link it so JupyterLab serves later rebuilds too.
-"$PYTHON" -m jupyter labextension develop --overwrite . >/dev/null

@@ -1,3 +1,5 @@
 """Papermill batches: one notebook run per parameter point, children of one batch run."""
 
-from .runner import batch, compare  # noqa: F401
+from .runner import batch, compare
+
+__all__ = ["batch", "compare"]

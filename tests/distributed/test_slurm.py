@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import time
 
 from tests.distributed import ops
 from tests.distributed.conftest import dask_worker_jobs
-
-
-def _until(predicate, timeout: float, step: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout}s")
+from tests.waiting import wait_for
 
 
 def test_flow_of_20_ops_records_the_slurm_job_of_every_task(jf_slurm):
@@ -34,13 +24,13 @@ def test_idle_jobs_are_released_to_zero(jf_slurm):
     run = jf_slurm.run([ops.square(100 + i) for i in range(4)])
     assert run.status == "SUCCESS"
     assert all(t.provenance.get("slurm_job_id") for t in run.tasks)  # jobs were started for it
-    _until(lambda: not dask_worker_jobs(), timeout=90)
+    wait_for(lambda: not dask_worker_jobs(), timeout=90)
 
 
 def test_a_cancelled_job_is_replaced_and_the_run_succeeds(jf_slurm, tmp_path):
     node = ops.slow_marker(1, str(tmp_path))
     run = jf_slurm.run([node, *[ops.square(200 + i) for i in range(3)]], wait=False)
-    started = _until(lambda: sorted(tmp_path.glob("*.started")), timeout=90)
+    started = wait_for(lambda: sorted(tmp_path.glob("*.started")), timeout=90)
     cancelled = started[0].read_text()
     subprocess.run(["scancel", cancelled], check=True)
     assert run.wait(timeout=120)

@@ -9,17 +9,9 @@ import time
 
 import pytest
 
+from tests.waiting import gpu_worker, wait_for
+
 from . import ops
-
-
-def _wait_for(predicate, timeout=30.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def test_background_run_returns_at_once_and_can_be_waited(jf):
@@ -27,14 +19,14 @@ def test_background_run_returns_at_once_and_can_be_waited(jf):
     run = jf.run(ops.sleepy(1.5), wait=False)
     assert time.monotonic() - started < 1.0
     assert run.status == "RUNNING"
-    _wait_for(lambda: any(t.status == "RUNNING" for t in run.tasks))
+    wait_for(lambda: any(t.status == "RUNNING" for t in run.tasks))
     run.wait(timeout=60)
     assert run.status == "SUCCESS" and run.result() == 1.5
 
 
 def test_cancel_from_another_process(jf, subprocess_env):
     run = jf.run([ops.sleepy(60), ops.add(1, 1)], wait=False)
-    _wait_for(lambda: any(t.name == "sleepy" and t.status == "RUNNING" for t in run.tasks))
+    wait_for(lambda: any(t.name == "sleepy" and t.status == "RUNNING" for t in run.tasks))
     requested = time.monotonic()
     subprocess.run(
         [sys.executable, "-c", f"import jupyter_flow as jf; jf.cancel({run.id!r})"],
@@ -128,22 +120,13 @@ def test_killed_process_run_becomes_lost_and_resumes_elsewhere(jf, subprocess_en
 
 def test_gpu_op_waits_until_a_gpu_worker_joins(jf, dask_cluster):
     run = jf.run(ops.on_gpu(21), wait=False)
-    task = _wait_for(lambda: next((t for t in run.tasks if t.status == "WAITING"), None), timeout=30)
+    task = wait_for(lambda: next((t for t in run.tasks if t.status == "WAITING"), None), timeout=30)
     assert "GPU" in task.reason
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_worker", dask_cluster.scheduler_address,
-         "--resources", "GPU=1", "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
-         "--host", "127.0.0.1", "--name", "gpu-worker"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
+    with gpu_worker(dask_cluster.scheduler_address):
         run.wait(timeout=90)
         assert run.status == "SUCCESS" and run.result() == 42
         (task,) = run.tasks
         assert task.status == "SUCCESS" and task.attempts == 1
-    finally:
-        worker.terminate()
-        worker.wait(30)
 
 
 def test_worker_dying_every_time_fails_with_worker_lost(jf):
@@ -168,12 +151,12 @@ def _alive(pid: int) -> bool:
 def test_cancel_kills_the_child_process_of_an_isolated_op(jf, tmp_path):
     pid_file = tmp_path / "child.pid"
     run = jf.run(ops.isolated_sleeper(str(pid_file)), wait=False)
-    pid = int(_wait_for(lambda: pid_file.exists() and pid_file.read_text(), timeout=60))
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), timeout=60))
     assert _alive(pid)
     jf.cancel(run.id)
     run.wait(timeout=30)
     assert run.status == "CANCELED"
-    _wait_for(lambda: not _alive(pid), timeout=20)
+    wait_for(lambda: not _alive(pid), timeout=20)
 
 
 def test_local_profile_starts_a_loopback_cluster_once(flow_home):

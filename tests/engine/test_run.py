@@ -1,6 +1,5 @@
 """The engine on a real LocalCluster: results, cache restore, reasons, failures, composites."""
 
-import os
 
 import numpy as np
 import pytest

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
+
+from tests.waiting import gpu_worker
 
 from .conftest import error_of, text_of
 
@@ -184,17 +184,8 @@ def test_gpu_op_waits_in_background_until_a_gpu_worker_joins(kernel, dask_cluste
         "    _ex.changed.wait_for(lambda: any(t.status.value == 'WAITING' for t in _ex.tasks), timeout=30)"
     )
     assert tasks_of_last_run(kernel)["model"][0] == "WAITING"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_worker", dask_cluster.scheduler_address,
-         "--resources", "GPU=1", "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
-         "--host", "127.0.0.1", "--name", "gpu-worker"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
+    with gpu_worker(dask_cluster.scheduler_address):
         kernel.ok("_run.wait(90)")
         out = kernel.ok("print(model)")  # loaded when the next cell started
         assert "fitted" in out
         assert kernel.value("_run.status") == "SUCCESS"
-    finally:
-        worker.terminate()
-        worker.wait(30)
