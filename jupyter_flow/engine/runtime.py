@@ -7,6 +7,8 @@ the rest is submitted to Dask as one graph with explicit keys.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
 import threading
@@ -147,6 +149,17 @@ class Engine:
     ) -> RunExecution:
         """Plan and start a run; raises FlowError (recording nothing) for bad input."""
         self.writer.flush()  # cache entries of earlier runs must be visible to the lookup
+        # Planning allocates a few small objects per op and frees none of them: a cyclic
+        # GC pass in the middle (which scans the whole heap, Dask included) would only cost
+        # time. Collection resumes as soon as the plan is made.
+        with _gc_paused():
+            return self._submit(targets, name=name, kind=kind, cluster=cluster, force=force,
+                                parent_id=parent_id, resumed_from=resumed_from, params=params,
+                                notebook=notebook, captured=captured, namespace=namespace,
+                                task_provenance=task_provenance)
+
+    def _submit(self, targets, *, name, kind, cluster, force, parent_id, resumed_from, params,
+                notebook, captured, namespace, task_provenance) -> RunExecution:
         graph = targets if isinstance(targets, Graph) else Graph(targets)
         forced = _forced_set(force)
         if cluster is not None and "://" not in cluster and cluster not in clusters.profiles():
@@ -347,6 +360,17 @@ class Engine:
             layer_deps[name] = {n for n in names if n != name and n < name}
         hlg = HighLevelGraph(layers, layer_deps)
         return hlg, submit_keys
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 _shipped: set[str] = set()
