@@ -88,6 +88,63 @@ def lineage(store, identifier: str) -> dict:
     raise FlowError(f"{identifier!r} is not a run id, a task id or an artifact hash in this store")
 
 
+def lineage_graph(store, identifier: str, *, artifact_exists=None, limit: int = 2000) -> dict:
+    """Upstream lineage as a graph, for UIs: ``root``, ``tasks``, ``artifacts`` and
+    ``edges`` (upstream task -> task, task -> artifact it output; a CACHED task lists the
+    artifacts it restored), following upstream nodes back to the sources, at most
+    ``limit`` tasks (``truncated`` says when more were left out)."""
+    tasks: dict[str, dict] = {}
+    artifacts: set[str] = set()
+    edges: set[tuple[str, str]] = set()
+    run_tasks: dict[str, dict[str, dict]] = {}
+    frontier: list[dict] = []
+
+    def by_node(run_id: str) -> dict[str, dict]:
+        if run_id not in run_tasks:
+            run_tasks[run_id] = {t["node"]: t for t in store.get_tasks(run_id)}
+        return run_tasks[run_id]
+
+    def visit(task: dict) -> None:
+        if task["id"] not in tasks and len(tasks) < limit:
+            tasks[task["id"]] = task
+            frontier.append(task)
+
+    if _HEX64.match(identifier):
+        producers = store.artifact_runs(identifier)
+        if not producers and not (artifact_exists and artifact_exists(identifier)):
+            raise FlowError(f"no task or artifact {identifier!r} in the store")
+        artifacts.add(identifier)
+        for task in producers:
+            edges.add((task["id"], identifier))
+            visit(task)
+        root = {"type": "artifact", "id": identifier}
+    else:
+        task = store.get_task(identifier)
+        if task is None:
+            raise FlowError(f"no task or artifact {identifier!r} in the store")
+        visit(task)
+        root = {"type": "task", "id": identifier}
+    while frontier:
+        task = frontier.pop()
+        for digest in (task["outputs"] or {}).values():
+            artifacts.add(digest)
+            edges.add((task["id"], digest))
+        siblings = by_node(task["run_id"])
+        for node in task["upstream"] or []:
+            upstream = siblings.get(node)
+            if upstream is not None:
+                edges.add((upstream["id"], task["id"]))
+                visit(upstream)
+    return {
+        "root": root,
+        "tasks": [{k: t[k] for k in ("id", "run_id", "name", "status", "cached", "key", "outputs")}
+                  for t in tasks.values()],
+        "artifacts": sorted(artifacts),
+        "edges": [{"source": s, "target": t} for s, t in sorted(edges)],
+        "truncated": len(tasks) >= limit,
+    }
+
+
 # --------------------------------------------------------------------------- PROV
 
 

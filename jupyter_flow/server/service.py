@@ -17,7 +17,7 @@ from typing import Any
 from jupyter_flow import __version__
 from jupyter_flow.artifacts import ArtifactStore, validate_digest
 from jupyter_flow.artifacts.store import MAGIC as ARTIFACT_MAGIC
-from jupyter_flow.core.errors import ArtifactError
+from jupyter_flow.core.errors import ArtifactError, FlowError
 from jupyter_flow.engine import cluster as clusters
 from jupyter_flow.store import CancelConflict, RunNotFound, Store
 
@@ -336,64 +336,15 @@ class FlowService:
         return payload, str(header.get("serializer"))
 
     def lineage(self, ident: str) -> dict:
-        """Where a task's inputs or an artifact came from, back to the graph's sources.
+        """Where a task's inputs or an artifact came from, back to the graph's sources
+        (``engine.lineage.lineage_graph``; at most 2,000 tasks)."""
+        from jupyter_flow.engine.lineage import lineage_graph
 
-        ``ident`` is a task id or an artifact hash. Returns ``tasks`` and ``artifacts``
-        (nodes) and ``edges``: upstream task -> task and task -> artifact it output (a
-        CACHED task lists the artifacts it restored). At most 2,000 tasks.
-        """
-        is_digest = len(ident) == 64 and all(c in "0123456789abcdef" for c in ident)
-        tasks: dict[str, dict] = {}
-        artifacts: set[str] = set()
-        edges: set[tuple[str, str]] = set()
-        run_tasks: dict[str, dict[str, dict]] = {}
-        frontier: list[dict] = []
-
-        def by_node(run_id: str) -> dict[str, dict]:
-            if run_id not in run_tasks:
-                run_tasks[run_id] = {t["node"]: t for t in self.store.get_tasks(run_id)}
-            return run_tasks[run_id]
-
-        def visit(task: dict) -> None:
-            if task["id"] not in tasks and len(tasks) < LINEAGE_LIMIT:
-                tasks[task["id"]] = task
-                frontier.append(task)
-
-        if is_digest:
-            producers = self.store.artifact_runs(ident)
-            if not producers and not self.artifacts.exists(ident):
-                raise NotFound(f"no task or artifact {ident!r} in the store")
-            artifacts.add(ident)
-            for task in producers:
-                edges.add((task["id"], ident))
-                visit(task)
-            root = {"type": "artifact", "id": ident}
-        else:
-            visit(self._task(ident))
-            root = {"type": "task", "id": ident}
-        while frontier:
-            task = frontier.pop()
-            for digest in (task["outputs"] or {}).values():
-                artifacts.add(digest)
-                edges.add((task["id"], digest))
-            siblings = by_node(task["run_id"])
-            for node in task["upstream"] or []:
-                upstream = siblings.get(node)
-                if upstream is not None:
-                    edges.add((upstream["id"], task["id"]))
-                    visit(upstream)
-        return to_json(
-            {
-                "root": root,
-                "tasks": [
-                    {k: t[k] for k in ("id", "run_id", "name", "status", "cached", "key", "outputs")}
-                    for t in tasks.values()
-                ],
-                "artifacts": sorted(artifacts),
-                "edges": [{"source": s, "target": t} for s, t in sorted(edges)],
-                "truncated": len(tasks) >= LINEAGE_LIMIT,
-            }
-        )
+        try:
+            graph = lineage_graph(self.store, ident, artifact_exists=self.artifacts.exists, limit=LINEAGE_LIMIT)
+        except FlowError as err:
+            raise NotFound(str(err)) from None
+        return to_json(graph)
 
     # -- clusters -------------------------------------------------------------------------
 
