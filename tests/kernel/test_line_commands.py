@@ -40,3 +40,24 @@ def test_another_extensions_flow_line_magic_is_kept(dask_cluster, tmp_path):
         assert other.value("made") == 7
     finally:
         other.close()
+
+
+def test_provenance_carries_the_cell_id_jupyterlab_sends(kernel):
+    # JupyterLab puts the cell's id in the execute request's metadata; nbclient does not,
+    # so this request is built by hand the way JupyterLab sends it.
+    kc = kernel.client.kc
+    msg = kc.session.msg("execute_request", {
+        "code": "%%flow with_id\nwith_id_out = 3", "silent": False, "store_history": True,
+        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True,
+    }, metadata={"cellId": "cell-0a1b2c"})
+    from nbclient.util import run_sync
+
+    get_reply = run_sync(kc.get_shell_msg)  # nbclient's kernel client is asynchronous
+    kc.shell_channel.send(msg)
+    reply = get_reply(timeout=60)
+    while reply["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+        reply = get_reply(timeout=60)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    provenance = kernel.value(f"{LAST_RUN}.tasks[0].provenance")
+    assert provenance["cell_id"] == "cell-0a1b2c"
+    assert provenance["notebook"].endswith("analysis.ipynb")
