@@ -93,6 +93,40 @@ def _code_fingerprint(code: types.CodeType) -> str:
     return "|".join(parts)
 
 
+def _class_functions(cls: type) -> list[types.FunctionType]:
+    """The functions a class defines itself (methods, static/class methods, properties)."""
+    found = []
+    for _, value in sorted(vars(cls).items()):
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        if isinstance(value, property):
+            found.extend(f for f in (value.fget, value.fset, value.fdel) if isinstance(f, types.FunctionType))
+        elif isinstance(value, types.FunctionType):
+            found.append(value)
+    return found
+
+
+def _class_fingerprint(cls: type) -> str:
+    """Stable text of a class whose source cannot be read (classes defined in notebook
+    cells): its bases, its methods' code and its plain attributes, so editing any of
+    them changes the key."""
+    parts = [cls.__qualname__, repr([b.__qualname__ for b in cls.__bases__])]
+    for name, value in sorted(vars(cls).items()):
+        if name in ("__dict__", "__weakref__", "__module__", "__doc__", "__qualname__"):
+            continue
+        raw = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+        if isinstance(raw, types.FunctionType):
+            parts.append(f"{name}:{_code_fingerprint(raw.__code__)}:{raw.__defaults__!r}")
+        elif isinstance(raw, property):
+            parts.append(name + ":" + "|".join(_code_fingerprint(f.__code__) for f in (raw.fget, raw.fset, raw.fdel)
+                                               if isinstance(f, types.FunctionType)))
+        elif type(raw) in _SCALARS or isinstance(raw, (tuple, frozenset)):
+            parts.append(f"{name}={raw!r}")
+        else:
+            parts.append(f"{name}:{type(raw).__qualname__}")
+    return "\n".join(parts)
+
+
 def function_source(func: Callable) -> str | None:
     try:
         return textwrap.dedent(inspect.getsource(func))
@@ -259,6 +293,8 @@ def fingerprint(op: Op, namespace: Mapping[str, Any] | None = None) -> Fingerpri
             tree = _function_tree(obj)  # unnormalised tree again, to read names
         elif isinstance(obj, types.FunctionType):
             text = _code_fingerprint(obj.__code__)
+        elif isinstance(obj, type):
+            text = _class_fingerprint(obj)
         else:
             text = getattr(obj, "__qualname__", repr(obj))
         digest = sha256_text(text)
@@ -267,9 +303,11 @@ def fingerprint(op: Op, namespace: Mapping[str, Any] | None = None) -> Fingerpri
         else:
             fp.deps[label] = digest
         if tree is None:
-            names = list(getattr(getattr(obj, "__code__", None), "co_names", ())) + list(
-                getattr(getattr(obj, "__code__", None), "co_freevars", ())
-            )
+            codes = [getattr(obj, "__code__", None)]
+            if isinstance(obj, type):
+                codes = [f.__code__ for f in _class_functions(obj)]
+            names = [n for code in codes if code is not None
+                     for n in (*code.co_names, *code.co_freevars)]
             chains: list[list[str]] = []
         else:
             names, chains = _names_read(tree)

@@ -142,3 +142,17 @@ def test_secret_looking_params_are_hashed():
     comps = keys.task_key(op1("hunter2", 3), {}).components
     assert comps["params"]["n"] == 3
     assert "hunter2" not in json.dumps(comps)
+
+
+def test_a_class_without_readable_source_is_keyed_by_its_code():
+    # Classes defined in notebook cells: inspect cannot read their source.
+    def build(method_body: str, attr: int) -> Op:
+        ns = {"__name__": "__main__"}
+        exec(f"class Model:\n    scale = {attr}\n    def fit(self, x):\n        return {method_body}\n", ns)
+        return _op(ns, "def f(x):\n    return Model().fit(x)\n")
+
+    base = keys.task_key(build("x * self.scale", 2)(1), {})
+    assert keys.task_key(build("x * self.scale", 2)(1), {}).key == base.key
+    edited = keys.task_key(build("x + self.scale", 2)(1), {})
+    assert edited.key != base.key and keys.explain(edited.components, base.components) == "code changed"
+    assert keys.task_key(build("x * self.scale", 3)(1), {}).key != base.key

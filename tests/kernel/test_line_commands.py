@@ -61,3 +61,15 @@ def test_provenance_carries_the_cell_id_jupyterlab_sends(kernel):
     provenance = kernel.value(f"{LAST_RUN}.tasks[0].provenance")
     assert provenance["cell_id"] == "cell-0a1b2c"
     assert provenance["notebook"].endswith("analysis.ipynb")
+
+
+def test_editing_a_class_from_an_ordinary_cell_makes_dependents_stale(kernel):
+    kernel.ok("class Scaler:\n    factor = 2\n    def apply(self, v):\n        return v * self.factor")
+    kernel.ok("%%flow scaled\nscaled_out = Scaler().apply(21)")
+    assert kernel.value("scaled_out") == 42
+    kernel.ok("%%flow scaled\nscaled_out = Scaler().apply(21)")
+    assert kernel.value(f"{LAST_RUN}.tasks[0].status") == "CACHED"
+    kernel.ok("class Scaler:\n    factor = 2\n    def apply(self, v):\n        return v * self.factor + 1")
+    kernel.ok("%%flow scaled\nscaled_out = Scaler().apply(21)")
+    assert kernel.value(f"[{LAST_RUN}.tasks[0].status, {LAST_RUN}.tasks[0].reason]") == ["SUCCESS", "code changed"]
+    assert kernel.value("scaled_out") == 43
