@@ -33,3 +33,13 @@ def gpu_worker(scheduler_address: str):
     finally:
         worker.terminate()
         worker.wait(30)
+
+
+def stop(process: subprocess.Popen, grace: float = 20.0) -> None:
+    """Terminate a child process, killing it if it does not exit within ``grace`` seconds."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from tests.waiting import stop
+
 from jupyter_flow.store import Store
 
 SCHEMATHESIS = shutil.which("st") or shutil.which("schemathesis")
@@ -51,10 +53,5 @@ def test_schemathesis_finds_no_server_error(flow_home, tmp_path):
         assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
         assert "Traceback" not in (tmp_path / "server.log").read_text()
     finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+        stop(server)
         log.close()
