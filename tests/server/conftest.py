@@ -105,3 +105,32 @@ def make_run(store, owner_id, run_id, *, status="RUNNING", tasks=(), **fields):
     store.create_run({"id": run_id, "kind": "api", "status": status, "owner_id": owner_id, **fields},
                      list(tasks))
     return run_id
+
+
+BACKGROUND_RUN = """
+import os, sys
+sys.path.insert(0, os.environ["FLOW_TEST_ROOT"])
+import jupyter_flow as jf
+from tests.engine import ops
+
+jf.cluster(os.environ["FLOW_TEST_SCHEDULER"])
+run = jf.run([ops.sleepy({seconds}), ops.add(1, 1)], name={name!r}, wait=False)
+print(run.id, flush=True)
+run.wait({wait})
+print(run.status, flush=True)
+"""
+
+
+def start_background_run(env: dict, workdir, name: str, seconds: int):
+    """A separate Python process owning a real run (one sleeping op, one quick op) on the
+    session cluster; returns the process (stdout: run id, then the final status) and the run id."""
+    import subprocess
+    import sys
+
+    env["FLOW_TEST_ROOT"] = str(Path(__file__).resolve().parents[2])
+    script = workdir / f"{name}.py"
+    script.write_text(BACKGROUND_RUN.format(seconds=seconds, name=name, wait=2 * seconds + 60))
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    run_id = proc.stdout.readline().strip()
+    assert run_id, "the child process did not start its run"
+    return proc, run_id

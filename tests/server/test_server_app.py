@@ -6,16 +6,13 @@ import asyncio
 import re
 import signal
 import subprocess
-import sys
-import textwrap
 import time
-from pathlib import Path
 
 import pytest
 from openapi_spec_validator import validate
 
 from jupyter_flow.server.handlers import routes
-from tests.server.conftest import OPENAPI, check
+from tests.server.conftest import OPENAPI, check, start_background_run
 
 
 def test_extension_is_enabled_and_validates():
@@ -58,19 +55,6 @@ async def test_openapi_document_is_valid_and_lists_exactly_the_routes(api, jp_ba
     assert document["components"] == OPENAPI["components"]
 
 
-HELD_RUN = textwrap.dedent("""
-    import os, sys
-    sys.path.insert(0, os.environ["FLOW_TEST_ROOT"])
-    import jupyter_flow as jf
-    from tests.engine import ops
-
-    jf.cluster(os.environ["FLOW_TEST_SCHEDULER"])
-    run = jf.run([ops.sleepy(120), ops.add(2, 3)], name="will-be-killed", wait=False)
-    print(run.id, flush=True)
-    run.wait(300)
-""")
-
-
 @pytest.fixture
 def flow_config(flow_config):
     # The engine heartbeats every 5 s; 6 s without one means its process is gone.
@@ -78,14 +62,8 @@ def flow_config(flow_config):
 
 
 async def test_reconciler_marks_runs_of_a_killed_process_lost(api, subprocess_env, tmp_path):
-    subprocess_env["FLOW_TEST_ROOT"] = str(Path(__file__).resolve().parents[2])
-    script = tmp_path / "held.py"
-    script.write_text(HELD_RUN)
-    proc = subprocess.Popen([sys.executable, str(script)], env=subprocess_env,
-                            stdout=subprocess.PIPE, text=True)
+    proc, run_id = start_background_run(subprocess_env, tmp_path, "will-be-killed", 120)
     try:
-        run_id = proc.stdout.readline().strip()
-        assert run_id, "the child process did not start its run"
         deadline = time.monotonic() + 60
         while True:
             _, tasks = await api(f"runs/{run_id}/tasks")

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
 
 from tests.server.authorizers import AdminAuthorizer, NoAdminAuthorizer, ReadOnlyAuthorizer
-from tests.server.conftest import ME, check, make_run
+from tests.server.conftest import ME, check, make_run, start_background_run
 
 
 async def test_cancel_records_the_request_for_the_run_and_its_children(api, store, owner):
@@ -83,20 +80,6 @@ async def test_cancel_needs_write_permission(api, store, owner, authorizer_class
     assert not store.cancel_requested(["MINE"])
 
 
-BACKGROUND_RUN = textwrap.dedent("""
-    import os, sys
-    sys.path.insert(0, os.environ["FLOW_TEST_ROOT"])
-    import jupyter_flow as jf
-    from tests.engine import ops
-
-    jf.cluster(os.environ["FLOW_TEST_SCHEDULER"])
-    run = jf.run([ops.sleepy(60), ops.add(1, 1)], name="cancel-me", wait=False)
-    print(run.id, flush=True)
-    run.wait(120)
-    print(run.status, flush=True)
-""")
-
-
 async def _until(api, path, predicate, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -109,16 +92,8 @@ async def _until(api, path, predicate, timeout=60.0):
 
 
 async def test_cancel_end_to_end_from_the_api(api, store, subprocess_env, tmp_path):
-    from pathlib import Path
-
-    subprocess_env["FLOW_TEST_ROOT"] = str(Path(__file__).resolve().parents[2])
-    script = tmp_path / "background.py"
-    script.write_text(BACKGROUND_RUN)
-    proc = subprocess.Popen([sys.executable, str(script)], env=subprocess_env,
-                            stdout=subprocess.PIPE, text=True)
+    proc, run_id = start_background_run(subprocess_env, tmp_path, "cancel-me", 60)
     try:
-        run_id = proc.stdout.readline().strip()
-        assert run_id, "the child process did not start its run"
         child_owner = store.register_owner(user=ME)
         make_run(store, child_owner, "CHILD", parent_id=run_id)
         await _until(api, f"runs/{run_id}/tasks", lambda body: {
