@@ -143,10 +143,6 @@ def emit(message: dict) -> None:
     worker = _worker()
     if worker is not None:
         worker.log_event(TOPIC, message)
-    else:
-        sink = getattr(_context, "sink", None)
-        if sink is not None:
-            sink(message)
 
 
 def current_task() -> tuple[str, str] | None:
