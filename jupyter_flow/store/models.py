@@ -170,6 +170,8 @@ class Task(Base):
     ended_at: Mapped[datetime | None]
     duration: Mapped[float | None] = mapped_column(Float)
     seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # jf.record inside the op: {name: value}
+    metrics: Mapped[dict[str, Any] | None]
 
     # (run_id, status) serves "tasks of a run" and the per-status counts of the run list.
     __table_args__ = (Index("ix_tasks_run_id", "run_id", "status"),)
@@ -186,8 +188,39 @@ class CacheEntry(Base):
     op_name: Mapped[str | None] = mapped_column(String(255))
     task_id: Mapped[str | None] = mapped_column(String(26))
     created_at: Mapped[datetime]
+    # Metrics the producing task recorded; a cache hit restores them with the outputs.
+    metrics: Mapped[dict[str, Any] | None]
 
     __table_args__ = (Index("ix_cache_entries_op_name_created_at", "op_name", "created_at"),)
+
+
+class Claim(Base):
+    """A cache key some run is computing now (single flight across processes).
+
+    A claim is valid while its owner is alive (not fenced); waiters that need the key
+    restore the cache entry once it appears, or take the claim over when its owner is
+    declared dead.
+    """
+
+    __tablename__ = "claims"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(
+        String(26), ForeignKey("owners.id", ondelete="CASCADE"), index=True
+    )
+    run_id: Mapped[str] = mapped_column(String(26), index=True)
+    task_id: Mapped[str | None] = mapped_column(String(26))
+    claimed_at: Mapped[datetime]
+
+
+class StoreKey(Base):
+    """A secret of the store itself (e.g. the key that authenticates pickled artifacts)."""
+
+    __tablename__ = "store_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
 
 
 class Artifact(Base):
