@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any, Callable
 
 from .core.errors import FlowError
+from .core.settings import heartbeat_timeout
 
-HEARTBEAT_TIMEOUT_S = 30.0
 
 
 def _store():
@@ -63,7 +63,7 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 
 def cmd_runs(args) -> int:
     store = _store()
-    store.reconcile(HEARTBEAT_TIMEOUT_S)
+    store.reconcile(heartbeat_timeout())
     runs = store.list_runs(limit=args.limit, name=args.name, status=args.status, kind=args.kind,
                            parent_id=args.parent)
     if args.json:
@@ -84,7 +84,7 @@ def cmd_runs(args) -> int:
 
 def cmd_show(args) -> int:
     store = _store()
-    store.reconcile(HEARTBEAT_TIMEOUT_S)
+    store.reconcile(heartbeat_timeout())
     run = store.get_run(args.run)
     if run is None:
         raise FlowError(f"no run with id {args.run!r}; list runs with `jupyter flow runs`")

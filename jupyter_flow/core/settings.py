@@ -43,3 +43,28 @@ def resolve_artifacts_url(explicit: str | None = None, configured: str | None = 
     if configured:
         return configured
     return str(flow_home() / "artifacts")
+
+
+DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0
+
+
+def heartbeat_timeout() -> float:
+    """Seconds without a heartbeat after which an owner is declared dead
+    (``JUPYTER_FLOW_HEARTBEAT_TIMEOUT``, default 30). Owners beat at a third of it, at most
+    every 5 s.
+
+    >>> heartbeat_timeout() > 0
+    True
+    """
+    text = os.environ.get("JUPYTER_FLOW_HEARTBEAT_TIMEOUT")
+    if not text:
+        return DEFAULT_HEARTBEAT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"JUPYTER_FLOW_HEARTBEAT_TIMEOUT={text!r} is not a number of seconds"
+        ) from None
+    if value < 1:
+        raise ValueError(f"JUPYTER_FLOW_HEARTBEAT_TIMEOUT={text!r}: use at least 1 second")
+    return value

@@ -8,7 +8,8 @@ from ..core.errors import FlowError
 from ..core.status import RunKind, RunStatus
 from . import cluster as clusters
 from .records import Run
-from .runtime import HEARTBEAT_TIMEOUT_S, get_engine
+from ..core.settings import heartbeat_timeout
+from .runtime import get_engine
 from .worker import current_task, emit
 
 
@@ -49,7 +50,7 @@ def runs(limit: int = 20, name: str | None = None, status: str | None = None,
          kind: str | None = None, parent_id: str | None = None) -> list[Run]:
     """Recorded runs, newest first (runs of dead processes are marked LOST first)."""
     engine = _engine()
-    engine.store.reconcile(HEARTBEAT_TIMEOUT_S)
+    engine.store.reconcile(heartbeat_timeout())
     if status is not None and status not in RunStatus.__members__:
         raise FlowError(f"jf.runs: unknown status {status!r}; use one of {list(RunStatus.__members__)}")
     rows = engine.store.list_runs(limit=limit, name=name, status=status, kind=kind, parent_id=parent_id)
@@ -59,7 +60,7 @@ def runs(limit: int = 20, name: str | None = None, status: str | None = None,
 def get_run(run_id: str) -> Run:
     """The run with this id, from this or any earlier process."""
     engine = _engine()
-    engine.store.reconcile(HEARTBEAT_TIMEOUT_S)
+    engine.store.reconcile(heartbeat_timeout())
     row = engine.store.get_run(run_id)
     if row is None:
         raise FlowError(f"no run with id {run_id!r}; list runs with jf.runs()")
@@ -69,7 +70,7 @@ def get_run(run_id: str) -> Run:
 def resume(run_id: str, *, wait: bool = True, cluster: str | None = None) -> Run:
     """Rerun a run from its stored graph snapshot; only what is not cached reruns."""
     engine = _engine()
-    engine.store.reconcile(HEARTBEAT_TIMEOUT_S)
+    engine.store.reconcile(heartbeat_timeout())
     row = engine.store.get_run(run_id)
     if row is None:
         raise FlowError(f"jf.resume: no run with id {run_id!r}")

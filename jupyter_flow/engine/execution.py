@@ -8,13 +8,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import FlowError, OpTimeout, RunCanceled, WorkerLost
+from ..core.errors import FencedWrite, FlowError, OpTimeout, RunCanceled, StoreError, WorkerLost
 from ..core.op import Node
 from ..core.status import TASK_PROGRESS, RunStatus, TaskStatus
 
 log = logging.getLogger("jupyter_flow.engine")
 
 META_GRACE_S = 10.0  # how long to wait for a finished task's completion event
+CLAIM_POLL_S = 0.25  # how often a run waiting for another run's result looks again
+RECORD_TIMEOUT_S = 120.0  # how long the end of a run waits for its records to be written
+
+
+class RunNotRecorded(StoreError):
+    """The run's records could not be written to the store (full disk, store gone)."""
 
 
 @dataclass
@@ -49,6 +55,8 @@ class TaskState:
     stderr: str = ""
     provenance: dict = field(default_factory=dict)
     dask_key: str | None = None
+    forced: bool = False  # rerun on request: its value replaces the cache entry
+    waiting_for: str | None = None  # the run computing this task's key, while it waits
 
     @property
     def duration(self) -> float | None:
@@ -61,47 +69,62 @@ class RunExecution:
     """Tracks a submitted run until it ends and writes what happens to the store."""
 
     def __init__(self, engine, run_id: str, graph, tasks: list[TaskState], *, owner_id: str,
-                 handle=None, dsk=None, layers=None, submit_keys=None, targets=None):
+                 handle=None, stage: set[int] | None = None, waits: dict[str, list[TaskState]] | None = None,
+                 deferred: set[int] | None = None):
         self.engine = engine
         self.run_id = run_id
         self.graph = graph
         self.tasks = tasks
         self.by_id = {t.id: t for t in tasks}
         self.by_key: dict[str, list[TaskState]] = {}
-        for t in tasks:
-            if t.dask_key:
-                self.by_key.setdefault(t.dask_key, []).append(t)
         self.owner_id = owner_id
         self.handle = handle
         self.status = RunStatus.RUNNING
         self.error: str | None = None
+        self.record_error: RunNotRecorded | None = None
+        self.fenced = False  # the store declared this process dead while the run went on
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.done = threading.Event()
         self.cancel_requested = False
         self.futures: list = []
-        self._hlg = layers
-        self._submit_keys = submit_keys or []
+        self._stage = set(stage or ())
+        self._waits = dict(waits or {})  # cache key -> tasks waiting for another computation of it
+        self._deferred = set(deferred or ())  # tasks that need a value still being waited for
+        self._last_reconcile = 0.0
         self._thread: threading.Thread | None = None
-        self._waiting_keys = list(dict.fromkeys(t.dask_key for t in tasks if t.dask_key and t.resources))
+        self._ask_waiting = True
 
     # ----------------------------------------------------------------- start
     def start(self) -> None:
-        if not self._submit_keys:
+        if not self._stage and not self._waits:
             self._finish()
             return
         self.engine.subscribe(self.handle, self)
-        self.futures = self.handle.client.get(self._hlg, self._submit_keys, sync=False)
-        self._hlg = None
+        if self._stage:
+            stage, self._stage = self._stage, set()
+            self._submit_stage(stage)
         self._thread = threading.Thread(target=self._monitor, name=f"jupyter-flow-run-{self.run_id}", daemon=True)
         self._thread.start()
+
+    def _submit_stage(self, positions: set[int]) -> list:
+        """Send these tasks to the cluster as one graph; returns their futures."""
+        layers, keys = self.engine._build_graph(self.run_id, self.tasks, positions, self.graph.position)
+        with self.lock:
+            for pos in sorted(positions):
+                task = self.tasks[pos]
+                self.by_key.setdefault(task.dask_key, []).append(task)
+        futures = self.handle.client.get(layers, keys, sync=False)
+        self.futures.extend(futures)
+        return futures
 
     # ---------------------------------------------------------------- events
     def on_event(self, msg: dict) -> None:
         task = self.by_id.get(msg.get("task"))
         if task is None:
             if msg.get("t") == "metric":
-                self.engine.writer.call(self.engine.store.record_metric, self.run_id, msg["name"], msg["value"])
+                self.engine.writer.call(self.engine.store.record_metric, self.run_id, msg["name"], msg["value"],
+                                        run_id=self.run_id)
             return
         kind = msg.get("t")
         with self.lock:
@@ -135,12 +158,12 @@ class RunExecution:
                     {"hash": m["hash"], "size": m["size"], "serializer": m["serializer"],
                      "serializer_version": m["serializer_version"], "type": m["type"], "uri": m["uri"]}
                     for m in msg["outputs"].values()
-                ])
+                ], self.run_id)
                 if task.cacheable and task.key:
                     self.engine.writer.cache_entry({
                         "key": task.key, "outputs": task.outputs, "components": task.components,
-                        "op_name": task.name, "task_id": task.id,
-                    })
+                        "op_name": task.name, "task_id": task.id, "replace": task.forced,
+                    }, self.run_id)
             elif kind == "failed":
                 task.attempts = max(task.attempts, int(msg.get("attempt") or 1))
                 task.error = msg.get("error")
@@ -151,9 +174,12 @@ class RunExecution:
                 task.ended = msg.get("time") or time.time()
                 task.status = TaskStatus.FAILED
                 update.update(self._final_fields(task))
+                if task.cacheable and task.key:
+                    # Runs waiting for this key compute it themselves now.
+                    self.engine.writer.call(self.engine.store.release_claims, self.run_id, [task.key])
             else:
                 return
-            self.engine.writer.task_update(update)
+            self.engine.writer.task_update(update, self.run_id)
             self.changed.notify_all()
 
     def _final_fields(self, task: TaskState) -> dict:
@@ -183,23 +209,30 @@ class RunExecution:
 
         try:
             completed = as_completed(self.futures, loop=self.handle.client.loop, with_results=False)
-            last_waiting_check = 0.0
+            last_waiting_check = last_claim_poll = 0.0
             pending = set(self.futures)
-            while pending:
-                batch_done = False
-                for future in completed.next_batch(block=False) if completed.has_ready() else []:
+            while True:
+                ready = completed.next_batch(block=False) if completed.has_ready() else []
+                for future in ready:
                     pending.discard(future)
                     self._on_future(future)
-                    batch_done = True
-                if not pending:
+                if self.cancel_requested:
+                    self._waits.clear()
+                    self._deferred.clear()
+                    if pending:
+                        self._cancel_futures()
+                now = time.monotonic()
+                if self._waits and now - last_claim_poll >= CLAIM_POLL_S:
+                    last_claim_poll = now
+                    started = self._poll_claims()
+                    completed.update(started)
+                    pending.update(started)
+                if not pending and not self._waits:
                     break
-                if not batch_done:
-                    now = time.monotonic()
-                    if self._waiting_keys and now - last_waiting_check > 1.0:
+                if not ready:
+                    if self._ask_waiting and now - last_waiting_check > 1.0:
                         last_waiting_check = now
                         self._check_waiting()
-                    if self.cancel_requested:
-                        self._cancel_futures()
                     # Sleep until something completes (or a short tick for cancel/WAITING).
                     _wait_any(completed, 0.2)
             self._await_metas()
@@ -208,6 +241,79 @@ class RunExecution:
             self.error = f"monitoring failed: {err}"
         finally:
             self._finish()
+
+    def _poll_claims(self) -> list:
+        """Look again at the keys other computations hold; restore, take over, or go on waiting.
+
+        Returns the futures of the tasks that could start now.
+        """
+        from ..core.settings import heartbeat_timeout
+
+        store = self.engine.store
+        now = time.monotonic()
+        timeout = heartbeat_timeout()
+        if now - self._last_reconcile > max(1.0, timeout / 6):
+            # A claimer that stopped heartbeating is declared dead here, which frees its keys.
+            self._last_reconcile = now
+            store.reconcile(timeout)
+        status = store.claim_status(list(self._waits))
+        free = {key: tasks[0].id for key, tasks in self._waits.items()
+                if status[key]["state"] == "free" or (status[key]["state"] == "held" and status[key]["fenced"])}
+        if free:
+            try:
+                status.update(store.claim_keys(self.engine.owner_id, self.run_id, free))
+            except FencedWrite:
+                self.engine._on_fenced()  # this run is LOST in the store; it ends as it is
+                self._waits.clear()
+                return []
+        stage: set[int] = set()
+        with self.lock:
+            took_over: set[int] = set()
+            for key, state in status.items():
+                tasks = self._waits.get(key)
+                if not tasks:
+                    continue
+                if state["state"] == "cached":
+                    for task in tasks:
+                        self._restore(task, state)
+                    del self._waits[key]
+                elif state["state"] == "held":
+                    for task in tasks:
+                        task.waiting_for = state["run_id"]
+                elif state["state"] == "mine":
+                    first, *twins = tasks
+                    held_by = state.get("took_over_from") or first.waiting_for
+                    first.reason = (f"no cache entry (taken over from run {held_by}, which ended without "
+                                    "recording a value: lost, failed or canceled)")
+                    self.engine.writer.task_update({"id": first.id, "reason": first.reason}, self.run_id)
+                    took_over.add(first.position)
+                    if twins:
+                        self._waits[key] = twins
+                    else:
+                        del self._waits[key]
+            blocked = {t.position for tasks in self._waits.values() for t in tasks}
+            for pos in sorted(self._deferred | took_over):
+                if any(u in blocked for u in self.tasks[pos].upstream):
+                    blocked.add(pos)
+                    self._deferred.add(pos)
+                else:
+                    stage.add(pos)
+                    self._deferred.discard(pos)
+            self.changed.notify_all()
+        return self._submit_stage(stage) if stage else []
+
+    def _restore(self, task: TaskState, entry: dict) -> None:
+        """A task that waited for another computation of its key: restore that result."""
+        task.status = TaskStatus.CACHED
+        task.cached = True
+        task.outputs = dict(entry["outputs"])
+        task.reason = "cached (computed meanwhile by another run)"
+        task.provenance["cached_from"] = entry.get("task_id")
+        task.ended = time.time()
+        self.engine.writer.task_update({
+            "id": task.id, "status": TaskStatus.CACHED.value, "cached": True, "outputs": task.outputs,
+            "reason": task.reason, "provenance": dict(task.provenance), "ended_at": _dt(task.ended),
+        }, self.run_id)
 
     def _on_future(self, future) -> None:
         # A fused chain is one future for several tasks, in chain order.
@@ -237,8 +343,21 @@ class RunExecution:
                     pass
                 name = type(exc).__name__ if exc is not None else "Error"
                 if name == "KilledWorker" and getattr(exc, "task", None) == task.dask_key:
-                    self._mark(task, TaskStatus.FAILED, failure_kind="worker",
-                               error=f"WorkerLost: the workers running op {task.name!r} died {task.attempts} times")
+                    if task.status.terminal:
+                        return  # an op of a fused chain that finished before the one that died
+                    chain = self.by_key.get(task.dask_key, [task])
+                    victim = next(t for t in chain if not t.status.terminal)
+                    if task is victim:
+                        # Start events of a dying worker may never arrive: count what the
+                        # scheduler allowed.
+                        attempts = max(task.attempts, int(getattr(exc, "allowed_failures", 0)) + 1)
+                        self._mark(task, TaskStatus.FAILED, failure_kind="worker", attempts=attempts,
+                                   error=(f"WorkerLost: the worker running op {task.name!r} died on each of "
+                                          f"{attempts} attempts (each on a different worker); the op probably "
+                                          "crashes its process (memory, a segfault, os._exit)"))
+                    else:
+                        self._mark(task, TaskStatus.SKIPPED, failure_kind="upstream", blame=victim.id,
+                                   error=f"skipped: upstream op {victim.name!r} failed (its worker died)")
                     return
                 if task.attempts == 0:
                     blame = self._blame(task)
@@ -270,21 +389,20 @@ class RunExecution:
             task.ended = time.time()
         update = {"id": task.id, "status": status.value, "error": task.error,
                   "ended_at": _dt(task.ended), "attempts": task.attempts}
-        self.engine.writer.task_update(update)
+        self.engine.writer.task_update(update, self.run_id)
         self.changed.notify_all()
 
     def _check_waiting(self) -> None:
         from .worker import no_worker_keys
 
-        keys = [k for k in self._waiting_keys if not self.by_key[k][0].status.terminal]
+        keys = [k for k, tasks in self.by_key.items() if tasks[0].resources and not tasks[0].status.terminal]
         if not keys:
-            self._waiting_keys = []
             return
         try:
             waiting = self.handle.client.run_on_scheduler(no_worker_keys, keys=keys)
         except Exception as err:  # the scheduler may refuse run_on_scheduler; WAITING is then unknown
             log.debug("jupyter_flow: cannot ask the scheduler for waiting tasks: %s", err)
-            self._waiting_keys = []
+            self._ask_waiting = False
             return
         with self.lock:
             for key in waiting:
@@ -293,7 +411,8 @@ class RunExecution:
                     wanted = ", ".join(f"{k}={v:g}" for k, v in task.resources.items())
                     task.status = TaskStatus.WAITING
                     task.reason = f"waiting for a worker that declares {wanted}"
-                    self.engine.writer.task_update({"id": task.id, "status": "WAITING", "reason": task.reason})
+                    self.engine.writer.task_update({"id": task.id, "status": "WAITING", "reason": task.reason},
+                                                   self.run_id)
                     self.changed.notify_all()
 
     def _await_metas(self) -> None:
@@ -355,10 +474,25 @@ class RunExecution:
                     self.error = f"op(s) failed: {', '.join(dict.fromkeys(failed))}" if failed else "tasks did not finish"
             else:
                 status = RunStatus.SUCCESS
+        # Written in order after the run's task updates. The run is reported ended only
+        # once its records are in the store: a run reported SUCCESS is a recorded one.
+        writer = self.engine.writer
+        writer.call(self.engine.store.finish_run, self.run_id, self.owner_id, status.value, error=self.error,
+                    run_id=self.run_id)
+        written = writer.flush(RECORD_TIMEOUT_S)
+        failure = writer.failure(self.run_id)
+        with self.lock:
+            if self.fenced or isinstance(failure, FencedWrite):
+                status = RunStatus.LOST
+                self.error = (f"this process stopped heartbeating for too long (suspended, asleep or "
+                              f"overloaded) and the store declared run {self.run_id} LOST; the values "
+                              f"it finished are in the cache: jf.resume({self.run_id!r}) restores them")
+            elif failure is not None or not written:
+                status = RunStatus.FAILED
+                cause = failure if failure is not None else f"no answer from the store in {RECORD_TIMEOUT_S:g} s"
+                self.record_error = RunNotRecorded(describe_store_failure(self.engine.store, self.run_id, cause))
+                self.error = str(self.record_error)
             self.status = status
-        # Written in order after the run's task updates; this process flushes the writer
-        # before it reads the store, other processes see it within milliseconds.
-        self.engine.writer.call(self.engine.store.finish_run, self.run_id, self.owner_id, status.value, error=self.error)
         self.engine.run_ended(self)
         # Release the cluster's copies: values are loaded from artifacts from now on.
         futures, self.futures = self.futures, []
@@ -380,6 +514,17 @@ class RunExecution:
             task = self.by_id[task.blame]
         return build_failure(task.name, self.run_id, task.status, task.failure_kind, task.error,
                              task.traceback, task.exception)
+
+
+def describe_store_failure(store, run_id: str, cause) -> str:
+    """One message for a run whose records did not reach the store, naming the store."""
+    where = getattr(store, "location", None) or repr(store)
+    text = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else str(cause)
+    hint = "check that the store is reachable and writable"
+    if "full" in text.lower() or "no space" in text.lower():
+        hint = "the disk holding it is full: free space there (or move JUPYTER_FLOW_HOME/JUPYTER_FLOW_DB)"
+    return (f"run {run_id} could not be recorded in the store at {where} ({text.splitlines()[0][:300]}); "
+            f"{hint}, then run again. The run is not reported as a success because the store does not hold it.")
 
 
 def build_failure(name, run_id, status, failure_kind, error, tb, exception) -> BaseException:

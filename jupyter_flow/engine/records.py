@@ -148,6 +148,8 @@ class Run:
             self._execution.request_cancel()
             self._execution.wait(30)
             raise
+        if self._execution.done.is_set() and self._execution.record_error is not None:
+            raise self._execution.record_error
         return self
 
     @property
@@ -164,6 +166,9 @@ class Run:
     def result(self, timeout: float | None = None) -> Any:
         """Values of the run's targets, in the shape they were given; raises for a failed target."""
         self.wait(timeout)
+        return self._result()
+
+    def _result(self, recompute: bool = True) -> Any:
         if self._execution is not None:
             graph = self._execution.graph
             values = []
@@ -171,25 +176,38 @@ class Run:
                 node = target.node if isinstance(target, OutputRef) else target
                 state = self._execution.tasks[graph.position[node]]
                 values.append(self._value(state.status, state.outputs, target, state.node.op.multi_output,
-                                          lambda s=state: self._execution.failure_for(s), state, node))
+                                          lambda s=state: self._execution.failure_for(s), state, node,
+                                          recompute=recompute))
             return graph.shape(values)
         return self._stored_result()
 
-    def _value(self, status, outputs, target, multi, failure, state=None, node=None):
+    def _value(self, status, outputs, target, multi, failure, state=None, node=None, recompute=True):
         if status not in (TaskStatus.SUCCESS, TaskStatus.CACHED, "SUCCESS", "CACHED"):
             raise failure()
         wanted = [target.output] if isinstance(target, OutputRef) else list(outputs)
         try:
             values = {name: self._engine.artifacts.get(outputs[name]) for name in wanted}
-        except ArtifactError:
-            if node is None:
+        except ArtifactError as err:
+            if node is None or not recompute:
                 raise
-            # The stored result is gone or corrupt: drop it from the cache and recompute.
+            # The stored result is gone or corrupt: drop it from the cache and recompute,
+            # once. A value that cannot be loaded even when fresh (e.g. its class cannot be
+            # imported here) raises instead of recomputing again and again.
             if state is not None and state.key:
                 self._engine.store.drop_cache([state.key])
             from . import api
 
-            return api.run(target, name=self.name, cluster=self._row.get("cluster") if self._row else None).result()
+            redo = api.run(target, name=self.name, cluster=self._row.get("cluster") if self._row else None,
+                           parent_id=self.parent_id)
+            if redo.status != RunStatus.SUCCESS.value:
+                return redo.result()  # raises the op's own error
+            try:
+                return redo._result(recompute=False)
+            except ArtifactError as again:
+                raise ArtifactError(
+                    f"the result of op {node.op.name!r} cannot be loaded in this process, even freshly "
+                    f"recomputed in run {redo.id}: {again}", getattr(again, "digest", None)
+                ) from err
         if isinstance(target, OutputRef):
             return values[target.output]
         return values if multi else values["return"]

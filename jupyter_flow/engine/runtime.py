@@ -23,7 +23,7 @@ from ..core.graph import Graph
 from ..core.ids import new_id
 from ..core.op import Node, Op, OutputRef
 from ..core.provenance import current_user, host_facts
-from ..core.settings import resolve_artifacts_url, resolve_db_url
+from ..core.settings import heartbeat_timeout, resolve_artifacts_url, resolve_db_url
 from ..core.status import RunKind, RunStatus, TaskStatus
 from ..store import Store
 from . import cluster as clusters
@@ -33,9 +33,12 @@ from .writer import Writer
 
 log = logging.getLogger("jupyter_flow.engine")
 
-HEARTBEAT_S = 5.0
 CANCEL_POLL_S = 0.5
-HEARTBEAT_TIMEOUT_S = 30.0
+
+
+def heartbeat_interval() -> float:
+    """Seconds between two heartbeats: a third of the timeout, at most 5."""
+    return min(5.0, heartbeat_timeout() / 3)
 
 
 class Engine:
@@ -46,9 +49,8 @@ class Engine:
         self.artifacts_url = resolve_artifacts_url(artifacts_url)
         self.store = Store(self.db_url)
         self.artifacts: ArtifactStore = artifact_store(self.artifacts_url)
-        facts = host_facts()
-        self.owner_id = self.store.register_owner(user=current_user(), host=facts["host"], pid=os.getpid())
-        self.writer = Writer(self.store, self.owner_id)
+        self.owner_id = self._register()
+        self.writer = Writer(self.store, self.owner_id, on_fenced=self._on_fenced)
         self.active: dict[str, RunExecution] = {}
         self.recent: "weakref.WeakValueDictionary[str, RunExecution]" = weakref.WeakValueDictionary()
         self.current_run_id: str | None = os.environ.get("JUPYTER_FLOW_RUN_ID") or None
@@ -60,16 +62,43 @@ class Engine:
         self._beat.start()
 
     # ------------------------------------------------------------- liveness
+    def _register(self) -> str:
+        return self.store.register_owner(user=current_user(), host=host_facts()["host"], pid=os.getpid())
+
+    def _on_fenced(self) -> None:
+        """The store declared this process dead (it stalled: SIGSTOP, a sleeping laptop, an
+        overloaded machine). Its runs in flight are LOST there and stay so; register again so
+        that later runs are recorded, and make those runs end LOST here too."""
+        with self._lock:
+            old = self.owner_id
+            try:
+                row = self.store.get_owner(old)
+            except Exception:  # the store is unreachable: nothing to re-register with yet
+                log.exception("jupyter_flow: could not check whether this process was fenced")
+                return
+            if row is not None and not row["fenced"]:
+                return  # a late write for another reason; the owner is fine
+            self.owner_id = self._register()
+            self.writer.owner_id = self.owner_id
+            lost = [e for e in self.active.values() if e.owner_id == old]
+            for execution in lost:
+                execution.fenced = True
+        log.error(
+            "jupyter_flow: this process stopped heartbeating for over %g s and the store declared it "
+            "dead; runs %s are LOST (resume them with jf.resume). Registered again as owner %s.",
+            heartbeat_timeout(), ", ".join(e.run_id for e in lost) or "(none)", self.owner_id,
+        )
+
     def _heartbeat_loop(self) -> None:
         last_beat = time.monotonic()
         while not self._stop.wait(CANCEL_POLL_S):
             now = time.monotonic()
-            if now - last_beat >= HEARTBEAT_S:
+            if now - last_beat >= heartbeat_interval():
                 last_beat = now
                 try:
                     self.store.heartbeat(self.owner_id)
                 except FencedWrite:
-                    log.error("jupyter_flow: this process was declared dead by the store; its runs are LOST")
+                    self._on_fenced()
                 except Exception:  # a transient database error must not kill the heartbeat
                     log.exception("jupyter_flow: heartbeat failed")
             active = list(self.active)
@@ -210,23 +239,29 @@ class Engine:
             if s.position in miss_set:
                 if is_forced(s):
                     s.reason = "forced"
+                    s.forced = True
                 elif s.reason is None:
                     s.reason = keylib.explain(s.components, previous.get(s.name))
             else:
-                s.status = TaskStatus.CACHED
-                s.cached = True
-                s.outputs = dict(hits[s.key]["outputs"])
-                s.reason = "cached"
-                s.provenance = {"cached_from": hits[s.key].get("task_id")}
+                _restore(s, hits[s.key])
+        waits = self._claim(run_id, states, miss_set, is_forced) if miss_set else {}
+        waiting = {t.position for tasks in waits.values() for t in tasks}
+        # Tasks that need a value another run is computing start once it is recorded.
+        deferred: set[int] = set()
+        for s in states:
+            if s.position in miss_set and s.position not in waiting and any(
+                    u in waiting or u in deferred for u in s.upstream):
+                deferred.add(s.position)
+        stage = miss_set - waiting - deferred
         handle = None
-        layers = None
-        submit_keys: list[str] = []
         if miss_set:
             _ship_local_modules({s.node.op for s in states if s.position in miss_set})
             handle = clusters.connect(cluster)
             self.register_cluster(handle)
-            layers, submit_keys = self._build_graph(run_id, states, miss_set, downstream_needs, position)
         cluster_name = handle.name if handle is not None else (cluster or clusters._current[0] or clusters.default_profile())
+        if parent_id is None and kind != RunKind.BATCH.value:
+            # jf.run inside a notebook run (a batch execution) belongs to that run.
+            parent_id = os.environ.get("JUPYTER_FLOW_RUN_ID") or None
         run_row = {
             "id": run_id, "name": name, "kind": str(kind), "status": RunStatus.RUNNING.value,
             "parent_id": parent_id, "resumed_from": resumed_from, "owner_id": self.owner_id,
@@ -240,22 +275,63 @@ class Engine:
         for s, row in zip(states, task_rows):
             s.provenance = dict(row["provenance"])  # live updates extend it, never replace it
         # Recorded by the writer, ahead of every later write of this run.
-        self.writer.call(self.store.create_run, run_row, task_rows)
+        self.writer.call(self.store.create_run, run_row, task_rows, run_id=run_id)
         if not os.environ.get("JUPYTER_FLOW_RUN_ID") and kind in (RunKind.API.value, RunKind.RESUME.value):
             # jf.record outside an op goes to the last run this process made, except in a
             # batch execution, whose metrics always belong to its notebook run.
             self.current_run_id = run_id
         execution = RunExecution(self, run_id, graph, states, owner_id=self.owner_id, handle=handle,
-                                 layers=layers, submit_keys=submit_keys)
+                                 stage=stage, waits=waits, deferred=deferred)
         execution.name = name
         self.recent[run_id] = execution
         # The snapshot lets any process resume the run; it is written off the critical path
-        # (a run with nothing to submit is finished at once and needs none).
-        if submit_keys:
+        # (a run with nothing to compute is finished at once and needs none).
+        if miss_set:
             self.writer.call(self._write_snapshot, run_id, graph)
         execution.start()
         return execution
 
+    def _claim(self, run_id: str, states: list[TaskState], miss_set: set[int], is_forced) -> dict[str, list[TaskState]]:
+        """Single flight: claim the keys this run is about to compute.
+
+        Keys another live run is computing are not computed again: their tasks wait
+        (WAITING) and are restored from the cache entry that run records; a key computed
+        meanwhile is restored at once; a second task of this run with the same key waits
+        for the first. Returns key -> the tasks waiting for it; ``miss_set`` loses the
+        tasks restored here.
+        """
+        wanted: dict[str, str] = {}
+        first_of: dict[str, TaskState] = {}
+        for s in states:
+            if s.position in miss_set and s.cacheable and not is_forced(s) and s.key not in wanted:
+                wanted[s.key] = s.id
+                first_of[s.key] = s
+        if not wanted:
+            return {}
+        try:
+            outcome = self.store.claim_keys(self.owner_id, run_id, wanted)
+        except FencedWrite:
+            self._on_fenced()
+            outcome = self.store.claim_keys(self.owner_id, run_id, wanted)
+        waits: dict[str, list[TaskState]] = {}
+        for s in states:
+            if s.position not in miss_set or s.key not in outcome or is_forced(s) or not s.cacheable:
+                continue
+            state = outcome[s.key]
+            if state["state"] == "cached":
+                _restore(s, state, note="computed meanwhile by another run")
+                miss_set.discard(s.position)
+            elif state["state"] == "held":
+                s.status = TaskStatus.WAITING
+                s.waiting_for = state["run_id"]
+                s.reason = (f"waiting for run {state['run_id']}, which is computing the same value "
+                            "(it is restored from the cache when recorded)")
+                waits.setdefault(s.key, []).append(s)
+            elif first_of[s.key] is not s:
+                s.status = TaskStatus.WAITING
+                s.reason = f"waiting for task {first_of[s.key].id} of this run, which computes the same value"
+                waits.setdefault(s.key, []).append(s)
+        return waits
     def _artifacts_ok(self, outputs: dict[str, str]) -> bool:
         for digest in outputs.values():
             try:
@@ -275,14 +351,20 @@ class Engine:
         except FencedWrite:
             pass
 
-    def _build_graph(self, run_id, states, miss_set, downstream_needs, position):
-        """The Dask graph of the tasks to run, with explicit keys, as one submission.
+    def _build_graph(self, run_id, states, miss_set, position):
+        """The Dask graph of the tasks in ``miss_set``, with explicit keys, as one submission.
 
         A linear chain of small ops (each the only consumer of the one before) becomes
         one Dask task: a dependent hop costs milliseconds of scheduling, and the ops
-        still report, write their artifacts and fail one by one.
+        still report, write their artifacts and fail one by one. Upstream values come
+        from tasks of this graph, from tasks submitted earlier in the run (their keys are
+        still held), or are loaded from the artifacts of cached tasks.
         """
+        from dask._task_spec import TaskRef
         from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+        downstream_needs = {u for s in states if s.position in miss_set for u in s.upstream
+                            if u not in miss_set and states[u].dask_key is None}
 
         consumers: dict[int, int] = {}
         for s in states:
@@ -325,7 +407,7 @@ class Engine:
                             return Ref(0, output)  # the previous op of the fused chain
                         if up.position not in arg_positions:
                             arg_positions[up.position] = len(dep_keys)
-                            dep_keys.append(up.dask_key or f"jf-load-{up.id}")
+                            dep_keys.append(TaskRef(up.dask_key or f"jf-load-{up.id}"))
                         return Ref(arg_positions[up.position], output)
                     if isinstance(value, list):
                         return [template(v) for v in value]
@@ -346,7 +428,7 @@ class Engine:
                 plain[key] = task
             submit_keys.append(key)
         for s in states:
-            if s.position in downstream_needs and s.position not in miss_set:
+            if s.position in downstream_needs:
                 plain[f"jf-load-{s.id}"] = (load_cached, self.artifacts_url, dict(s.outputs), s.node.op.multi_output)
         layers = {"jupyter-flow": MaterializedLayer(plain)}
         layer_deps = {"jupyter-flow": set()}
@@ -418,6 +500,15 @@ def _environment(states) -> dict:
         python = env.get("python", python)
         packages.update(env.get("packages", {}))
     return {"python": python, "packages": dict(sorted(packages.items()))}
+
+
+def _restore(s: TaskState, entry: dict, note: str | None = None) -> None:
+    """Make ``s`` a cache hit of ``entry`` (a cache index row)."""
+    s.status = TaskStatus.CACHED
+    s.cached = True
+    s.outputs = dict(entry["outputs"])
+    s.reason = "cached" if note is None else f"cached ({note})"
+    s.provenance = {**s.provenance, "cached_from": entry.get("task_id")}
 
 
 def _task_row(run_id: str, s: TaskState, extra: dict | None) -> dict:

@@ -37,6 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
@@ -56,6 +57,7 @@ from jupyter_flow.store.database import (
     db_now_minus,
     make_engine,
     normalize_url,
+    sqlite_path,
 )
 from jupyter_flow.store.errors import CancelConflict, RunActive, RunNotFound
 from jupyter_flow.store.migration import ensure_schema
@@ -63,6 +65,7 @@ from jupyter_flow.store.migration import upgrade as upgrade_schema
 from jupyter_flow.store.models import (
     Artifact,
     CacheEntry,
+    Claim,
     Cluster,
     Counter,
     Owner,
@@ -80,6 +83,7 @@ ARTIFACTS: Table = Artifact.__table__
 PINS: Table = Pin.__table__
 CLUSTERS: Table = Cluster.__table__
 COUNTERS: Table = Counter.__table__
+CLAIMS: Table = Claim.__table__
 
 # SQLite allows 32766 bound variables per statement (999 before 3.32); stay far below.
 CHUNK = 500
@@ -97,6 +101,7 @@ _RUN_UPDATE_FIELDS = frozenset(RUNS.c.keys()) - {"id", "owner_id", "seq", "creat
 _TASK_CREATE_FIELDS = frozenset(TASKS.c.keys()) - {"run_id", "seq"}
 _TASK_UPDATE_FIELDS = frozenset(TASKS.c.keys()) - {"id", "run_id", "seq", "created_at"}
 _CACHE_FIELDS = frozenset(CACHE.c.keys()) - {"created_at"}
+_CACHE_ENTRY_FIELDS = _CACHE_FIELDS | {"replace"}
 _ARTIFACT_FIELDS = frozenset(ARTIFACTS.c.keys())
 _HEX = re.compile(r"[0-9a-fA-F]{8,128}")
 
@@ -226,6 +231,12 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self._url_text!r})"
+
+    @property
+    def location(self) -> str:
+        """Where the store lives, for messages: the SQLite file, else the URL (no password)."""
+        path = sqlite_path(make_url(self.url))
+        return str(path) if path is not None else self._url_text
 
     def __enter__(self) -> Store:
         return self
@@ -401,6 +412,8 @@ class Store:
     def _lose_owned_runs(
         self, conn: Connection, owner_ids: list[str], now: datetime, error: str
     ) -> list[str]:
+        # A dead owner computes nothing any more: waiters take its keys over.
+        conn.execute(delete(CLAIMS).where(CLAIMS.c.owner_id.in_(owner_ids)))
         conn.execute(
             update(CLUSTERS)
             .where(CLUSTERS.c.owner_id.in_(owner_ids), CLUSTERS.c.closed_at.is_(None))
@@ -537,6 +550,9 @@ class Store:
                 values.setdefault("ended_at", now)
             seq = self._bump_seq(conn, [run_id])[run_id]
             conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(**values, seq=seq))
+            if status in _RUN_TERMINAL:
+                # Whatever the run did not finish, waiters may now compute themselves.
+                conn.execute(delete(CLAIMS).where(CLAIMS.c.run_id == run_id))
 
     def finish_run(
         self, run_id: str, owner_id: str | None, status: Any, *, error: str | None = None
@@ -896,27 +912,154 @@ class Store:
                     found[entry.pop("key")] = entry
         return found
 
-    def put_cache(self, entries: list[dict]) -> None:
-        """Insert or replace cache entries ({key, outputs, components, op_name, task_id})."""
+    def put_cache(self, entries: list[dict], owner_id: str | None = None) -> list[str]:
+        """Record cache entries ({key, outputs, components, op_name, task_id, metrics}).
+
+        A key keeps the first value recorded for it: an entry for a key that already has
+        one is ignored (and its key returned), so concurrent computations can never make
+        one key map to two values. ``"replace": True`` (a forced rerun) overwrites. Claims
+        on the keys are released in the same transaction. With ``owner_id``, a fenced
+        owner (declared dead) gets FencedWrite and nothing is written.
+        """
         rows: dict[str, dict] = {}
+        replace: set[str] = set()
         for entry in entries:
-            _check_fields("put_cache", entry, _CACHE_FIELDS)
+            _check_fields("put_cache", entry, _CACHE_ENTRY_FIELDS)
             if "key" not in entry or "outputs" not in entry:
                 raise StoreError("put_cache: every entry needs 'key' and 'outputs'")
+            entry = dict(entry)
+            if entry.pop("replace", False):
+                replace.add(entry["key"])
             rows[entry["key"]] = {**dict.fromkeys(_CACHE_FIELDS), **entry}
         if not rows:
-            return
+            return []
+        kept: list[str] = []
         with self._write() as conn:
             now = self._now(conn)
-            statement = self._insert(CACHE)
-            statement = statement.on_conflict_do_update(
-                index_elements=[CACHE.c.key],
-                set_={
-                    name: statement.excluded[name]
-                    for name in ("outputs", "components", "op_name", "task_id", "created_at")
-                },
-            )
-            conn.execute(statement, [{**row, "created_at": now} for row in rows.values()])
+            self._lock_owner(conn, owner_id)
+            keys = sorted(rows)
+            existing: set[str] = set()
+            for chunk in _chunks(keys):
+                existing.update(conn.execute(select(CACHE.c.key).where(CACHE.c.key.in_(chunk))).scalars())
+            fresh = [{**rows[k], "created_at": now} for k in keys if k not in existing]
+            if fresh:
+                # Another writer may have inserted a key since the check (PostgreSQL):
+                # its value stays.
+                conn.execute(self._insert(CACHE).on_conflict_do_nothing(index_elements=[CACHE.c.key]), fresh)
+            overwrite = [{**rows[k], "created_at": now} for k in keys if k in existing and k in replace]
+            if overwrite:
+                statement = self._insert(CACHE)
+                statement = statement.on_conflict_do_update(
+                    index_elements=[CACHE.c.key],
+                    set_={
+                        name: statement.excluded[name]
+                        for name in ("outputs", "components", "op_name", "task_id", "metrics", "created_at")
+                    },
+                )
+                conn.execute(statement, overwrite)
+            kept = [k for k in keys if k in existing and k not in replace]
+            for chunk in _chunks(keys):
+                conn.execute(delete(CLAIMS).where(CLAIMS.c.key.in_(chunk)))
+        return kept
+
+    # -- single flight --------------------------------------------------------------------
+
+    def claim_keys(self, owner_id: str, run_id: str, wanted: dict[str, str | None]) -> dict[str, dict]:
+        """Claim cache keys for ``run_id`` so that concurrent runs compute each key once.
+
+        ``wanted`` maps each key to the task id that would compute it. Returns, per key:
+        ``{"state": "mine"}`` (this run computes it), ``{"state": "cached", "outputs",
+        "task_id", "metrics"}`` (an entry appeared since the caller looked), or
+        ``{"state": "held", "run_id", "owner_id"}`` (a live owner's run computes it now:
+        wait for its cache entry). A claim whose owner was fenced (declared dead) is
+        taken over. FencedWrite if ``owner_id`` itself was fenced.
+        """
+        keys = sorted(wanted)
+        result: dict[str, dict] = {}
+        if not keys:
+            return result
+        with self._write() as conn:
+            now = self._now(conn)
+            self._lock_owner(conn, owner_id)
+            for chunk in _chunks(keys):
+                for key, outputs, task_id, metrics in conn.execute(
+                    select(CACHE.c.key, CACHE.c.outputs, CACHE.c.task_id, CACHE.c.metrics)
+                    .where(CACHE.c.key.in_(chunk))
+                ):
+                    result[key] = {"state": "cached", "outputs": outputs, "task_id": task_id,
+                                   "metrics": metrics}
+            open_keys = [k for k in keys if k not in result]
+            if open_keys:
+                conn.execute(
+                    self._insert(CLAIMS).on_conflict_do_nothing(index_elements=[CLAIMS.c.key]),
+                    [{"key": k, "owner_id": owner_id, "run_id": run_id, "task_id": wanted[k],
+                      "claimed_at": now} for k in open_keys],
+                )
+            takeover = []
+            for chunk in _chunks(open_keys):
+                rows = conn.execute(
+                    select(CLAIMS.c.key, CLAIMS.c.owner_id, CLAIMS.c.run_id, OWNERS.c.fenced)
+                    .outerjoin(OWNERS, OWNERS.c.id == CLAIMS.c.owner_id)
+                    .where(CLAIMS.c.key.in_(chunk))
+                    .with_for_update(of=CLAIMS)
+                )
+                for key, holder, holder_run, fenced in rows:
+                    if holder_run == run_id:
+                        result[key] = {"state": "mine"}
+                    elif fenced or fenced is None:
+                        takeover.append(key)
+                        result[key] = {"state": "mine", "took_over_from": holder_run}
+                    else:
+                        result[key] = {"state": "held", "run_id": holder_run, "owner_id": holder}
+            if takeover:
+                conn.execute(
+                    update(CLAIMS)
+                    .where(CLAIMS.c.key == bindparam("b_key"))
+                    .values(owner_id=owner_id, run_id=run_id, task_id=bindparam("b_task"),
+                            claimed_at=bindparam("b_now", type_=UTCDateTime())),
+                    [{"b_key": k, "b_task": wanted[k], "b_now": now} for k in takeover],
+                )
+        return result
+
+    def claim_status(self, keys: Iterable[str]) -> dict[str, dict]:
+        """What waiters poll: per key, ``{"state": "cached", …}`` once an entry exists,
+        ``{"state": "held", "run_id", "owner_id", "fenced"}`` while claimed, else
+        ``{"state": "free"}`` (the claimer gave up or failed: claim it to compute)."""
+        keys = list(dict.fromkeys(keys))
+        result: dict[str, dict] = {}
+        with self._read() as conn:
+            for chunk in _chunks(keys):
+                for key, outputs, task_id, metrics in conn.execute(
+                    select(CACHE.c.key, CACHE.c.outputs, CACHE.c.task_id, CACHE.c.metrics)
+                    .where(CACHE.c.key.in_(chunk))
+                ):
+                    result[key] = {"state": "cached", "outputs": outputs, "task_id": task_id,
+                                   "metrics": metrics}
+                for key, holder, holder_run, fenced in conn.execute(
+                    select(CLAIMS.c.key, CLAIMS.c.owner_id, CLAIMS.c.run_id, OWNERS.c.fenced)
+                    .outerjoin(OWNERS, OWNERS.c.id == CLAIMS.c.owner_id)
+                    .where(CLAIMS.c.key.in_(chunk))
+                ):
+                    if key not in result:
+                        result[key] = {"state": "held", "run_id": holder_run, "owner_id": holder,
+                                       "fenced": bool(fenced) or fenced is None}
+        for key in keys:
+            result.setdefault(key, {"state": "free"})
+        return result
+
+    def release_claims(self, run_id: str, keys: Iterable[str] | None = None) -> None:
+        """Drop the claims of ``run_id`` (all of them, or those on ``keys``)."""
+        with self._write() as conn:
+            if keys is None:
+                conn.execute(delete(CLAIMS).where(CLAIMS.c.run_id == run_id))
+                return
+            for chunk in _chunks(list(dict.fromkeys(keys))):
+                conn.execute(delete(CLAIMS).where(CLAIMS.c.run_id == run_id, CLAIMS.c.key.in_(chunk)))
+
+    def claims(self) -> list[dict]:
+        """Every current claim (key, owner_id, run_id, task_id, claimed_at)."""
+        with self._read() as conn:
+            return [row._asdict() for row in conn.execute(select(CLAIMS).order_by(CLAIMS.c.claimed_at))]
 
     def drop_cache(self, keys: Iterable[str]) -> None:
         keys = list(dict.fromkeys(keys))

@@ -112,3 +112,57 @@ def test_bad_input_is_one_line_and_records_nothing(sweep_notebook, subprocess_en
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert runs(subprocess_env) == []
+
+
+SHARED_CELLS = [
+    ("%load_ext jupyter_flow\nimport jupyter_flow as jf\nimport random, time", None),
+    ("lr = 0.1\ncalls = ''", ["parameters"]),
+    # Unseeded, and slow enough that all executions ask for it at the same time.
+    ("%%flow data\nwith open(calls, 'a') as log:\n    log.write('data\\n')\ntime.sleep(2)\nbase = random.random()",
+     None),
+    ("%%flow scored\nscore = base * lr", None),
+    ("@jf.op\ndef square(x, calls):\n    with open(calls, 'a') as log:\n        log.write('square\\n')\n"
+     "    time.sleep(0.5)\n    return x * x\n\n"
+     "mapped = jf.run(jf.map(square, [1, 2, 3], calls=calls), name='mapped')\n"
+     "jf.record('mapped_sum', sum(mapped.result()))\njf.record('base', base)", None),
+]
+
+
+def test_parallel_batch_computes_shared_ops_once(subprocess_env, tmp_path, flow_home):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for source, tags in SHARED_CELLS:
+        cell = nbformat.v4.new_code_cell(source)
+        if tags:
+            cell.metadata["tags"] = tags
+        nb.cells.append(cell)
+    path = tmp_path / "shared.ipynb"
+    nbformat.write(nb, path)
+    calls = tmp_path / "calls.log"
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("lr: [0.1, 0.2, 0.3]\n")
+    env = dict(subprocess_env, DASK_FLOW__DEFAULT_CLUSTER=subprocess_env["FLOW_TEST_SCHEDULER"])
+    result = flow(env, "batch", str(path), "--grid", str(grid), "-p", "calls", str(calls), "--parallel", "3",
+                  "--cluster", env["FLOW_TEST_SCHEDULER"], "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "SUCCESS"
+    lines = calls.read_text().splitlines()
+    assert lines.count("data") == 1, lines      # the unseeded upstream ran once for three executions
+    assert lines.count("square") == 3, lines    # each mapped item once, not once per execution
+    executions = summary["executions"]
+    assert len({e["base"] for e in executions}) == 1  # one value for the key everywhere
+    assert sorted(e["mapped_sum"] for e in executions) == [14, 14, 14]
+
+    from jupyter_flow.store import Store
+
+    store = Store()
+    for run in store.list_runs(parent_id=summary["batch"]):
+        children = store.list_runs(parent_id=run["id"])
+        # %%flow cells and jf.run calls made inside the notebook nest under its run.
+        assert sorted(c["kind"] for c in children) == ["api", "cell", "cell"], children
+    data_tasks = [t for r in store.list_runs(limit=100, kind="cell") for t in store.get_tasks(r["id"])
+                  if t["name"] == "data"]
+    # Three data cells and three scored cells (data upstream): one execution in all.
+    assert sorted(t["status"] for t in data_tasks) == ["CACHED"] * 5 + ["SUCCESS"]
+    assert len({t["outputs"]["base"] for t in data_tasks}) == 1

@@ -128,3 +128,35 @@ def isolated_sleeper(pid_file):
         handle.write(str(os.getpid()))
     time.sleep(120)
     return "never"
+
+
+@jf.op
+def unseeded(tag, calls_file, seconds=1.5):
+    """A value that differs on every execution; each execution leaves a line in calls_file."""
+    import random
+
+    with open(calls_file, "a") as handle:
+        handle.write(f"{tag} {os.getpid()}\n")
+    time.sleep(seconds)
+    return random.random()
+
+
+@jf.op
+def hold_while(marker, calls_file):
+    """Runs while ``marker`` exists (the test decides when it may finish)."""
+    with open(calls_file, "a") as handle:
+        handle.write(f"hold {os.getpid()}\n")
+    while os.path.exists(marker):
+        time.sleep(0.05)
+    return "released"
+
+
+@jf.op
+def chain_step(x):
+    return x + 1
+
+
+@jf.op
+def chain_dies(x):
+    time.sleep(0.5)
+    os.kill(os.getpid(), 9)

@@ -254,8 +254,12 @@ def test_cache_lookup_put_drop_and_last_components(store, owner):
     assert len(found) == 1100 and keys[1100] not in found
     assert found[keys[3]] == {"outputs": {"out": keys[3]}, "components": {"code": "v1"},
                               "task_id": "T1", "op_name": "clean"}
+    # A key keeps its first value: a second computation cannot make it map to another one.
+    kept = store.put_cache([{"key": keys[3], "outputs": {"out": "other"}, "op_name": "clean"}])
+    assert kept == [keys[3]]
+    assert store.lookup_cache([keys[3]])[keys[3]]["outputs"] == {"out": keys[3]}
     store.put_cache([{"key": keys[3], "outputs": {"out": "new"}, "components": {"code": "v2"},
-                      "op_name": "clean"}])   # replace
+                      "op_name": "clean", "replace": True}])   # a forced rerun replaces
     assert store.lookup_cache([keys[3]])[keys[3]]["outputs"] == {"out": "new"}
     assert store.last_components(["clean", "other"]) == {"clean": {"code": "v2"}}
     store.drop_cache(keys[:600])
@@ -341,3 +345,41 @@ def test_store_can_be_reopened(store_url, owner, store):
     store.close()
     with Store(store_url) as again:
         assert again.get_run(run_id)["id"] == run_id
+
+
+def test_claims_give_each_key_one_computer(store, owner):
+    other = store.register_owner()
+    mine = store.claim_keys(owner, "RUN_A", {"k1": "T1", "k2": "T2"})
+    assert mine == {"k1": {"state": "mine"}, "k2": {"state": "mine"}}
+    theirs = store.claim_keys(other, "RUN_B", {"k1": "T3", "k3": "T4"})
+    assert theirs["k1"] == {"state": "held", "run_id": "RUN_A", "owner_id": owner}
+    assert theirs["k3"] == {"state": "mine"}
+    # The claimer records the value: waiters see a cache entry and the claim is gone.
+    store.put_cache([{"key": "k1", "outputs": {"return": "h1"}, "task_id": "T1"}], owner_id=owner)
+    assert store.claim_status(["k1", "k2", "k9"]) == {
+        "k1": {"state": "cached", "outputs": {"return": "h1"}, "task_id": "T1", "metrics": None},
+        "k2": {"state": "held", "run_id": "RUN_A", "owner_id": owner, "fenced": False},
+        "k9": {"state": "free"},
+    }
+    assert store.claim_keys(other, "RUN_B", {"k1": "T3"})["k1"]["state"] == "cached"
+    store.release_claims("RUN_A")
+    assert store.claim_status(["k2"])["k2"] == {"state": "free"}
+    assert {c["key"] for c in store.claims()} == {"k3"}
+
+
+def test_claim_of_a_dead_owner_is_taken_over_and_its_late_cache_write_refused(store, owner):
+    dead = store.register_owner()
+    store.claim_keys(dead, "RUN_DEAD", {"k": "T1"})
+    store.release_owner(dead)  # declared dead (fenced): its claims go with it
+    assert store.claim_status(["k"])["k"] == {"state": "free"}
+    assert store.claim_keys(owner, "RUN_NEW", {"k": "T2"})["k"] == {"state": "mine"}
+    with pytest.raises(FencedWrite):
+        store.put_cache([{"key": "k", "outputs": {"return": "late"}}], owner_id=dead)
+    assert store.lookup_cache(["k"]) == {}
+
+
+def test_finishing_a_run_releases_its_claims(store, owner):
+    run_id, _ = make_run(store, owner)
+    store.claim_keys(owner, run_id, {"k": None})
+    store.finish_run(run_id, owner, "FAILED", error="boom")
+    assert store.claims() == []
