@@ -41,6 +41,10 @@ class StoreVersionError(StoreError):
     """The store was written by a newer jupyter_flow than the one running."""
 
 
+class StoreFull(StoreError):
+    """The disk holding the store is full: the write was not recorded."""
+
+
 class FencedWrite(StoreError):
     """A write to a run or task that is already final (or owned by someone else)."""
 

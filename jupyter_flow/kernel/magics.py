@@ -346,10 +346,14 @@ class FlowMagics(Magics):
 
     def _failure(self, run) -> BaseException:
         execution = run._execution
+        if execution.record_error is not None:
+            return _short(execution.record_error)
         states = execution.tasks
         failed = next((s for s in states if s.status.value == "FAILED"), None)
         if failed is None:
-            failed = next((s for s in states if s.status.value not in ("SUCCESS", "CACHED")), states[-1])
+            failed = next((s for s in states if s.status.value not in ("SUCCESS", "CACHED")), None)
+        if failed is None:  # every op finished, the run did not (LOST: this process was fenced)
+            return _short(FlowError(f"run {run.id} ended {run.status}: {execution.error}"))
         exc = execution.failure_for(failed)
         texts = {name: cell.text for name, cell in self.notebook.cells.items()}
         if failed.traceback:

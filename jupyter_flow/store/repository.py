@@ -38,10 +38,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
-from jupyter_flow.core.errors import FencedWrite, StoreError
+from jupyter_flow.core.errors import FencedWrite, StoreError, StoreFull
 from jupyter_flow.core.ids import new_id
 from jupyter_flow.core.settings import resolve_db_url
 from jupyter_flow.core.status import (
@@ -261,8 +262,18 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with Session(self._writer) as session, session.begin():
-            yield session.connection()
+        try:
+            with Session(self._writer) as session, session.begin():
+                yield session.connection()
+        except OperationalError as err:
+            text = str(err.orig if err.orig is not None else err).lower()
+            if "full" in text or "no space" in text:
+                raise StoreFull(
+                    f"the store at {self.location} cannot take more writes: the disk holding it is "
+                    f"full ({err.orig}). Free space there (or point JUPYTER_FLOW_HOME/JUPYTER_FLOW_DB "
+                    "elsewhere) and run again; nothing of this write was recorded."
+                ) from err
+            raise
 
     def _now(self, conn: Connection) -> datetime:
         return conn.execute(select(type_coerce(db_now(self.dialect), UTCDateTime()))).scalar_one()
