@@ -93,7 +93,7 @@ def test_cache_ls_gc_keeps_pinned_runs(jf, subprocess_env, flow_home):
     entries = json.loads(flow(subprocess_env, "cache", "ls", "--json").stdout)
     assert len(entries) == 2
     dry = flow(subprocess_env, "cache", "gc", "--max-size", "0", "--dry-run").stdout
-    assert "would remove 2 artifacts" in dry  # the dropped run's output and its graph snapshot
+    assert "would remove 1 artifacts" in dry  # the dropped run's output (recent snapshots stay)
     flow(subprocess_env, "cache", "gc", "--max-size", "0")
     files = {p.name for p in (flow_home / "artifacts").rglob("*") if p.is_file()}
     assert kept.tasks[0].outputs["return"] in files
@@ -119,3 +119,21 @@ def test_pin_rm_db_upgrade_clusters(two_runs, subprocess_env):
 def test_jupyter_flow_command_is_installed(subprocess_env):
     result = subprocess.run(["jupyter", "flow", "--help"], env=subprocess_env, capture_output=True, text=True)
     assert result.returncode == 0 and "lineage" in result.stdout
+
+
+def test_cache_gc_keeps_the_snapshots_resume_needs(jf, subprocess_env, flow_home, tmp_path):
+    marker, calls = tmp_path / "hold", tmp_path / "calls"
+    marker.write_text("")
+    running = jf.run(ops.hold_while(str(marker), str(calls)), wait=False)
+    finished = jf.run(ops.add(7, 8), name="recent")
+    from tests.waiting import wait_for
+
+    wait_for(lambda: jf.get_run(running.id)._row.get("snapshot"))
+    out = flow(subprocess_env, "cache", "gc", "--older-than", "0s", "--max-size", "0")
+    assert out.returncode == 0, out.stderr
+    for run in (running, finished):
+        snapshot = jf.get_run(run.id)._row["snapshot"]
+        assert (flow_home / "artifacts" / snapshot[:2] / snapshot).exists(), run.name
+    marker.unlink()
+    assert running.wait(60).status == "SUCCESS"
+    assert jf.resume(finished.id).status == "SUCCESS"   # restored, not "corrupt or missing"

@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -377,6 +378,19 @@ class ArtifactStore:
             return self._fs.size(path)
         except FileNotFoundError:
             raise ArtifactMissing(f"artifact {digest} is not in the store at {self.url}", digest) from None
+
+    def modified(self, digest: str) -> datetime:
+        """When the artifact's file was last written (UTC)."""
+        path = self.path(digest)
+        try:
+            if self._local is not None:
+                stamp = os.stat(path).st_mtime
+            else:
+                stamp = _detail_mtime(self._fs.info(path))
+        except FileNotFoundError:
+            raise ArtifactMissing(f"artifact {digest} is not in the store at {self.url}", digest) from None
+        # A filesystem that keeps no times: treat the file as new rather than ancient.
+        return datetime.fromtimestamp(stamp if stamp is not None else time.time(), timezone.utc)
 
     def delete(self, digest: str) -> bool:
         """Remove an artifact; ``False`` if there was none."""

@@ -12,6 +12,7 @@ from ..core.status import RunStatus
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
 _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+RECENT_RUNS = timedelta(days=7)  # graph snapshots of runs this young are always kept
 
 
 def parse_duration(text: str) -> timedelta:
@@ -55,7 +56,9 @@ class GcPlan:
 
 def plan_gc(store, artifacts, older_than: timedelta | None, max_size: int | None) -> GcPlan:
     """Which artifacts to remove: older than ``older_than``, then oldest first until the
-    rest fits ``max_size``. Artifacts of pinned runs and of runs still going are kept."""
+    rest fits ``max_size``. Artifacts of pinned runs and of runs still going are kept, and
+    so are the graph snapshots that ``jf.resume`` may need (runs unfinished, LOST, or
+    created in the last 7 days)."""
     if older_than is None and max_size is None:
         raise FlowError("cache gc: say what to collect with --older-than and/or --max-size")
     protected = store.pinned_artifacts()
@@ -63,12 +66,15 @@ def plan_gc(store, artifacts, older_than: timedelta | None, max_size: int | None
     for run in store.list_runs(limit=10_000, status=[RunStatus.RUNNING.value, RunStatus.PENDING.value]):
         for task in store.get_tasks(run["id"]):
             live.update((task.get("outputs") or {}).values())
+    # Resume needs the graph snapshot of unfinished, LOST and recent runs.
+    live |= store.resumable_snapshots(store.now() - RECENT_RUNS)
     rows = {a["hash"]: a for a in store.list_artifacts()}
-    # Files not registered (e.g. a worker wrote them, its client died) count too.
+    # Files not registered (e.g. a worker wrote them, its client died) count too, dated by
+    # the file itself.
     for digest in artifacts.digests():
         if digest not in rows:
             rows[digest] = {"hash": digest, "size": artifacts.size(digest),
-                            "created_at": datetime.fromtimestamp(0, timezone.utc)}
+                            "created_at": artifacts.modified(digest)}
     plan = GcPlan(total_before=sum(a.get("size") or 0 for a in rows.values()))
     candidates = []
     for digest, row in sorted(rows.items(), key=lambda item: (item[1]["created_at"], item[0])):

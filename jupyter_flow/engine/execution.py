@@ -346,7 +346,8 @@ class RunExecution:
                     if task.status.terminal:
                         return  # an op of a fused chain that finished before the one that died
                     chain = self.by_key.get(task.dask_key, [task])
-                    victim = next(t for t in chain if not t.status.terminal)
+                    # The first op of the chain that did not finish is the one that died.
+                    victim = next(t for t in chain if t.status not in (TaskStatus.SUCCESS, TaskStatus.CACHED))
                     if task is victim:
                         # Start events of a dying worker may never arrive: count what the
                         # scheduler allowed.

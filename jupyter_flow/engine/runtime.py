@@ -347,6 +347,9 @@ class Engine:
             log.warning("jupyter_flow: run %s cannot be resumed elsewhere: %s", run_id, err)
             return
         try:
+            self.store.put_artifacts([{"hash": info.digest, "size": info.size, "serializer": info.serializer,
+                                       "serializer_version": info.serializer_version, "type": "graph snapshot",
+                                       "uri": info.uri}])
             self.store.set_snapshot(run_id, info.digest)
         except FencedWrite:
             pass

@@ -1172,6 +1172,17 @@ class Store:
                     digests.add(snapshot)
         return digests
 
+    def resumable_snapshots(self, since: datetime) -> set[str]:
+        """Graph snapshots a resume may still need: those of runs not finished (PENDING,
+        RUNNING), LOST at any age, or created since ``since``."""
+        query = select(RUNS.c.snapshot).where(
+            RUNS.c.snapshot.is_not(None),
+            or_(RUNS.c.status.in_((*_RUN_ACTIVE, RunStatus.LOST.value)),
+                RUNS.c.created_at >= type_coerce(since, UTCDateTime())),
+        )
+        with self._read() as conn:
+            return set(conn.execute(query).scalars())
+
     def forget_artifacts(self, digests: Iterable[str]) -> int:
         """Drop artifact rows and every cache entry whose outputs use one of them
         (the files themselves are the artifact store's business). Returns entries dropped."""

@@ -160,3 +160,23 @@ def chain_step(x):
 def chain_dies(x):
     time.sleep(0.5)
     os.kill(os.getpid(), 9)
+
+
+class Fragile:
+    """Loads anywhere but in a process that sets FLOW_TEST_FRAGILE (like a class that
+    cannot be imported in the kernel that asks for it)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __setstate__(self, state):
+        if os.environ.get("FLOW_TEST_FRAGILE"):
+            raise RuntimeError("Fragile cannot be loaded in this process")
+        self.__dict__.update(state)
+
+
+@jf.op
+def fragile(value, calls_file):
+    with open(calls_file, "a") as handle:
+        handle.write("fragile\n")
+    return Fragile(value)

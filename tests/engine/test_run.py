@@ -188,3 +188,28 @@ def test_pin_and_delete(jf):
         jf.get_run(run.id)
     with pytest.raises(jf.FlowError, match="no run"):
         jf.delete_run(run.id)
+
+
+def test_a_result_that_cannot_be_loaded_recomputes_once_then_says_why(jf, tmp_path, monkeypatch):
+    calls = tmp_path / "calls"
+    run = jf.run(ops.fragile(3, str(calls)))
+    assert run.status == "SUCCESS"
+    monkeypatch.setenv("FLOW_TEST_FRAGILE", "1")
+    before = len(jf.runs(limit=100))
+    with pytest.raises(jf.FlowError, match="cannot be loaded in this process"):
+        jf.get_run(run.id).result()
+    assert len(jf.runs(limit=100)) == before + 1   # one recompute, not a run per retry
+    assert calls.read_text().count("fragile") == 2
+
+
+def test_a_worker_killing_op_in_a_fused_chain_is_named_with_its_attempts(jf):
+    run = jf.run(ops.chain_step(ops.chain_dies(ops.chain_step(1))))
+    assert run.status == "FAILED"
+    by_name = {(t.name, t.upstream == []): t for t in run.tasks}
+    first, dying, last = by_name[("chain_step", True)], by_name[("chain_dies", False)], by_name[("chain_step", False)]
+    assert first.status == "SUCCESS"
+    assert dying.status == "FAILED" and dying.attempts >= 2
+    assert "chain_dies" in dying.error and str(dying.attempts) in dying.error
+    assert last.status == "SKIPPED" and "chain_dies" in last.error
+    with pytest.raises(jf.WorkerLost, match="chain_dies"):
+        run.result()
