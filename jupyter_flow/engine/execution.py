@@ -70,7 +70,7 @@ class RunExecution:
 
     def __init__(self, engine, run_id: str, graph, tasks: list[TaskState], *, owner_id: str,
                  handle=None, stage: set[int] | None = None, waits: dict[str, list[TaskState]] | None = None,
-                 deferred: set[int] | None = None):
+                 deferred: set[int] | None = None, recorded_final: bool = False):
         self.engine = engine
         self.run_id = run_id
         self.graph = graph
@@ -92,6 +92,7 @@ class RunExecution:
         self._waits = dict(waits or {})  # cache key -> tasks waiting for another computation of it
         self._deferred = set(deferred or ())  # tasks that need a value still being waited for
         self._last_reconcile = 0.0
+        self._recorded_final = recorded_final  # created as SUCCESS: nothing was left to compute
         self._thread: threading.Thread | None = None
         self._ask_waiting = True
 
@@ -478,8 +479,9 @@ class RunExecution:
         # Written in order after the run's task updates. The run is reported ended only
         # once its records are in the store: a run reported SUCCESS is a recorded one.
         writer = self.engine.writer
-        writer.call(self.engine.store.finish_run, self.run_id, self.owner_id, status.value, error=self.error,
-                    run_id=self.run_id)
+        if not (self._recorded_final and status == RunStatus.SUCCESS):
+            writer.call(self.engine.store.finish_run, self.run_id, self.owner_id, status.value,
+                        error=self.error, run_id=self.run_id)
         written = writer.flush(RECORD_TIMEOUT_S)
         failure = writer.failure(self.run_id)
         with self.lock:

@@ -262,8 +262,11 @@ class Engine:
         if parent_id is None and kind != RunKind.BATCH.value:
             # jf.run inside a notebook run (a batch execution) belongs to that run.
             parent_id = os.environ.get("JUPYTER_FLOW_RUN_ID") or None
+        # A run with nothing to compute is recorded finished in one transaction.
+        complete = not miss_set
         run_row = {
-            "id": run_id, "name": name, "kind": str(kind), "status": RunStatus.RUNNING.value,
+            "id": run_id, "name": name, "kind": str(kind),
+            "status": (RunStatus.SUCCESS if complete else RunStatus.RUNNING).value,
             "parent_id": parent_id, "resumed_from": resumed_from, "owner_id": self.owner_id,
             "user": current_user(), "host": host_facts()["host"], "params": params or {},
             "metrics": {}, "cluster": cluster_name, "notebook": notebook,
@@ -281,7 +284,7 @@ class Engine:
             # batch execution, whose metrics always belong to its notebook run.
             self.current_run_id = run_id
         execution = RunExecution(self, run_id, graph, states, owner_id=self.owner_id, handle=handle,
-                                 stage=stage, waits=waits, deferred=deferred)
+                                 stage=stage, waits=waits, deferred=deferred, recorded_final=complete)
         execution.name = name
         self.recent[run_id] = execution
         # The snapshot lets any process resume the run; it is written off the critical path
