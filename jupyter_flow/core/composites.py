@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 from .errors import FlowError
-from .op import Node, Op, OutputRef
+from .op import MapOp, Node, Op, OutputRef
 
 
 def _collect(*values):
@@ -68,15 +68,21 @@ def funnel(items: Iterable[Any], into: Op) -> Node:
     return into(parallel(items))
 
 
-def map_op(op_: Op, items: Iterable[Any], **params: Any) -> Node:
-    """A node whose value is ``[op(item, **params) for item in items]``, one task per item."""
+def map_op(op_: Op, items: Iterable[Any] | Node | OutputRef, **params: Any) -> Node:
+    """A node whose value is ``[op(item, **params) for item in items]``, one task per item.
+
+    ``items`` is a list, or a node whose value is a list known only at run time (dynamic
+    fan-out): its mapped tasks are created when that node has run.
+
+    >>> from .op import op
+    >>> square = op(lambda x: x * x, name="square")
+    >>> map_op(square, [1, 2, 3]).op.name, map_op(square, square(4)).op.name
+    ('parallel', 'map:square')
+    """
     if not isinstance(op_, Op):
         raise FlowError(f"jf.map: the first argument must be an op, got {type(op_).__name__}")
     if isinstance(items, (Node, OutputRef)):
-        raise FlowError(
-            f"jf.map({op_.name}): items must be a list known when the graph is built, not a node; "
-            "run the producing op first and pass run.result()"
-        )
+        return MapOp(op_)(items, **params)
     nodes = []
     for index, item in enumerate(items):
         node = op_(item, **params)

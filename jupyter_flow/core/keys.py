@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 from .errors import FlowError
 from .files import FlowFile
-from .op import Node, Op, OutputRef
+from .op import MapOp, Node, Op, OutputRef
 
 SECRET_WORDS = ("token", "password", "passwd", "secret", "key", "credential", "apikey")
 _SCALARS = (int, float, str, bool, type(None))
@@ -541,7 +541,13 @@ def task_key(
     op = node.op
     part = memo.get(op) if memo is not None else None
     if part is None:
-        part = _op_part(op, namespace)
+        if isinstance(op, MapOp):
+            # A dynamic map is its mapped op's code applied to a list it has yet to see.
+            inner = _op_part(op.inner, namespace)
+            part = _OpPart(inner.fp, inner.env, inner.globals_tokens, inner.globals_display, inner.files,
+                           inner.reason, sha256_text("jf.map:" + inner.digest))
+        else:
+            part = _op_part(op, namespace)
         if memo is not None:
             memo[op] = part
     globals_tokens = dict(part.globals_tokens)

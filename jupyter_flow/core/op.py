@@ -123,6 +123,30 @@ def _rebuild_op(func, name, retries, timeout, cache, resources, isolate, outputs
     return rebuilt
 
 
+class MapOp(Op):
+    """``jf.map(op, node)``: ``op`` over a list that another op produces at run time.
+
+    The engine expands it when the list is known: one task per item (each cached and
+    recorded like any op call), then a task gathering their values into a list. Its own
+    cache key comes from the mapped op's code, the parameters and the upstream key, so a
+    fully cached rerun needs no expansion.
+    """
+
+    def __init__(self, inner: Op):
+        if not isinstance(inner, Op) or isinstance(inner, MapOp):
+            raise FlowError(f"jf.map: the first argument must be an op, got {type(inner).__name__}")
+        super().__init__(_expanded_by_the_engine, name=f"map:{inner.name}", cache=inner.cache,
+                         source=inner.source)
+        self.inner = inner
+
+    def __reduce__(self):
+        return (MapOp, (self.inner,))
+
+
+def _expanded_by_the_engine(items, **params):
+    raise FlowError("a jf.map over a node is expanded by the engine; it is not called directly")
+
+
 def _read_source(func: Callable) -> str | None:
     if getattr(func, "__name__", "") == "<lambda>":
         return None

@@ -8,13 +8,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import FencedWrite, FlowError, OpTimeout, RunCanceled, StoreError, WorkerLost
-from ..core.op import Node
+from ..core import keys as keylib
+from ..core.errors import ArtifactError, FencedWrite, FlowError, OpTimeout, RunCanceled, StoreError, WorkerLost
+from ..core.op import MapOp, Node
 from ..core.status import TASK_PROGRESS, RunStatus, TaskStatus
 
 log = logging.getLogger("jupyter_flow.engine")
 
 META_GRACE_S = 10.0  # how long to wait for a finished task's completion event
+_AVAILABLE = (TaskStatus.SUCCESS, TaskStatus.CACHED)
+_BROKEN = (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELED, TaskStatus.LOST)
 CLAIM_POLL_S = 0.25  # how often a run waiting for another run's result looks again
 RECORD_TIMEOUT_S = 120.0  # how long the end of a run waits for its records to be written
 
@@ -70,7 +73,8 @@ class RunExecution:
 
     def __init__(self, engine, run_id: str, graph, tasks: list[TaskState], *, owner_id: str,
                  handle=None, stage: set[int] | None = None, waits: dict[str, list[TaskState]] | None = None,
-                 deferred: set[int] | None = None, recorded_final: bool = False):
+                 deferred: set[int] | None = None, expand: set[int] | None = None,
+                 forced: set | None = None, recorded_final: bool = False):
         self.engine = engine
         self.run_id = run_id
         self.graph = graph
@@ -91,6 +95,9 @@ class RunExecution:
         self._stage = set(stage or ())
         self._waits = dict(waits or {})  # cache key -> tasks waiting for another computation of it
         self._deferred = set(deferred or ())  # tasks that need a value still being waited for
+        self._expand = set(expand or ())  # dynamic maps whose list is not known yet
+        self._forced = set(forced or ())  # ops and nodes to rerun despite the cache
+        self.positions = dict(graph.position)  # node -> position, mapped tasks included
         self._last_reconcile = 0.0
         self._recorded_final = recorded_final  # created as SUCCESS: nothing was left to compute
         self._thread: threading.Thread | None = None
@@ -98,19 +105,21 @@ class RunExecution:
 
     # ----------------------------------------------------------------- start
     def start(self) -> None:
-        if not self._stage and not self._waits:
+        if not self._stage and not self._waits and not self._expand:
             self._finish()
             return
         self.engine.subscribe(self.handle, self)
         if self._stage:
             stage, self._stage = self._stage, set()
             self._submit_stage(stage)
+        # Maps over lists that are already known (cached) expand at once.
+        self._advance(poll_claims=False)  # its futures join self.futures, which the monitor follows
         self._thread = threading.Thread(target=self._monitor, name=f"jupyter-flow-run-{self.run_id}", daemon=True)
         self._thread.start()
 
     def _submit_stage(self, positions: set[int]) -> list:
         """Send these tasks to the cluster as one graph; returns their futures."""
-        layers, keys = self.engine._build_graph(self.run_id, self.tasks, positions, self.graph.position)
+        layers, keys = self.engine._build_graph(self.run_id, self.tasks, positions, self.positions)
         with self.lock:
             for pos in sorted(positions):
                 task = self.tasks[pos]
@@ -212,6 +221,7 @@ class RunExecution:
             completed = as_completed(self.futures, loop=self.handle.client.loop, with_results=False)
             last_waiting_check = last_claim_poll = 0.0
             pending = set(self.futures)
+            idle_since: float | None = None
             while True:
                 ready = completed.next_batch(block=False) if completed.has_ready() else []
                 for future in ready:
@@ -220,33 +230,180 @@ class RunExecution:
                 if self.cancel_requested:
                     self._waits.clear()
                     self._deferred.clear()
+                    self._expand.clear()
                     if pending:
                         self._cancel_futures()
                 now = time.monotonic()
-                if self._waits and now - last_claim_poll >= CLAIM_POLL_S:
+                poll = bool(self._waits) and now - last_claim_poll >= CLAIM_POLL_S
+                if poll:
                     last_claim_poll = now
-                    started = self._poll_claims()
+                if poll or self._expand or self._deferred:
+                    started = self._advance(poll_claims=poll)
                     completed.update(started)
                     pending.update(started)
-                if not pending and not self._waits:
+                if not pending and not self._waits and not self._expand:
                     break
+                if not pending and not self._waits:
+                    # Only maps wait, for their list's completion report: it comes with the
+                    # upstream op's "done" event; give up on it as _await_metas does.
+                    idle_since = idle_since or now
+                    if now - idle_since > META_GRACE_S:
+                        self._await_metas()
+                else:
+                    idle_since = None
                 if not ready:
                     if self._ask_waiting and now - last_waiting_check > 1.0:
                         last_waiting_check = now
                         self._check_waiting()
                     # Sleep until something completes (or a short tick for cancel/WAITING).
-                    _wait_any(completed, 0.2)
+                    _wait_any(completed, 0.2 if not self._expand else 0.02)
             self._await_metas()
+            with self.lock:
+                for pos in sorted(self._deferred):
+                    self._mark(self.tasks[pos], TaskStatus.FAILED, failure_kind="exception",
+                               error="the task never became ready to run (its inputs did not arrive)")
+                self._deferred.clear()
         except Exception as err:  # the run must end even if monitoring breaks
             log.exception("jupyter_flow: monitoring run %s failed", self.run_id)
             self.error = f"monitoring failed: {err}"
         finally:
             self._finish()
 
-    def _poll_claims(self) -> list:
+    def _advance(self, poll_claims: bool) -> list:
+        """Start what can start now: keys taken over from dead claimers, maps whose list is
+        known, and tasks whose inputs are all there. Returns the new futures."""
+        took_over = self._poll_claims() if poll_claims and self._waits else set()
+        self._expand_ready()
+        with self.lock:
+            self._deferred |= took_over
+            stage = self._ready_stage() if self._deferred else set()
+            self.changed.notify_all()
+        return self._submit_stage(stage) if stage else []
+
+    def _ready_stage(self) -> set[int]:
+        """Deferred tasks whose inputs are all available (finished, in flight, or starting
+        with them); those behind a failure are SKIPPED."""
+        stage: set[int] = set()
+        changed = True
+        while changed:
+            changed = False
+            for pos in sorted(self._deferred):
+                task = self.tasks[pos]
+                ups = [self.tasks[u] for u in task.upstream]
+                failed = next((u for u in ups if u.status in _BROKEN), None)
+                if failed is not None:
+                    self._deferred.discard(pos)
+                    blame = failed.blame or failed.id
+                    self._mark(task, TaskStatus.SKIPPED, failure_kind="upstream", blame=blame,
+                               error=f"skipped: upstream op {self.by_id[blame].name!r} failed")
+                    changed = True
+                elif all(u.position in stage or u.dask_key or u.status in _AVAILABLE for u in ups):
+                    self._deferred.discard(pos)
+                    stage.add(pos)
+                    changed = True
+        return stage
+
+    def _expand_ready(self) -> None:
+        for pos in sorted(self._expand):
+            task = self.tasks[pos]
+            ups = [self.tasks[u] for u in task.upstream]
+            failed = next((u for u in ups if u.status in _BROKEN), None)
+            if failed is not None:
+                self._expand.discard(pos)
+                blame = failed.blame or failed.id
+                with self.lock:
+                    self._mark(task, TaskStatus.SKIPPED, failure_kind="upstream", blame=blame,
+                               error=f"skipped: upstream op {self.by_id[blame].name!r} failed")
+                continue
+            if not all(u.status in _AVAILABLE for u in ups):
+                continue
+            self._expand.discard(pos)
+            try:
+                self._expand_map(task)
+            except (FlowError, ArtifactError) as err:
+                with self.lock:
+                    self._mark(task, TaskStatus.FAILED, failure_kind="exception", error=str(err))
+
+    def _expand_map(self, gather: TaskState) -> None:
+        """Create the mapped tasks of a dynamic map now that its list is known.
+
+        Each item's key is the key ``op(item, **params)`` has anywhere (a static jf.map of
+        the same items shares the cache); an item without a deterministic token gets a key
+        derived from the map's key (which covers the upstream key) and its position.
+        """
+        from ..core.composites import parallel
+        from ..core.ids import new_id
+        from ..core.op import OutputRef
+        from . import runtime
+
+        node = gather.node
+        items_ref = node.args[0]
+        items_node = items_ref.node if isinstance(items_ref, OutputRef) else items_ref
+        source = self.tasks[self.positions[items_node]]
+        output = items_ref.output if isinstance(items_ref, OutputRef) else "return"
+        items = self.engine.artifacts.get(source.outputs[output])
+        inner = node.op.inner
+        if not isinstance(items, (list, tuple)):
+            raise FlowError(
+                f"jf.map({inner.name}): the items come from op {source.name!r}, which returned a "
+                f"{type(items).__name__}; it must return a list (or tuple) of items"
+            )
+        param_nodes = {n: self.tasks[self.positions[n]] for n in node.upstream() if n is not items_node}
+        upstream_keys = {n: t.key for n, t in param_nodes.items()}
+        memo: dict = {}
+        fresh: list[TaskState] = []
+        for index, item in enumerate(items):
+            item_node = inner(item, **node.kwargs)
+            item_node.index = index
+            tk = keylib.task_key(item_node, upstream_keys, memo=memo)
+            key, cacheable, reason = tk.key, tk.disabled_reason is None, tk.disabled_reason
+            if not cacheable and gather.cacheable:
+                key = keylib.sha256_text(f"{gather.key}:{index}")
+                cacheable, reason = True, None
+            state = TaskState(
+                id=new_id(), node=item_node, position=len(self.tasks), name=inner.name, index=index,
+                key=key, cacheable=cacheable, components=tk.components, reason=reason,
+                upstream=[source.position] + [t.position for t in param_nodes.values()],
+                resources=dict(inner.resources),
+            )
+            self.tasks.append(state)
+            self.by_id[state.id] = state
+            self.positions[item_node] = state.position
+            fresh.append(state)
+        forced = {s.position for s in fresh if s.node.op in self._forced or inner in self._forced}
+        store = self.engine.store
+        hits = store.lookup_cache([s.key for s in fresh if s.cacheable and s.position not in forced],
+                                  components=False)
+        misses = {s.position for s in fresh if s.position in forced or not s.cacheable or s.key not in hits}
+        previous = store.last_components([inner.name]) if misses else {}
+        for s in fresh:
+            if s.position in misses:
+                s.forced = s.position in forced
+                s.reason = "forced" if s.forced else s.reason or keylib.explain(s.components, previous.get(inner.name))
+            else:
+                runtime._restore(s, hits[s.key])
+        waits = self.engine._claim(self.run_id, fresh, misses, lambda s: s.position in forced)
+        for s in fresh:
+            s.provenance = {"op": s.name, "key": s.key, "map": gather.id, "index": s.index}
+            if s.cached:
+                s.provenance["cached_from"] = hits.get(s.key, {}).get("task_id")
+        rows = [runtime._task_row(self.run_id, s, None) for s in fresh]
+        self.engine.writer.call(store.add_tasks, self.run_id, self.owner_id, rows, run_id=self.run_id)
+        collect = parallel([s.node for s in fresh])
+        with self.lock:
+            for key, tasks in waits.items():
+                self._waits.setdefault(key, []).extend(tasks)
+            waiting = {t.position for tasks in waits.values() for t in tasks}
+            self._deferred |= (misses - waiting) | {gather.position}
+            gather.node = collect
+            gather.upstream = [s.position for s in fresh]
+            self.positions[collect] = gather.position
+            self.changed.notify_all()
+
+    def _poll_claims(self) -> set[int]:
         """Look again at the keys other computations hold; restore, take over, or go on waiting.
 
-        Returns the futures of the tasks that could start now.
+        Returns the tasks that this run computes itself now.
         """
         from ..core.settings import heartbeat_timeout
 
@@ -266,10 +423,9 @@ class RunExecution:
             except FencedWrite:
                 self.engine._on_fenced()  # this run is LOST in the store; it ends as it is
                 self._waits.clear()
-                return []
-        stage: set[int] = set()
+                return set()
+        took_over: set[int] = set()
         with self.lock:
-            took_over: set[int] = set()
             for key, state in status.items():
                 tasks = self._waits.get(key)
                 if not tasks:
@@ -287,21 +443,16 @@ class RunExecution:
                     first.reason = (f"no cache entry (taken over from run {held_by}, which ended without "
                                     "recording a value: lost, failed or canceled)")
                     self.engine.writer.task_update({"id": first.id, "reason": first.reason}, self.run_id)
-                    took_over.add(first.position)
+                    if isinstance(first.node.op, MapOp):
+                        self._expand.add(first.position)
+                    else:
+                        took_over.add(first.position)
                     if twins:
                         self._waits[key] = twins
                     else:
                         del self._waits[key]
-            blocked = {t.position for tasks in self._waits.values() for t in tasks}
-            for pos in sorted(self._deferred | took_over):
-                if any(u in blocked for u in self.tasks[pos].upstream):
-                    blocked.add(pos)
-                    self._deferred.add(pos)
-                else:
-                    stage.add(pos)
-                    self._deferred.discard(pos)
             self.changed.notify_all()
-        return self._submit_stage(stage) if stage else []
+        return took_over
 
     def _restore(self, task: TaskState, entry: dict) -> None:
         """A task that waited for another computation of its key: restore that result."""

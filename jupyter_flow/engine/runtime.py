@@ -19,9 +19,9 @@ from typing import Any, Iterable
 from ..artifacts import ArtifactStore, artifact_store
 from ..core import keys as keylib
 from ..core.errors import ArtifactError, FlowError, FencedWrite
-from ..core.graph import Graph
+from ..core.graph import Graph, order
 from ..core.ids import new_id
-from ..core.op import Node, Op, OutputRef
+from ..core.op import MapOp, Node, Op, OutputRef
 from ..core.provenance import current_user, host_facts
 from ..core.settings import heartbeat_timeout, resolve_artifacts_url, resolve_db_url
 from ..core.status import RunKind, RunStatus, TaskStatus
@@ -246,13 +246,17 @@ class Engine:
                 _restore(s, hits[s.key])
         waits = self._claim(run_id, states, miss_set, is_forced) if miss_set else {}
         waiting = {t.position for tasks in waits.values() for t in tasks}
-        # Tasks that need a value another run is computing start once it is recorded.
+        # Dynamic maps are expanded once their list is known.
+        expand = {s.position for s in states
+                  if s.position in miss_set and s.position not in waiting and isinstance(s.node.op, MapOp)}
+        # Tasks that need a value another run is computing, or a map's gathered values,
+        # start once it is there.
         deferred: set[int] = set()
         for s in states:
-            if s.position in miss_set and s.position not in waiting and any(
-                    u in waiting or u in deferred for u in s.upstream):
+            if s.position in miss_set and s.position not in waiting | expand and any(
+                    u in waiting or u in deferred or u in expand for u in s.upstream):
                 deferred.add(s.position)
-        stage = miss_set - waiting - deferred
+        stage = miss_set - waiting - deferred - expand
         handle = None
         if miss_set:
             _ship_local_modules({s.node.op for s in states if s.position in miss_set})
@@ -284,7 +288,8 @@ class Engine:
             # batch execution, whose metrics always belong to its notebook run.
             self.current_run_id = run_id
         execution = RunExecution(self, run_id, graph, states, owner_id=self.owner_id, handle=handle,
-                                 stage=stage, waits=waits, deferred=deferred, recorded_final=complete)
+                                 stage=stage, waits=waits, deferred=deferred, expand=expand,
+                                 forced=forced, recorded_final=complete)
         execution.name = name
         self.recent[run_id] = execution
         # The snapshot lets any process resume the run; it is written off the critical path
@@ -369,19 +374,24 @@ class Engine:
         from dask._task_spec import TaskRef
         from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
-        downstream_needs = {u for s in states if s.position in miss_set for u in s.upstream
+        downstream_needs = {u for s in states if s.position in miss_set for u in _referenced(s.node, position)
                             if u not in miss_set and states[u].dask_key is None}
 
+        # A chain is fused only where the upstream value has no other consumer in the whole
+        # run: a task of a later stage may still need it under its own key.
         consumers: dict[int, int] = {}
         for s in states:
-            if s.position in miss_set:
+            if not s.cached:
                 for u in set(s.upstream):
                     consumers[u] = consumers.get(u, 0) + 1
         groups: list[list[TaskState]] = []
         group_of: dict[int, list[TaskState]] = {}
-        for s in states:
-            if s.position not in miss_set:
-                continue
+        # Upstream first. Positions are in that order, except for the tasks a dynamic map
+        # adds after its gathering task.
+        ordered = sorted(miss_set)
+        if any(u > pos for pos in ordered for u in states[pos].upstream if u in miss_set):
+            ordered = order({pos: [u for u in states[pos].upstream if u in miss_set] for pos in ordered})
+        for s in (states[pos] for pos in ordered):
             ups = set(s.upstream)
             up = states[next(iter(ups))] if len(ups) == 1 else None
             if (up is not None and up.position in miss_set and not up.resources and not s.resources
@@ -506,6 +516,11 @@ def _environment(states) -> dict:
         python = env.get("python", python)
         packages.update(env.get("packages", {}))
     return {"python": python, "packages": dict(sorted(packages.items()))}
+
+
+def _referenced(node: Node, position: dict) -> set[int]:
+    """Positions of the nodes whose values ``node``'s arguments refer to."""
+    return {position[n] for n in node.upstream()}
 
 
 def _restore(s: TaskState, entry: dict, note: str | None = None) -> None:

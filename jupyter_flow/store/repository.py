@@ -517,6 +517,34 @@ class Store:
                 else:
                     conn.execute(insert(TASKS), rows)
 
+    def add_tasks(self, run_id: str, owner_id: str | None, tasks: list[dict]) -> None:
+        """Add tasks to a run its owner is still running (a dynamic map's mapped tasks).
+
+        FencedWrite when the run ended, belongs to another owner, or the owner was fenced.
+        """
+        task_rows = []
+        for task in tasks:
+            _check_fields("add_tasks task", task, _TASK_CREATE_FIELDS)
+            if "id" not in task or "node" not in task:
+                raise StoreError("add_tasks: every task needs at least 'id' and 'node'")
+            task_rows.append({key: _plain(value) for key, value in task.items()})
+        if not task_rows:
+            return
+        with self._write() as conn:
+            now = self._now(conn)
+            self._lock_owner(conn, owner_id)
+            current = self._lock_run(conn, run_id, missing=FencedWrite)
+            if current.owner_id != owner_id:
+                raise FencedWrite(f"run {run_id} belongs to owner {current.owner_id}, not {owner_id}")
+            if current.status in _RUN_TERMINAL:
+                raise FencedWrite(f"run {run_id} is already {current.status}; it takes no new tasks")
+            seq = self._bump_seq(conn, [run_id])[run_id]
+            rows = [self._new_task(t, run_id, seq, now) for t in task_rows]
+            if self.dialect == "sqlite":
+                _bulk_insert_sqlite(conn, TASKS, rows)
+            else:
+                conn.execute(insert(TASKS), rows)
+
     @staticmethod
     def _new_task(task: dict, run_id: str, seq: int, now: datetime) -> dict:
         # executemany needs every row to carry the same keys.

@@ -62,8 +62,11 @@ def test_composites_build_the_expected_nodes():
     m = jf.map(add, [1, 2, 3], b=10)
     mapped = [n for n in Graph(m).nodes if n.op is add]
     assert sorted(n.index for n in mapped) == [0, 1, 2]
+    dynamic = jf.map(add, inc(1), b=10)  # a list known at run time: expanded by the engine
+    assert dynamic.op.name == "map:add" and dynamic.op.inner is add
+    assert list(dynamic.upstream()) == [dynamic.args[0]]
     with pytest.raises(jf.FlowError, match="jf.map"):
-        jf.map(add, inc(1))
+        jf.map(inc(1), [1])
 
 
 def test_statuses_and_kinds_are_spelled_as_the_spec():

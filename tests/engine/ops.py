@@ -180,3 +180,30 @@ def fragile(value, calls_file):
     with open(calls_file, "a") as handle:
         handle.write("fragile\n")
     return Fragile(value)
+
+
+@jf.op
+def list_inputs(n, calls_file=None):
+    """The list of items is known only once this op has run."""
+    if calls_file:
+        with open(calls_file, "a") as handle:
+            handle.write("list\n")
+    return [f"item-{i}" for i in range(n)]
+
+
+@jf.op
+def process(item, suffix="!", calls_file=None):
+    if calls_file:
+        with open(calls_file, "a") as handle:
+            handle.write(f"process {item}\n")
+    return item.upper() + suffix
+
+
+@jf.op
+def gather_count(values):
+    return len(values)
+
+
+@jf.op
+def not_a_list(n):
+    return {"n": n}
