@@ -24,6 +24,7 @@ from .core.errors import (  # noqa: E402  (light imports, no Dask or SQL)
 from .core.composites import funnel, map_op as map, parallel, pipeline  # noqa: E402,A001
 from .core.files import file  # noqa: E402
 from .core.op import Node, Op, op  # noqa: E402
+from .core.shell import ShellCommandFailed, shell  # noqa: E402
 
 # Heavier parts load on first use so `import jupyter_flow` stays fast in kernels.
 _LAZY = {
@@ -45,7 +46,7 @@ _LAZY = {
 
 __all__ = [
     "FlowError", "OpTimeout", "RunCanceled", "RunLost", "WorkerLost", "Node", "Op", "op",
-    "pipeline", "parallel", "funnel", "map", "file", *_LAZY,
+    "pipeline", "parallel", "funnel", "map", "file", "shell", "ShellCommandFailed", *_LAZY,
 ]
 
 

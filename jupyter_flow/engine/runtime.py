@@ -216,6 +216,14 @@ class Engine:
 
         lookup = [s.key for s in states if s.cacheable and not is_forced(s)]
         hits = self.store.lookup_cache(lookup, components=False) if lookup else {}
+        # Ops whose cached value points outside the store (a shell op's output files) say
+        # whether it still holds.
+        for s in states:
+            if s.key in hits and hasattr(s.node.op, "cached_value_usable") and not is_forced(s):
+                if not self._cached_value_usable(s.node.op, hits[s.key]["outputs"]):
+                    self.store.drop_cache([s.key])
+                    hits.pop(s.key)
+                    s.reason = "file changed (an output file of the cached run is gone or was modified)"
         verified: set[int] = set()
         while True:
             miss_set = {s.position for s in states if not s.cacheable or is_forced(s) or s.key not in hits}
@@ -340,6 +348,13 @@ class Engine:
                 s.reason = f"waiting for task {first_of[s.key].id} of this run, which computes the same value"
                 waits.setdefault(s.key, []).append(s)
         return waits
+    def _cached_value_usable(self, op: Op, outputs: dict[str, str]) -> bool:
+        try:
+            values = {name: self.artifacts.get(digest) for name, digest in outputs.items()}
+        except ArtifactError:
+            return False
+        return op.cached_value_usable(values if op.multi_output else values.get("return"))
+
     def _artifacts_ok(self, outputs: dict[str, str]) -> bool:
         for digest in outputs.values():
             try:
@@ -543,6 +558,15 @@ def _task_row(run_id: str, s: TaskState, extra: dict | None) -> dict:
         components = s.components
         if s.node.op.source:
             provenance["source"] = s.node.op.source
+    shell = getattr(s.node.op, "command", None)
+    if shell is not None:
+        kwargs = s.node.kwargs
+        provenance["shell"] = {
+            "command": shell, "environment": kwargs.get("environment") or {},
+            "inputs": {k: (str(v) if isinstance(v, str) else "(output of an upstream op)")
+                       for k, v in (kwargs.get("inputs") or {}).items()},
+            "outputs": dict(kwargs.get("outputs") or {}), "cwd": kwargs.get("cwd"),
+        }
     if extra:
         provenance.update(extra)
     return {
