@@ -24,13 +24,18 @@ import type {
 export const API_PATH = 'jupyter-flow/api';
 
 /** Why a request failed, in words a user can act on. */
-export type FailureKind = 'missing' | 'refused' | 'not-found' | 'invalid' | 'server' | 'network';
+export type FailureKind = 'missing' | 'refused' | 'not-found' | 'invalid' | 'store' | 'server' | 'network';
 
 export class FlowApiError extends Error {
+  /**
+   * `store` (kind 'store'): the store the server cannot open, as the server names it (a
+   * SQLite file's path, or a database URL without its password).
+   */
   constructor(
     message: string,
     readonly kind: FailureKind,
-    readonly status: number | null
+    readonly status: number | null,
+    readonly store: string | null = null
   ) {
     super(message);
     this.name = 'FlowApiError';
@@ -99,10 +104,16 @@ export async function requestAPI<T>(
 }
 
 function errorFor(status: number, body: unknown): FlowApiError {
-  const message =
-    body && typeof body === 'object' && typeof (body as { message?: unknown }).message === 'string'
-      ? (body as { message: string }).message
-      : null;
+  const field = (name: string): string | null => {
+    const value = body && typeof body === 'object' ? (body as Record<string, unknown>)[name] : undefined;
+    return typeof value === 'string' ? value : null;
+  };
+  const message = field('message');
+  const store = field('store');
+  if (status === 503 && message !== null && store !== null) {
+    // The extension runs but cannot open its store; the message says why and what to do.
+    return new FlowApiError(message, 'store', status, store);
+  }
   if (status === 404 && message === null) {
     // Jupyter's own 404 page: no handler answers under jupyter-flow/api/.
     return new FlowApiError(MISSING_EXTENSION_MESSAGE, 'missing', status);

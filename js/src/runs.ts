@@ -2,6 +2,7 @@
  * The runs list as data: merging change-feed pages, nesting children under parents,
  * filtering, and the words and numbers the list shows. Pure, so it is unit-tested.
  */
+import { FlowApiError } from './api';
 import type { Run, RunKind, RunStatus, TaskStatus } from './types';
 
 /** `current` with `changed` runs replacing or adding by id; newest first (ids sort by time). */
@@ -175,4 +176,36 @@ export function baseName(path: string | null | undefined): string {
   }
   const parts = path.split('/');
   return parts[parts.length - 1];
+}
+
+/** How often the list polls: live updates, and while the server cannot open its store. */
+export const POLL_MS = 1000;
+export const STORE_RETRY_MS = 5000;
+
+/** What the panel shows in place of the runs list when it cannot load them. */
+export interface PanelFailure {
+  title: string;
+  message: string;
+  /** The store the server cannot open (its path, or URL without password), if that is why. */
+  store: string | null;
+  retryMs: number;
+}
+
+export function panelFailure(failure: Error): PanelFailure {
+  if (failure instanceof FlowApiError && failure.kind === 'store') {
+    // The server retries opening its store every few seconds; no need to ask every second.
+    return {
+      title: 'The jupyter_flow store cannot be opened',
+      message: failure.message,
+      store: failure.store,
+      retryMs: STORE_RETRY_MS
+    };
+  }
+  const unavailable = failure instanceof FlowApiError && (failure.kind === 'missing' || failure.kind === 'refused');
+  return {
+    title: unavailable ? 'jupyter_flow is not available' : 'Cannot load runs',
+    message: failure.message,
+    store: null,
+    retryMs: POLL_MS
+  };
 }

@@ -131,6 +131,25 @@ describe('requestAPI errors', () => {
     expect(error.message).toMatch(/Cannot reach the Jupyter server/);
   });
 
+  it('says the store cannot be opened, naming it, when the extension answers 503 with a store', async () => {
+    const message =
+      'jupyter_flow cannot open its store /home/ana/flow/flow.db: the file is not a readable SQLite database ' +
+      '(file is not a database); it is probably corrupt. Move it aside (mv ...)';
+    const error = await failing(
+      json({ message, reason: 'Service Unavailable', store: '/home/ana/flow/flow.db' }, 503)
+    );
+    expect(error.kind).toBe('store');
+    expect(error.status).toBe(503);
+    expect(error.store).toBe('/home/ana/flow/flow.db');
+    expect(error.message).toBe(message);
+  });
+
+  it('treats a 503 without a store (a proxy, say) as a server error', async () => {
+    const error = await failing(new Response('<html>Service Unavailable</html>', { status: 503 }));
+    expect(error.kind).toBe('server');
+    expect(error.store).toBeNull();
+  });
+
   it('keeps 409 and 500 messages', async () => {
     expect((await failing(json({ message: 'run r1 already finished', reason: 'Conflict' }, 409))).message).toBe(
       'run r1 already finished'

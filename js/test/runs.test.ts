@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest';
 
-import { elapsed, formatDuration, mergeRuns, runRows, taskCounts } from '../src/runs';
+import { FlowApiError, MISSING_EXTENSION_MESSAGE } from '../src/api';
+import {
+  elapsed,
+  formatDuration,
+  mergeRuns,
+  panelFailure,
+  POLL_MS,
+  runRows,
+  STORE_RETRY_MS,
+  taskCounts
+} from '../src/runs';
 import type { Run } from '../src/types';
 
 function run(id: string, extra: Partial<Run> = {}): Run {
@@ -94,5 +104,24 @@ describe('taskCounts and durations', () => {
     expect(formatDuration(null)).toBe('');
     expect(elapsed('2024-01-01T00:00:00Z', '2024-01-01T00:01:30Z')).toBe(90);
     expect(elapsed('2024-01-01T00:00:00Z', null, Date.parse('2024-01-01T00:00:05Z'))).toBe(5);
+  });
+});
+
+describe('panelFailure', () => {
+  it('shows why the store cannot be opened, and the store, and polls less often', () => {
+    const message = 'jupyter_flow cannot open its store /srv/flow.db: ... upgrade jupyter_flow';
+    const shown = panelFailure(new FlowApiError(message, 'store', 503, '/srv/flow.db'));
+    expect(shown.title).toBe('The jupyter_flow store cannot be opened');
+    expect(shown.message).toBe(message);
+    expect(shown.store).toBe('/srv/flow.db');
+    expect(shown.retryMs).toBe(STORE_RETRY_MS);
+  });
+
+  it('keeps the extension-missing screen and the generic one', () => {
+    const missing = panelFailure(new FlowApiError(MISSING_EXTENSION_MESSAGE, 'missing', 404));
+    expect(missing.title).toBe('jupyter_flow is not available');
+    expect(missing.store).toBeNull();
+    expect(missing.retryMs).toBe(POLL_MS);
+    expect(panelFailure(new Error('boom')).title).toBe('Cannot load runs');
   });
 });

@@ -3,7 +3,8 @@
 It opens the same store and artifact store as kernels do (precedence: environment
 ``JUPYTER_FLOW_DB``/``JUPYTER_FLOW_ARTIFACTS`` > ``FlowApp.db_url``/``artifacts_url`` >
 ``JUPYTER_FLOW_HOME``), serves the REST API under ``{base_url}jupyter-flow/api/`` and runs
-the reconciler. Configure it like any Jupyter app::
+the reconciler. A store it cannot open does not stop Jupyter: the API answers 503 with the
+reason until the store can be opened (see ``store_access``). Configure it like any Jupyter app::
 
     jupyter server --FlowApp.db_url=postgresql+psycopg://host/flow --FlowApp.heartbeat_timeout=60
 """
@@ -21,7 +22,7 @@ from jupyter_flow.core.settings import resolve_artifacts_url, resolve_db_url
 from jupyter_flow.server.handlers import routes
 from jupyter_flow.server.reconciler import Reconciler
 from jupyter_flow.server.service import FlowService
-from jupyter_flow.store import Store
+from jupyter_flow.server.store_access import StoreAccess
 
 
 class FlowApp(ExtensionApp):
@@ -47,15 +48,20 @@ class FlowApp(ExtensionApp):
         5.0, config=True, help="Seconds between two reconciler passes."
     )
     threads = Int(8, config=True, help="Worker threads for store calls.")
+    store_retry_interval = Float(
+        5.0, config=True,
+        help="Seconds between two attempts to open a store that could not be opened.",
+    )
 
     def initialize_settings(self) -> None:
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="jupyter-flow")
         self.resolved_db_url = resolve_db_url(configured=self.db_url)
         self.resolved_artifacts_url = resolve_artifacts_url(configured=self.artifacts_url)
-        store = Store(self.resolved_db_url)
+        access = StoreAccess(self.resolved_db_url, retry_interval=self.store_retry_interval, log=self.log)
+        store = access.open()  # on failure: one log line now, 503 from the API until it opens
         artifacts = artifact_store(self.resolved_artifacts_url)
         self.service = FlowService(
-            store, artifacts, heartbeat_timeout=self.heartbeat_timeout, server_user=current_user()
+            access, artifacts, heartbeat_timeout=self.heartbeat_timeout, server_user=current_user()
         )
         self.settings.update(
             {"jupyter_flow_service": self.service, "jupyter_flow_executor": self.executor,
@@ -63,12 +69,23 @@ class FlowApp(ExtensionApp):
         )
         self.reconciler = Reconciler(self.service.reconcile, self.executor, self.reconcile_interval)
         self.reconciler.start()
-        self.log.info("jupyter_flow: serving the store %r", store)
+        if store is not None:
+            self.log.info("jupyter_flow: serving the store %r", store)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(routes())
 
     async def stop_extension(self) -> None:
-        self.reconciler.stop()
-        self.executor.shutdown(wait=True)
-        self.service.close()
+        # Never raise here, whatever failed at start: an exception out of stop_extension
+        # ends jupyter_server's shutdown early and the process no longer exits on SIGTERM.
+        reconciler = getattr(self, "reconciler", None)
+        if reconciler is not None:
+            reconciler.stop()
+        executor = getattr(self, "executor", None)
+        if executor is not None:
+            # Queued calls are dropped; one in progress finishes on its own (the interpreter
+            # waits for it at exit) instead of blocking the event loop's shutdown here.
+            executor.shutdown(wait=False, cancel_futures=True)
+        service = getattr(self, "service", None)
+        if service is not None:
+            service.close()

@@ -2,7 +2,8 @@
 
 Each handler checks authentication and authorization, parses the request, calls one
 ``FlowService`` method in a worker thread (store calls block) and writes JSON. Errors
-become ``{"message", "reason"}`` bodies, never tracebacks.
+become ``{"message", "reason"}`` bodies (plus ``store`` when the store cannot be opened,
+503), never tracebacks. Request limits live in ``limits``.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ from tornado import web
 from tornado.ioloop import IOLoop
 
 from jupyter_flow.core.status import RunKind, RunStatus
-from jupyter_flow.server.service import ApiError, FlowService
+from jupyter_flow.server import limits
+from jupyter_flow.server.errors import ApiError
+from jupyter_flow.server.service import FlowService
 
 API_PREFIX = "/jupyter-flow/api"
 AUTH_RESOURCE = "jupyter_flow"
-MAX_LIMIT = 500
-PREVIEW_DEFAULT = 65536
-PREVIEW_MAX = 1024 * 1024
-_ID = re.compile(r"[0-9A-Za-z._-]{1,128}")
+_ID = re.compile(rf"[0-9A-Za-z._-]{{1,{limits.MAX_ID_LENGTH}}}")
 _RUN_STATUSES = [s.value for s in RunStatus]
 _RUN_KINDS = [k.value for k in RunKind]
 _EXTENSIONS = {"json": ("application/json", "json"), "bytes": ("application/octet-stream", "bin")}
@@ -36,6 +36,14 @@ _EXTENSIONS = {"json": ("application/json", "json"), "bytes": ("application/octe
 
 def _bad_request(message: str) -> web.HTTPError:
     return web.HTTPError(400, "%s", message)
+
+
+class ApiHTTPError(web.HTTPError):
+    """An ``ApiError`` on its way to ``write_error``, with the extra fields of its body."""
+
+    def __init__(self, error: ApiError):
+        super().__init__(error.status, "%s", error.message)
+        self.fields = error.body_fields()
 
 
 class FlowHandler(APIHandler):
@@ -48,15 +56,31 @@ class FlowHandler(APIHandler):
         return self.settings["jupyter_flow_service"]
 
     async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``method(*args, **kwargs)`` in a worker thread, through ``FlowService.call``
+        (503 while the store cannot be opened)."""
         executor = self.settings["jupyter_flow_executor"]
         try:
-            return await IOLoop.current().run_in_executor(executor, lambda: method(*args, **kwargs))
+            return await IOLoop.current().run_in_executor(
+                executor, lambda: self.service.call(method, *args, **kwargs)
+            )
         except ApiError as err:
-            raise web.HTTPError(err.status, "%s", err.message) from None
+            raise ApiHTTPError(err) from None
+
+    def json_body(self) -> Any:
+        """The request body as JSON within ``limits`` (413/422 otherwise); None if empty."""
+        try:
+            return limits.parse_json_body(self.request.body)
+        except ApiError as err:
+            raise ApiHTTPError(err) from None
 
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
         self.finish(json.dumps(body))
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, ApiHTTPError) and value.status_code == 503:
+            return  # StoreAccess logged the reason once; a line per request would flood the log
+        super().log_exception(typ, value, tb)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """JSON error bodies without tracebacks (the server log keeps those)."""
@@ -67,7 +91,8 @@ class FlowHandler(APIHandler):
             message = exc.log_message % exc.args if exc.args else exc.log_message
         elif status_code >= 500:
             message = "internal server error; the Jupyter server log has the details"
-        self.finish(json.dumps({"message": message, "reason": reason}))
+        fields = exc.fields if isinstance(exc, ApiHTTPError) else {}
+        self.finish(json.dumps({"message": message, "reason": reason, **fields}))
 
     # -- request parsing ----------------------------------------------------------------
 
@@ -79,6 +104,10 @@ class FlowHandler(APIHandler):
             return None
         if "\x00" in values[0]:
             raise _bad_request(f"query parameter {name!r} contains a NUL character")
+        if len(values[0]) > limits.MAX_QUERY_LENGTH:
+            raise _bad_request(
+                f"query parameter {name!r} has {len(values[0])} characters; the limit is {limits.MAX_QUERY_LENGTH}"
+            )
         return values[0]
 
     def int_arg(self, name: str, default: int | None, low: int, high: int) -> int | None:
@@ -145,7 +174,7 @@ class RunsHandler(FlowHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        limit = self.int_arg("limit", 50, 1, MAX_LIMIT)
+        limit = self.int_arg("limit", 50, 1, limits.MAX_PAGE)
         changed_since = self.int_arg("changed_since", None, 0, 2**62)
         filters = {
             "before": self.arg("before") or None,
@@ -191,14 +220,9 @@ class RunCancelHandler(FlowHandler):
     @authorized
     async def post(self, run_id: str) -> None:
         self.check_id(run_id, "run")
-        body = self.request.body.strip()
-        if body:
-            try:
-                payload = json.loads(body)
-            except ValueError:
-                raise web.HTTPError(422, "%s", "the request body must be empty or a JSON object") from None
-            if not isinstance(payload, dict) or payload:
-                raise web.HTTPError(422, "%s", "the request body must be empty or an empty JSON object")
+        payload = self.json_body()
+        if self.request.body.strip() and payload != {}:
+            raise web.HTTPError(422, "%s", "the request body must be empty or an empty JSON object")
         user = self.current_user
         is_admin = await self._is_admin(user)
         run = await self.call(
@@ -221,10 +245,7 @@ class BatchesHandler(FlowHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        try:
-            body = json.loads(self.request.body or b"null")
-        except ValueError:
-            raise web.HTTPError(422, "%s", "the request body must be a JSON object") from None
+        body = self.json_body()
         app = self.settings["jupyter_flow_app"]
         run = await self.call(self.service.start_batch, body, self.settings.get("server_root_dir", "."),
                               db_url=app.resolved_db_url, artifacts_url=app.resolved_artifacts_url)
@@ -251,7 +272,7 @@ class GraphsHandler(FlowHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        limit = self.int_arg("limit", 50, 1, MAX_LIMIT)
+        limit = self.int_arg("limit", 50, 1, limits.MAX_PAGE)
         before = self.arg("before") or None
         self.write_json(await self.call(self.service.list_graphs, limit=limit, before=before))
 
@@ -281,7 +302,7 @@ class ArtifactHandler(FlowHandler):
             self.set_header("Content-Disposition", f'attachment; filename="{digest}.{extension}"')
             self.finish(payload, set_content_type=mime)
             return
-        max_bytes = self.int_arg("max_bytes", PREVIEW_DEFAULT, 64, PREVIEW_MAX)
+        max_bytes = self.int_arg("max_bytes", limits.PREVIEW_DEFAULT, 64, limits.PREVIEW_MAX)
         self.write_json(await self.call(self.service.artifact_preview, digest, max_bytes))
 
 

@@ -10,52 +10,32 @@ blocks) and translate ``ApiError`` back into a status code. Nothing here knows t
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from jupyter_flow import __version__
 from jupyter_flow.artifacts import ArtifactStore, validate_digest
 from jupyter_flow.artifacts.store import MAGIC as ARTIFACT_MAGIC
 from jupyter_flow.core.errors import ArtifactError, FlowError
 from jupyter_flow.engine import cluster as clusters
+from jupyter_flow.server import limits
+from jupyter_flow.server.errors import (  # noqa: F401  (ApiError and kin are this API's errors)
+    ApiError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    StoreUnavailable,
+    Unprocessable,
+)
+from jupyter_flow.server.store_access import StoreAccess
 from jupyter_flow.store import CancelConflict, RunNotFound, Store
 
 # Task fields too large for listings; ``tasks/{id}/logs`` serves them.
 LOG_FIELDS = ("stdout", "stderr", "traceback")
-LOG_LIMIT = 256 * 1024
-LINEAGE_LIMIT = 2000
 _SECRET_NAME = re.compile(r"token|password|passwd|secret|key|credential", re.IGNORECASE)
-
-
-class ApiError(Exception):
-    """An error the API reports to its client, with the HTTP status it maps to."""
-
-    status = 500
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class BadRequest(ApiError):
-    status = 400
-
-
-class Forbidden(ApiError):
-    status = 403
-
-
-class NotFound(ApiError):
-    status = 404
-
-
-class Conflict(ApiError):
-    status = 409
-
-
-class Unprocessable(ApiError):
-    status = 422
 
 
 def to_json(value: Any) -> Any:
@@ -91,19 +71,37 @@ class FlowService:
 
     def __init__(
         self,
-        store: Store,
+        store: Store | StoreAccess,
         artifacts: ArtifactStore,
         *,
         heartbeat_timeout: float = 30.0,
         server_user: str | None = None,
     ):
-        self.store = store
+        self.access = store if isinstance(store, StoreAccess) else StoreAccess.of(store)
         self.artifacts = artifacts
         self.heartbeat_timeout = heartbeat_timeout
         self.server_user = server_user
 
+    @property
+    def store(self) -> Store:
+        """The open store; ``StoreUnavailable`` (503) while it cannot be opened."""
+        return self.access.get()
+
+    def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run one API operation. Every operation needs the store, even those that could
+        do without it, so a client sees one consistent 503 while it cannot be opened; a
+        database that goes away later is a 503 too, not a 500."""
+        store = self.access.get()
+        try:
+            return method(*args, **kwargs)
+        except Exception as err:
+            failure = self.access.unavailable(err, store)
+            if failure is None:
+                raise
+            raise failure from None
+
     def close(self) -> None:
-        self.store.close()
+        self.access.close()
 
     # -- health and liveness ------------------------------------------------------------
 
@@ -119,8 +117,13 @@ class FlowService:
         }
 
     def reconcile(self) -> list[str]:
-        """Runs whose owner stopped heartbeating become LOST; returns their ids."""
-        return self.store.reconcile(self.heartbeat_timeout)
+        """Runs whose owner stopped heartbeating become LOST; returns their ids. While the
+        store cannot be opened there is nothing to reconcile (the failure is logged once)."""
+        try:
+            store = self.access.get()
+        except StoreUnavailable:
+            return []
+        return store.reconcile(self.heartbeat_timeout)
 
     # -- runs -----------------------------------------------------------------------------
 
@@ -195,10 +198,11 @@ class FlowService:
         allowed = {"notebook", "params", "grid", "parallel", "cluster", "name"}
         unknown = sorted(set(body) - allowed)
         if unknown:
-            raise Unprocessable(f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+            raise Unprocessable(f"unknown field(s) {[name[:40] for name in unknown[:10]]}; allowed: {sorted(allowed)}")
         notebook = body.get("notebook")
         if not isinstance(notebook, str) or not notebook.endswith(".ipynb"):
             raise Unprocessable("'notebook' must be the path of an .ipynb file under the server root")
+        limits.check_length(notebook, "notebook", limits.MAX_PATH_LENGTH)
         root = os.path.realpath(root_dir)
         # Relative to the server root, or absolute (as runs record it) but under the root.
         path = os.path.realpath(notebook if os.path.isabs(notebook) else os.path.join(root, notebook))
@@ -207,15 +211,29 @@ class FlowService:
         for field_name in ("params", "grid"):
             if body.get(field_name) is not None and not isinstance(body[field_name], dict):
                 raise Unprocessable(f"'{field_name}' must be a JSON object")
+            for param in body.get(field_name) or {}:
+                if len(param) > limits.MAX_NAME_LENGTH:
+                    raise Unprocessable(
+                        f"a parameter name in '{field_name}' has {len(param)} characters; the limit "
+                        f"is {limits.MAX_NAME_LENGTH}"
+                    )
         grid = body.get("grid") or None
         if grid is not None and not all(isinstance(v, list) and v for v in grid.values()):
             raise Unprocessable("every 'grid' value must be a non-empty list")
+        points = math.prod(len(values) for values in (grid or {}).values())
+        if points > limits.MAX_BATCH_POINTS:
+            raise Unprocessable(
+                f"'grid' makes {points} notebook executions; the limit is {limits.MAX_BATCH_POINTS} "
+                "per batch (split the sweep into several batches)"
+            )
         parallel = body.get("parallel", 1)
-        if not isinstance(parallel, int) or isinstance(parallel, bool) or not 1 <= parallel <= 64:
-            raise Unprocessable("'parallel' must be an integer from 1 to 64")
+        if not isinstance(parallel, int) or isinstance(parallel, bool) or not 1 <= parallel <= limits.MAX_BATCH_PARALLEL:
+            raise Unprocessable(f"'parallel' must be an integer from 1 to {limits.MAX_BATCH_PARALLEL}")
         for field_name in ("cluster", "name"):
-            if body.get(field_name) is not None and not isinstance(body[field_name], str):
-                raise Unprocessable(f"'{field_name}' must be a string")
+            if body.get(field_name) is not None:
+                if not isinstance(body[field_name], str):
+                    raise Unprocessable(f"'{field_name}' must be a string")
+                limits.check_length(body[field_name], field_name, limits.MAX_NAME_LENGTH)
         try:
             run = batch(path, params=body.get("params") or None, grid=grid, parallel=parallel,
                         cluster=body.get("cluster"), name=body.get("name"), wait=False,
@@ -241,8 +259,8 @@ class FlowService:
         logs: dict[str, Any] = {"task_id": task_id, "truncated": False}
         for field in ("stdout", "stderr", "error", "traceback"):
             text = task.get(field) or ""
-            if len(text) > LOG_LIMIT:
-                text = text[-LOG_LIMIT:]
+            if len(text) > limits.LOG_LIMIT:
+                text = text[-limits.LOG_LIMIT:]
                 logs["truncated"] = True
             logs[field] = text
         return logs
@@ -341,7 +359,7 @@ class FlowService:
         from jupyter_flow.engine.lineage import lineage_graph
 
         try:
-            graph = lineage_graph(self.store, ident, artifact_exists=self.artifacts.exists, limit=LINEAGE_LIMIT)
+            graph = lineage_graph(self.store, ident, artifact_exists=self.artifacts.exists, limit=limits.LINEAGE_LIMIT)
         except FlowError as err:
             raise NotFound(str(err)) from None
         return to_json(graph)

@@ -21,6 +21,9 @@ from jupyter_flow.core.errors import StoreError
 #: Execution option that marks a connection as a writer (``BEGIN IMMEDIATE`` on SQLite).
 WRITE_OPTION = "jupyter_flow_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Seconds to wait for PostgreSQL to answer a new connection (``?connect_timeout=`` in the
+#: URL overrides it). libpq's default is to wait forever for a server that never answers.
+PG_CONNECT_TIMEOUT_S = 10
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs")
 
 
@@ -123,11 +126,10 @@ def make_engine(url: URL) -> Engine:
         _configure_sqlite(engine)
         return engine
     if backend == "postgresql":
-        return create_engine(
-            url,
-            pool_pre_ping=True,
-            connect_args={"options": "-c timezone=UTC"},
-        )
+        connect_args: dict = {"options": "-c timezone=UTC"}
+        if "connect_timeout" not in url.query:
+            connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     raise StoreError(
         f"unsupported store URL {url.render_as_string(hide_password=True)}: use "
         "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"

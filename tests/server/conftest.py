@@ -7,7 +7,16 @@ the whole suite, so only the server tests get its autouse event loop and environ
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
 import urllib.parse
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -134,3 +143,75 @@ def start_background_run(env: dict, workdir, name: str, seconds: int):
     run_id = proc.stdout.readline().strip()
     assert run_id, "the child process did not start its run"
     return proc, run_id
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    """``python -m jupyter_server`` with the jupyter_flow extension, in its own process (so
+    a test can send it signals); its output goes to ``log``."""
+
+    proc: subprocess.Popen
+    port: int
+    token: str
+    log: Path
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/jupyter-flow/api/"
+
+    def api(self, path: str, method: str = "GET", body: bytes | None = None, timeout: float = 30):
+        """(status, JSON body) of one request; (None, None) while nothing answers."""
+        request = urllib.request.Request(
+            self.api_url + path, method=method, data=body if method != "GET" else None,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as err:
+            text = err.read()
+            try:
+                return err.code, json.loads(text)
+            except ValueError:
+                return err.code, text.decode(errors="replace")
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None, None
+
+    def wait_for_api(self, timeout: float = 90) -> tuple[int, object]:
+        """Poll ``health`` until the extension answers with JSON (200, or 503 for a store it
+        cannot open); the server has no readiness event to wait on."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"jupyter_server exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
+            status, body = self.api("health")
+            if status is not None and isinstance(body, dict):
+                return status, body
+            if time.monotonic() > deadline:
+                raise AssertionError(f"jupyter_server did not answer within {timeout} s:\n{self.log_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_server_process(workdir: Path, db_url: str, artifacts_url: str, *options: str) -> ServerProcess:
+    """Start a Jupyter server process serving ``workdir`` on a free port with a token."""
+    port, token = free_port(), secrets.token_hex(16)
+    log = workdir / "server.log"
+    with open(log, "w") as out:  # a pipe nobody reads would block the server
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
+             "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+             f"--ServerApp.root_dir={workdir}", "--ServerApp.allow_unauthenticated_access=False",
+             f"--FlowApp.db_url={db_url}", f"--FlowApp.artifacts_url={artifacts_url}", *options],
+            env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT,
+        )
+    return ServerProcess(proc, port, token, log)

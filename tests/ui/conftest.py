@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -47,20 +48,26 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """``jupyter lab`` with a token, a fresh JUPYTER_FLOW_HOME and no user settings."""
+@contextlib.contextmanager
+def running_lab(base: Path, healthy: bool = True):
+    """``jupyter lab`` with a token, ``base/flow`` as JUPYTER_FLOW_HOME and no user settings,
+    loading this checkout's build of the sidebar. Ready once the extension answers: health
+    200, or (``healthy=False``, a store prepared to be unusable) a JSON 503."""
     if not LABEXTENSION.exists():
         pytest.fail("the JupyterLab extension is not built: run `pip install -e .` (builds js/)")
-    base = tmp_path_factory.mktemp("lab")
     root, home, config = base / "notebooks", base / "flow", base / "config"
     root.mkdir()
     (config / "labconfig").mkdir(parents=True)
     # No "news?" toast over the page.
     (config / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    # JUPYTER_PATH comes first among the labextension directories, so the lab shows this
+    # checkout's build rather than whichever copy pip installed under sys.prefix.
+    jupyter_path = base / "jupyter_path"
+    shutil.copytree(LABEXTENSION.parent, jupyter_path / "labextensions" / "jupyter-flow")
     token, port = secrets.token_hex(16), _free_port()
     env = dict(os.environ, JUPYTER_FLOW_HOME=str(home), JUPYTER_CONFIG_DIR=str(config),
+               JUPYTER_PATH=str(jupyter_path),
                JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"))
     for name in ("JUPYTER_FLOW_DB", "JUPYTER_FLOW_ARTIFACTS", "JUPYTER_FLOW_RUN_ID"):
@@ -82,6 +89,9 @@ def lab(tmp_path_factory):
             try:
                 if server.api("health")["status"] == "ok":
                     break
+            except urllib.error.HTTPError as err:
+                if not healthy and err.code == 503 and "json" in err.headers.get("Content-Type", ""):
+                    break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
@@ -90,6 +100,13 @@ def lab(tmp_path_factory):
         yield server
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A lab with a fresh, empty store."""
+    with running_lab(tmp_path_factory.mktemp("lab")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ import {
   formatDuration,
   formatStarted,
   mergeRuns,
+  panelFailure,
+  POLL_MS,
   runRows,
   taskCounts,
   type RunFilter
@@ -31,9 +33,11 @@ interface Feed {
   nextBefore: string | null;
 }
 
+const EMPTY_FEED: Feed = { runs: [], cursor: null, nextBefore: null };
+
 export function RunsPanel(props: { active: boolean }): JSX.Element {
   const flow = useFlow();
-  const [feed, setFeed] = useState<Feed>({ runs: [], cursor: null, nextBefore: null });
+  const [feed, setFeed] = useState<Feed>(EMPTY_FEED);
   const [failure, setFailure] = useState<FlowApiError | Error | null>(null);
   const [loading, setLoading] = useState(true);
   const [filter, setFilter] = useState<RunFilter>({ search: '', statuses: [], kinds: [] });
@@ -58,11 +62,16 @@ export function RunsPanel(props: { active: boolean }): JSX.Element {
       }
     } catch (error) {
       setFailure(error as Error);
+      if (error instanceof FlowApiError && error.kind === 'store') {
+        // Once the store opens again (perhaps a new, empty one) start from its first page:
+        // the old cursor and runs may mean nothing there.
+        setFeed(prev => (prev.cursor === null && !prev.runs.length ? prev : EMPTY_FEED));
+      }
     } finally {
       setLoading(false);
     }
   }, [flow, feed.cursor, feed.runs]);
-  usePoll(poll, 1000, props.active);
+  usePoll(poll, failure ? panelFailure(failure).retryMs : POLL_MS, props.active);
 
   const loadOlder = async (): Promise<void> => {
     if (!feed.nextBefore) {
@@ -79,12 +88,21 @@ export function RunsPanel(props: { active: boolean }): JSX.Element {
   const rows = useMemo(() => runRows(feed.runs, filter, collapsed), [feed.runs, filter, collapsed]);
 
   if (failure && feed.cursor === null) {
-    const missing = failure instanceof FlowApiError && (failure.kind === 'missing' || failure.kind === 'refused');
+    const shown = panelFailure(failure);
+    const kind = failure instanceof FlowApiError ? failure.kind : 'error';
     return (
-      <div className="jp-flow-panel-message" role="alert">
-        <h3>{missing ? 'jupyter_flow is not available' : 'Cannot load runs'}</h3>
-        <p>{failure.message}</p>
-        <p className="jp-flow-muted">Retrying every second while this panel is open.</p>
+      <div className="jp-flow-panel-message" role="alert" data-failure={kind}>
+        <h3>{shown.title}</h3>
+        <p className="jp-flow-panel-reason">{shown.message}</p>
+        {shown.store ? (
+          <p>
+            Store: <code className="jp-flow-mono jp-flow-store-name">{shown.store}</code>
+          </p>
+        ) : null}
+        <p className="jp-flow-muted">
+          Retrying every {shown.retryMs === 1000 ? 'second' : `${shown.retryMs / 1000} seconds`} while this panel is
+          open.
+        </p>
       </div>
     );
   }
