@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ..core.errors import FlowError
+from ..core.errors import ArtifactError, FlowError
 from ..core.status import RunKind, RunStatus
 from . import cluster as clusters
 from .records import Run
@@ -78,7 +78,10 @@ def resume(run_id: str, *, wait: bool = True, cluster: str | None = None) -> Run
     digest = row.get("snapshot")
     if not digest:
         raise FlowError(f"jf.resume: run {run_id} has no stored graph snapshot, so it cannot be resumed")
-    targets = engine.artifacts.get(digest)
+    try:
+        targets = engine.artifacts.get(digest)
+    except ArtifactError as err:  # missing, corrupt, or not signed with this store's key
+        raise type(err)(f"jf.resume: the graph snapshot of run {run_id} cannot be loaded: {err}", digest) from None
     execution = engine.submit(targets, name=row.get("name"), kind=RunKind.RESUME.value,
                               cluster=cluster or _resumable_cluster(row.get("cluster")),
                               parent_id=row.get("parent_id"), resumed_from=run_id,

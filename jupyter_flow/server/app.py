@@ -53,7 +53,8 @@ class FlowApp(ExtensionApp):
         self.resolved_db_url = resolve_db_url(configured=self.db_url)
         self.resolved_artifacts_url = resolve_artifacts_url(configured=self.artifacts_url)
         store = Store(self.resolved_db_url)
-        artifacts = artifact_store(self.resolved_artifacts_url)
+        # Previews unpickle only artifacts signed with the store's key.
+        artifacts = artifact_store(self.resolved_artifacts_url, signing_key=store.artifact_key())
         self.service = FlowService(
             store, artifacts, heartbeat_timeout=self.heartbeat_timeout, server_user=current_user()
         )
