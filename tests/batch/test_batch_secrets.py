@@ -20,8 +20,8 @@ SECRET_CELLS = [
 ]
 
 
-@pytest.fixture
-def secret_notebook(tmp_path):
+def write_secret_notebook(path):
+    """A notebook whose ``api_token`` parameter is captured by a %%flow cell and printed."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     for source, tags in SECRET_CELLS:
@@ -29,9 +29,13 @@ def secret_notebook(tmp_path):
         if tags:
             cell.metadata["tags"] = tags
         nb.cells.append(cell)
-    path = tmp_path / "secret.ipynb"
     nbformat.write(nb, path)
     return path
+
+
+@pytest.fixture
+def secret_notebook(tmp_path):
+    return write_secret_notebook(tmp_path / "secret.ipynb")
 
 
 def test_secret_parameter_is_stored_nowhere_and_runs_still_resume(jf, secret_notebook, subprocess_env, flow_home):
