@@ -22,10 +22,10 @@ def _store():
     return Store()
 
 
-def _artifacts():
+def _artifacts(store=None):
     from .artifacts import artifact_store
 
-    return artifact_store(None)
+    return artifact_store(None, signing_key=(store or _store()).artifact_key())
 
 
 def _default(value: Any) -> Any:
@@ -174,7 +174,7 @@ def cmd_cache(args) -> int:
         return 0
     older = cache.parse_duration(args.older_than) if args.older_than else None
     size = cache.parse_size(args.max_size) if args.max_size else None
-    artifacts = _artifacts()
+    artifacts = _artifacts(store)
     plan = cache.plan_gc(store, artifacts, older, size)
     if args.dry_run:
         print(f"would remove {len(plan.remove)} artifacts ({plan.freed} bytes); "

@@ -158,7 +158,7 @@ export interface ArtifactPreview {
   type: string;
   serializer: string;
   size: number;
-  kind: 'json' | 'text' | 'table' | 'image' | 'repr';
+  kind: 'json' | 'text' | 'table' | 'image' | 'repr' | 'untrusted'; // untrusted: an unsigned pickle, never decoded
   data: unknown;
   truncated: boolean;
   created_at?: string | null;

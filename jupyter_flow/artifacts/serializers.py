@@ -9,8 +9,11 @@ records the serializer's name and version, so a reader knows how it was written.
 for a value that cannot belong to it: the numpy and pandas checks look at
 ``type(value).__module__`` first, so storing plain data never imports pandas.
 
-Pickle-based serializers (``pandas``, ``cloudpickle``) execute code when loading; the
-artifact store is trusted storage, like the notebook's own files.
+Pickle-based serializers (``pandas``, ``cloudpickle``) execute code when loading, so they
+are registered with ``executes_code=True`` (the default for serializers users add): the
+artifact store signs what they write with its key and checks the signature before their
+``loads`` sees a byte. ``json``, ``bytes`` and ``numpy`` (which never loads object
+arrays) need no signature.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ class Serializer:
     other, which spares a copy of large buffers); ``loads(payload, type_name)`` gets the
     payload as a ``memoryview`` (``bytes(payload)`` if a library needs bytes) and the
     recorded ``module.QualName`` of the original type;
-    ``version()`` names the format's version (usually the library's version).
+    ``version()`` names the format's version (usually the library's version);
+    ``executes_code`` says whether ``loads`` can run code found in the payload (pickle),
+    so that the payload must be authenticated first.
     """
 
     name: str
@@ -43,6 +48,7 @@ class Serializer:
     dumps: Callable[[object], Buffer | list[Buffer]]
     loads: Callable[[memoryview, str], object]
     version: Callable[[], str]
+    executes_code: bool = True
 
 
 _REGISTRY: list[Serializer] = []
@@ -56,9 +62,13 @@ def register_serializer(
     loads: Callable[[memoryview, str], object],
     version: Callable[[], str],
     before: str | None = None,
+    executes_code: bool = True,
 ) -> Serializer:
     """Add (or replace) a serializer; it is tried before ``before`` or else before the
     ``cloudpickle`` catch-all.
+
+    Pass ``executes_code=False`` only if ``loads`` cannot run code whatever the payload
+    holds (no pickle inside): such artifacts are loaded without a signature check.
 
     >>> register_serializer(
     ...     "upper",
@@ -70,7 +80,7 @@ def register_serializer(
     'upper'
     >>> unregister_serializer("upper")
     """
-    serializer = Serializer(name, accepts, dumps, loads, version)
+    serializer = Serializer(name, accepts, dumps, loads, version, executes_code)
     names = [s.name for s in _REGISTRY]
     if name in names:
         _REGISTRY[names.index(name)] = serializer
@@ -304,7 +314,8 @@ def _cloudpickle_version() -> str:
 
 
 register_serializer(
-    "json", accepts=_is_plain_json, dumps=_json_dumps, loads=_json_loads, version=lambda: json.__version__
+    "json", accepts=_is_plain_json, dumps=_json_dumps, loads=_json_loads, version=lambda: json.__version__,
+    executes_code=False,
 )
 register_serializer(
     "bytes",
@@ -312,9 +323,11 @@ register_serializer(
     dumps=lambda value: value,
     loads=_bytes_loads,
     version=lambda: "1",
+    executes_code=False,
 )
 register_serializer(
-    "numpy", accepts=_numpy_accepts, dumps=_numpy_dumps, loads=_numpy_loads, version=_numpy_version
+    "numpy", accepts=_numpy_accepts, dumps=_numpy_dumps, loads=_numpy_loads, version=_numpy_version,
+    executes_code=False,  # _numpy_loads refuses object arrays and never allows pickles
 )
 register_serializer(
     "pandas", accepts=_pandas_accepts, dumps=_pickle_dumps, loads=_pickle_loads, version=_pandas_version

@@ -7,6 +7,16 @@ whole content::
     {"serializer":"json","serializer_version":"2.0.9","type":"builtins.dict"}\\n
     <payload written by the serializer>
 
+Values whose serializer runs code when loading (pickles: ``pandas``, ``cloudpickle``) are
+signed: the header carries ``"mac": "hmac-sha256:…"`` over the rest of the header and the
+payload, made with the store's ``signing_key`` (a random per-store key kept in the
+metadata store's ``store_keys`` table, never in the artifact directory). Readers check it
+before the payload reaches ``pickle``: a planted or foreign pickle raises
+:class:`ArtifactUntrusted` and never runs. The same value with the same key gives the same
+bytes, so identical outputs still share one file. ``put(value, seal=True)`` also encrypts
+the payload (Fernet, with a key derived from the signing key): graph snapshots, which can
+hold secrets captured from the notebook, are stored that way.
+
 Writers put a file under a ``.tmp-<uuid>`` name in the same directory and rename it, so
 a reader never sees half an artifact, and concurrent writers of one digest are harmless
 (they write identical bytes). Object stores get the whole file in one ``pipe_file``,
@@ -22,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -36,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_flow.artifacts import serializers
-from jupyter_flow.core.errors import ArtifactCorrupt, ArtifactError, ArtifactMissing
+from jupyter_flow.core.errors import ArtifactCorrupt, ArtifactError, ArtifactMissing, ArtifactUntrusted
 from jupyter_flow.core.settings import resolve_artifacts_url
 
 MAGIC = b"jupyter-flow-artifact/1\n"
@@ -47,6 +58,12 @@ PREVIEW_ROWS = 20
 PREVIEW_COLUMNS = 100
 # Pickled artifacts are decoded whole to preview them; above this they are only described.
 PREVIEW_DECODE_LIMIT = 64 * 2**20
+
+MAC_PREFIX = "hmac-sha256:"
+SEALED = "fernet"  # the header's "sealed" value: the payload is a Fernet token
+_MAC_CONTEXT = b"jupyter-flow-artifact-mac/1\n"
+_SEAL_CONTEXT = b"jupyter-flow-artifact-seal/1"
+_MIN_KEY_BYTES = 16
 
 _DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 _SHARD_RE = re.compile(r"[0-9a-f]{2}")
@@ -92,9 +109,30 @@ class ArtifactInfo:
     uri: str
 
 
-def _header_line(serializer: str, version: str, type_name: str) -> bytes:
-    header = {"serializer": serializer, "serializer_version": version, "type": type_name[:1000]}
-    return MAGIC + json.dumps(header, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+def _header_json(header: dict[str, Any]) -> bytes:
+    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _header_line(header: dict[str, Any]) -> bytes:
+    return MAGIC + _header_json(header) + b"\n"
+
+
+def _mac(key: bytes, header: dict[str, Any], payload: Sequence) -> str:
+    """HMAC-SHA256 over the header (without its ``mac``) and the payload."""
+    mac = hmac.new(key, _MAC_CONTEXT + _header_json(header) + b"\n", hashlib.sha256)
+    for part in payload:
+        mac.update(part)
+    return MAC_PREFIX + mac.hexdigest()
+
+
+def _needs_signature(header: dict[str, Any]) -> bool:
+    """Sealed artifacts, and those whose serializer may run code when loading (or is unknown)."""
+    if header.get("sealed"):
+        return True
+    try:
+        return serializers.get_serializer(header.get("serializer")).executes_code
+    except KeyError:
+        return True
 
 
 def _parse_header(data: bytes, digest: str) -> tuple[dict[str, Any], int]:
@@ -117,17 +155,26 @@ class ArtifactStore:
     """Content-addressed storage for op outputs.
 
     ``url`` is a local path, ``file://``, ``memory://`` or any fsspec URL (default:
-    :func:`resolve_artifacts_url`); ``storage_options`` go to fsspec.
+    :func:`resolve_artifacts_url`); ``storage_options`` go to fsspec. ``signing_key``
+    (bytes, from ``Store().artifact_key()``) signs and authenticates pickled artifacts;
+    without it the store reads and writes only plain data (JSON, bytes, numpy).
 
-    >>> import tempfile
-    >>> store = ArtifactStore(tempfile.mkdtemp())
+    >>> import os, tempfile
+    >>> store = ArtifactStore(tempfile.mkdtemp(), signing_key=os.urandom(32))
     >>> info = store.put({"accuracy": 0.93})
     >>> info.serializer, store.get(info.digest)
     ('json', {'accuracy': 0.93})
+    >>> store.get(store.put({1, 2}).digest)   # a set is pickled, signed and checked
+    {1, 2}
     """
 
-    def __init__(self, url: str | None = None, **storage_options: Any):
+    def __init__(self, url: str | None = None, *, signing_key: bytes | None = None, **storage_options: Any):
         url = resolve_artifacts_url(url)
+        if signing_key is not None:
+            if not isinstance(signing_key, bytes) or len(signing_key) < _MIN_KEY_BYTES:
+                raise ValueError(f"signing_key must be at least {_MIN_KEY_BYTES} random bytes (Store().artifact_key())")
+        self._key = signing_key
+        self._fernet: Any = None
         self.storage_options = storage_options
         self._fs: Any = None
         if _is_local_url(url) and not storage_options:
@@ -146,7 +193,12 @@ class ArtifactStore:
             self._root = self._root.rstrip("/")
 
     def __reduce__(self):
-        return (_rebuild, (self.url, self.storage_options))
+        return (_rebuild, (self.url, self.storage_options, self._key))
+
+    @property
+    def signed(self) -> bool:
+        """Whether this store has a signing key (and so reads and writes pickles)."""
+        return self._key is not None
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.url!r})"
@@ -171,11 +223,36 @@ class ArtifactStore:
 
     # --- writing -------------------------------------------------------------------
 
-    def _encode_parts(self, value: object) -> tuple[list, ArtifactInfo]:
+    def _require_key(self, action: str) -> bytes:
+        if self._key is None:
+            raise ArtifactError(
+                f"the artifact store at {self.url} was opened without a signing key, so it cannot "
+                f"{action}. Open it with artifact_store(url, signing_key=Store().artifact_key()) "
+                "(the engine, the server and the CLI do)."
+            )
+        return self._key
+
+    def _sealer(self):
+        if self._fernet is None:
+            from cryptography.fernet import Fernet
+
+            derived = hmac.new(self._require_key("seal or unseal values"), _SEAL_CONTEXT, hashlib.sha256).digest()
+            self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+        return self._fernet
+
+    def _encode_parts(self, value: object, seal: bool = False) -> tuple[list, ArtifactInfo]:
         serializer, payload = serializers.serialize(value)
         version = serializer.version()
         type_name = serializers.type_name(value)
-        parts = [_header_line(serializer.name, version, type_name), *payload]
+        header: dict[str, Any] = {"serializer": serializer.name, "serializer_version": version,
+                                  "type": type_name[:1000]}
+        if seal:
+            payload = [self._sealer().encrypt(b"".join(payload))]
+            header["sealed"] = SEALED
+        if seal or serializer.executes_code:
+            key = self._require_key(f"store a value of type {type_name} (it is pickled by {serializer.name!r})")
+            header["mac"] = _mac(key, header, payload)
+        parts = [_header_line(header), *payload]
         hasher = hashlib.sha256()
         for part in parts:
             hasher.update(part)
@@ -200,12 +277,14 @@ class ArtifactStore:
         parts, info = self._encode_parts(value)
         return b"".join(parts), info
 
-    def put(self, value: object) -> ArtifactInfo:
+    def put(self, value: object, *, seal: bool = False) -> ArtifactInfo:
         """Store ``value`` (once: an identical artifact already stored is kept) and describe it.
 
-        Raises :class:`SerializationError` when no serializer can write the value.
+        ``seal=True`` encrypts the payload with a key derived from the signing key (a
+        sealed artifact gets a new digest each time). Raises :class:`SerializationError`
+        when no serializer can write the value.
         """
-        parts, info = self._encode_parts(value)
+        parts, info = self._encode_parts(value, seal)
         self._write(info.digest, parts, info.size)
         return info
 
@@ -316,11 +395,57 @@ class ArtifactStore:
             self._verify(digest, data)
         return data
 
-    def get(self, digest: str) -> object:
-        """Load a stored value, checking its integrity first.
+    def _authenticate(self, digest: str, header: dict[str, Any], payload: memoryview) -> None:
+        """Check the signature of an artifact that must have one; ArtifactUntrusted if not."""
+        if not _needs_signature(header):
+            return
+        what = f"artifact {digest} ({header.get('type')}, {header.get('serializer')}"
+        what += ", sealed)" if header.get("sealed") else ")"
+        if self._key is None:
+            raise ArtifactUntrusted(
+                f"{what} holds a pickle, and this artifact store was opened without a signing key, so "
+                "it was not loaded. Open it with artifact_store(url, signing_key=Store().artifact_key()).",
+                digest,
+            )
+        unsigned = {name: value for name, value in header.items() if name != "mac"}
+        mac = header.get("mac")
+        if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(self._key, unsigned, [payload])):
+            raise ArtifactUntrusted(
+                f"{what} was not written with this store's key ("
+                + ("it has no signature" if mac is None else "its signature does not match")
+                + "): it may have been planted in the artifact directory or come from another "
+                "store, so it was not unpickled.",
+                digest,
+            )
 
-        Raises :class:`ArtifactMissing` or :class:`ArtifactCorrupt` (both
-        :class:`ArtifactError`) when the artifact cannot be trusted.
+    def _load_checked(self, digest: str, writable: bool = False) -> tuple[bytes | bytearray, dict[str, Any], int]:
+        """The file, its header and the payload offset, after the hash and signature checks."""
+        data = self._read(digest, writable=writable)
+        self._verify(digest, data)
+        header, offset = _parse_header(data, digest)
+        self._authenticate(digest, header, memoryview(data)[offset:])
+        return data, header, offset
+
+    def verify(self, digest: str) -> dict[str, Any]:
+        """Check that an artifact can be loaded safely (hash, and signature where one is
+        needed) without deserializing it; returns its header.
+
+        Raises :class:`ArtifactMissing`, :class:`ArtifactCorrupt` or :class:`ArtifactUntrusted`.
+        """
+        return self._load_checked(digest)[1]
+
+    def payload(self, digest: str) -> tuple[dict[str, Any], bytes]:
+        """The header and payload (what the serializer wrote) of an artifact that passed
+        :meth:`verify`; sealed payloads stay encrypted."""
+        data, header, offset = self._load_checked(digest)
+        return header, bytes(memoryview(data)[offset:])
+
+    def get(self, digest: str) -> object:
+        """Load a stored value, checking its integrity (and, for pickles, its signature) first.
+
+        Raises :class:`ArtifactMissing`, :class:`ArtifactCorrupt` or
+        :class:`ArtifactUntrusted` (all :class:`ArtifactError`) when the artifact cannot be
+        trusted; nothing of an untrusted artifact is deserialized.
         """
         data = self._read(digest, writable=True)
         self._verify(digest, data)
@@ -335,8 +460,12 @@ class ArtifactStore:
                 "(or recompute the op).",
                 digest,
             ) from None
+        payload = memoryview(data)[offset:]
+        self._authenticate(digest, header, payload)
+        if header.get("sealed"):
+            payload = memoryview(self._unseal(digest, header, payload))
         try:
-            return serializer.loads(memoryview(data)[offset:], header.get("type", ""))
+            return serializer.loads(payload, header.get("type", ""))
         except Exception as exc:  # e.g. a class that no longer exists: recompute
             raise ArtifactError(
                 f"artifact {digest} ({header.get('type')}, written by {name} "
@@ -345,6 +474,16 @@ class ArtifactStore:
                 "recomputed; install matching library versions to reuse it.",
                 digest,
             ) from exc
+
+    def _unseal(self, digest: str, header: dict[str, Any], payload: memoryview) -> bytes:
+        from cryptography.fernet import InvalidToken
+
+        if header.get("sealed") != SEALED:
+            raise ArtifactError(f"artifact {digest} is sealed with {header.get('sealed')!r}, unknown here", digest)
+        try:
+            return self._sealer().decrypt(bytes(payload))
+        except InvalidToken:
+            raise ArtifactUntrusted(f"artifact {digest} is sealed, but not with this store's key", digest) from None
 
     def read_header(self, digest: str) -> dict[str, Any]:
         """The artifact's header: ``serializer``, ``serializer_version`` and ``type``."""
@@ -477,10 +616,12 @@ class ArtifactStore:
         ``kind`` is ``json`` (small plain data), ``text`` (a prefix of JSON or of
         text-like bytes), ``table`` (``data = {"columns", "records", "rows",
         "total_rows", "total_columns"}``, first 20 rows), ``image`` (``data = {"mime",
-        "base64"}``) or ``repr`` (a truncated ``repr``). ``data`` stays within about
+        "base64"}``), ``repr`` (a truncated ``repr``) or ``untrusted`` (a pickle without
+        a valid signature, never decoded; ``data`` says why). ``data`` stays within about
         ``max_bytes`` (a text prefix may grow by its JSON escapes). Plain data and bytes are
-        read only as far as the preview needs; pickles are decoded whole, and not at all
-        above ``PREVIEW_DECODE_LIMIT``.
+        read only as far as the preview needs; pickles are decoded whole once their
+        signature checks out, and not at all above ``PREVIEW_DECODE_LIMIT``; sealed
+        artifacts are never decrypted for a preview.
 
         >>> import tempfile
         >>> store = ArtifactStore(tempfile.mkdtemp())
@@ -501,6 +642,9 @@ class ArtifactStore:
         )
         base = {"type": info.type, "serializer": info.serializer, "size": info.size}
 
+        if header.get("sealed"):
+            text = f"<{info.type}: {info.size} bytes, sealed (encrypted with the store's key); not previewed>"
+            return {**base, "kind": "repr", "data": text, "truncated": False}
         if info.serializer in ("json", "bytes") and info.size - offset > limit:
             prefix = head[offset : offset + limit]
             return {**base, **_text_or_repr(prefix, limit), "truncated": True}
@@ -513,7 +657,10 @@ class ArtifactStore:
             text = f"<{info.type}: {info.size} bytes stored by {info.serializer}; too large to preview>"
             return {**base, "kind": "repr", "data": text, "truncated": True}
 
-        value = self.get(digest)
+        try:
+            value = self.get(digest)
+        except ArtifactUntrusted as err:
+            return {**base, "kind": "untrusted", "data": str(err), "truncated": False}
         if info.serializer == "pandas":
             table = _table_preview(value, limit)
             if table is not None:
@@ -526,8 +673,8 @@ class ArtifactStore:
 # --- helpers -------------------------------------------------------------------------
 
 
-def _rebuild(url: str, storage_options: dict[str, Any]) -> ArtifactStore:
-    return ArtifactStore(url, **storage_options)
+def _rebuild(url: str, storage_options: dict[str, Any], signing_key: bytes | None = None) -> ArtifactStore:
+    return ArtifactStore(url, signing_key=signing_key, **storage_options)
 
 
 def _is_local_url(url: str) -> bool:
@@ -638,26 +785,29 @@ def _shorten(cell: Any) -> Any:
 
 # --- one store per URL per process ---------------------------------------------------
 
-_STORES: dict[tuple[str, str], ArtifactStore] = {}
+_STORES: dict[tuple[str, str, bytes | None], ArtifactStore] = {}
 _STORES_LOCK = threading.Lock()
 
 
-def artifact_store(url: str | None = None, **storage_options: Any) -> ArtifactStore:
-    """The process-wide :class:`ArtifactStore` for ``url`` (created on first use).
+def artifact_store(url: str | None = None, *, signing_key: bytes | None = None,
+                   **storage_options: Any) -> ArtifactStore:
+    """The process-wide :class:`ArtifactStore` for ``url`` and ``signing_key`` (created on
+    first use).
 
-    Workers call this with the URL each task carries, so repeated tasks reuse one store.
+    Workers call this with the URL and key each task carries, so repeated tasks reuse one
+    store.
 
     >>> artifact_store("/tmp/jf-doc") is artifact_store("/tmp/jf-doc")
     True
     """
     resolved = resolve_artifacts_url(url)
-    key = (resolved, repr(sorted(storage_options.items())))
+    key = (resolved, repr(sorted(storage_options.items())), signing_key)
     store = _STORES.get(key)
     if store is None:
         with _STORES_LOCK:
             store = _STORES.get(key)
             if store is None:
-                store = _STORES[key] = ArtifactStore(resolved, **storage_options)
+                store = _STORES[key] = ArtifactStore(resolved, signing_key=signing_key, **storage_options)
     return store
 
 

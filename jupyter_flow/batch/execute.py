@@ -1,4 +1,5 @@
-"""One batch execution in its own process: ``python -m jupyter_flow.batch.execute SPEC.json``.
+"""One batch execution in its own process: ``python -m jupyter_flow.batch.execute SPEC.json``
+with the parameters as a JSON object on stdin (so that no file holds secret values).
 
 Its own process gives the kernel its own environment (the notebook run id, the cluster),
 and a cancel can end it. A failure is written to the spec's ``error_path`` as JSON
@@ -17,9 +18,10 @@ def main(spec_path: str) -> int:
 
     with open(spec_path) as handle:
         spec = json.load(handle)
+    parameters = json.loads(sys.stdin.read() or "{}")
     try:
         papermill.execute_notebook(
-            spec["input"], spec["output"], parameters=spec["parameters"], kernel_name=spec.get("kernel"),
+            spec["input"], spec["output"], parameters=parameters, kernel_name=spec.get("kernel"),
             cwd=spec.get("cwd"), progress_bar=False, log_output=False, start_timeout=120,
         )
     except PapermillExecutionError as err:

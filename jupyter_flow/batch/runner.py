@@ -23,6 +23,7 @@ from ..core.errors import FlowError
 from ..core.ids import new_id
 from ..core.status import RunKind, RunStatus
 from .grid import load_grid, points
+from .secrets import check_not_redacted, redact_notebook, scrub_text, secret_values
 
 CANCEL_POLL_S = 0.5
 
@@ -109,6 +110,7 @@ def batch(
         grid = load_grid(grid)
     all_points = points(params, grid)
     _check_params(path, info, set(params or {}) | set(grid or {}))
+    check_not_redacted(params, grid)  # "Rerun as batch" of a run whose secrets were not stored
     engine = get_engine(db_url, artifacts_url)
     handle = clusters.connect(cluster)  # unknown profile: FlowError, nothing recorded
     engine.register_cluster(handle)
@@ -195,8 +197,9 @@ class _Batch:
             return RunStatus.CANCELED.value
         self.store.update_run(run_id, owner, status=RunStatus.RUNNING.value)
         output = self.workdir / f"{index:04d}-{self.path.name}"
+        # The parameters go through stdin, so no file holds a secret value.
         spec = {
-            "input": str(self.path), "output": str(output), "parameters": point, "kernel": self.kernel,
+            "input": str(self.path), "output": str(output), "kernel": self.kernel,
             "cwd": str(self.path.parent), "error_path": str(self.workdir / f"{index:04d}-error.json"),
         }
         spec_path = self.workdir / f"{index:04d}-spec.json"
@@ -209,7 +212,12 @@ class _Batch:
             "DASK_FLOW__DEFAULT_CLUSTER": self.address,  # every kernel uses the batch's cluster
         })
         proc = subprocess.Popen([sys.executable, "-m", "jupyter_flow.batch.execute", str(spec_path)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            with proc.stdin:
+                proc.stdin.write(json.dumps(point).encode())
+        except BrokenPipeError:  # it died at once; its exit code and output say why
+            pass
         output_lines = []
         reader = threading.Thread(target=lambda: output_lines.extend(proc.stdout), daemon=True)
         reader.start()
@@ -226,8 +234,19 @@ class _Batch:
             time.sleep(CANCEL_POLL_S)
         proc.wait()
         reader.join(5)
+        try:
+            return self._record(run_id, point, output, Path(spec["error_path"]), proc.returncode, canceled,
+                                output_lines)
+        finally:
+            # Only the redacted copy is kept; this one holds the injected secret values.
+            output.unlink(missing_ok=True)
+            Path(spec["error_path"]).unlink(missing_ok=True)
+
+    def _record(self, run_id, point, output, error_path, returncode, canceled, output_lines) -> str:
+        """Store the executed notebook (without secret values) and end the notebook run."""
+        owner = self.engine.owner_id
         if output.exists():
-            info = self.engine.artifacts.put(output.read_bytes())
+            info = self.engine.artifacts.put(redact_notebook(output.read_bytes(), point))
             self.store.put_artifacts([{"hash": info.digest, "size": info.size, "serializer": info.serializer,
                                        "serializer_version": info.serializer_version, "type": "notebook",
                                        "uri": info.uri}])
@@ -235,17 +254,16 @@ class _Batch:
         if canceled:
             self.store.finish_run(run_id, owner, RunStatus.CANCELED.value, error="canceled")
             return RunStatus.CANCELED.value
-        if proc.returncode == 0:
+        if returncode == 0:
             self.store.finish_run(run_id, owner, RunStatus.SUCCESS.value)
             return RunStatus.SUCCESS.value
-        error_path = Path(spec["error_path"])
         if error_path.exists():
             failure = json.loads(error_path.read_text())
             error = f"{_cell_label(output, failure)} raised {failure['ename']}: {failure['evalue']}"
         else:
             tail = b"".join(output_lines).decode(errors="replace").strip().splitlines()[-3:]
-            error = f"the execution failed (exit code {proc.returncode}): {' | '.join(tail)}"
-        self.store.finish_run(run_id, owner, RunStatus.FAILED.value, error=error)
+            error = f"the execution failed (exit code {returncode}): {' | '.join(tail)}"
+        self.store.finish_run(run_id, owner, RunStatus.FAILED.value, error=scrub_text(error, secret_values(point)))
         return RunStatus.FAILED.value
 
 

@@ -65,5 +65,10 @@ class ArtifactCorrupt(ArtifactError):
     """The artifact's bytes no longer hash to its name."""
 
 
+class ArtifactUntrusted(ArtifactError):
+    """A pickled artifact is not signed with this store's key, so it is never unpickled
+    (it may have been planted in the artifact directory, or come from another store)."""
+
+
 class SerializationError(FlowError):
     """A value could not be serialized by any registered serializer."""

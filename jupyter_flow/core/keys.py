@@ -25,19 +25,13 @@ from typing import Any, Callable, Mapping
 from .errors import FlowError
 from .files import FlowFile
 from .op import MapOp, Node, Op, OutputRef
+from .secrets import SECRET_WORDS, looks_secret  # noqa: F401  (part of this module's API)
 
-SECRET_WORDS = ("token", "password", "passwd", "secret", "key", "credential", "apikey")
 _SCALARS = (int, float, str, bool, type(None))
 
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-@lru_cache(maxsize=4096)
-def looks_secret(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in SECRET_WORDS)
 
 
 # --------------------------------------------------------------------------- source

@@ -81,12 +81,12 @@ def resume(run_id: str, *, wait: bool = True, cluster: str | None = None) -> Run
         raise FlowError(f"jf.resume: run {run_id} has no stored graph snapshot, so it cannot be resumed")
     try:
         targets = engine.artifacts.get(digest)
-    except ArtifactError as err:
-        raise FlowError(
-            f"jf.resume: the graph snapshot of run {run_id} ({digest[:12]}…) cannot be read from the "
-            f"artifact store at {engine.artifacts.url}: {err}. It may have been collected by "
-            "`jupyter flow cache gc` or written with another artifacts location; rerun the "
-            "notebook or script instead (cached ops are restored)."
+    except ArtifactError as err:  # missing, corrupt, or not signed with this store's key
+        raise type(err)(
+            f"jf.resume: the graph snapshot of run {run_id} ({digest[:12]}…) cannot be loaded from the "
+            f"artifact store at {engine.artifacts.url}: {err} It may have been collected by "
+            "`jupyter flow cache gc`, written with another artifacts location or by an older version; "
+            "rerun the notebook or script instead (cached ops are restored).", digest
         ) from None
     execution = engine.submit(targets, name=row.get("name"), kind=RunKind.RESUME.value,
                               cluster=cluster or _resumable_cluster(row.get("cluster")),

@@ -48,7 +48,9 @@ class Engine:
         self.db_url = resolve_db_url(db_url)
         self.artifacts_url = resolve_artifacts_url(artifacts_url)
         self.store = Store(self.db_url)
-        self.artifacts: ArtifactStore = artifact_store(self.artifacts_url)
+        # Workers get the key with each task: they sign what they write, check what they read.
+        self.artifacts_key = self.store.artifact_key()
+        self.artifacts: ArtifactStore = artifact_store(self.artifacts_url, signing_key=self.artifacts_key)
         self.owner_id = self._register()
         self.writer = Writer(self.store, self.owner_id, on_fenced=self._on_fenced)
         self.active: dict[str, RunExecution] = {}
@@ -358,14 +360,16 @@ class Engine:
     def _artifacts_ok(self, outputs: dict[str, str]) -> bool:
         for digest in outputs.values():
             try:
-                self.artifacts.get_bytes(digest, verify=True)
+                self.artifacts.verify(digest)  # hash, and signature of pickles
             except ArtifactError:
                 return False
         return True
 
     def _write_snapshot(self, run_id: str, graph: Graph) -> None:
         try:
-            info = self.artifacts.put(list(graph.target_list) if not graph.single else graph.target_list[0])
+            # Sealed: the pickled ops carry captured globals, which may be secrets (API_TOKEN).
+            info = self.artifacts.put(list(graph.target_list) if not graph.single else graph.target_list[0],
+                                      seal=True)
         except Exception as err:  # unpicklable graphs can still run; they just cannot be resumed
             log.warning("jupyter_flow: run %s cannot be resumed elsewhere: %s", run_id, err)
             return
@@ -450,7 +454,8 @@ class Engine:
 
                 args = template(list(s.node.args))
                 kwargs = template(dict(s.node.kwargs))
-                specs.append(TaskSpec(run_id, s.id, s.node.op, tuple(args), kwargs, self.artifacts_url))
+                specs.append(TaskSpec(run_id, s.id, s.node.op, tuple(args), kwargs, self.artifacts_url,
+                                      artifacts_key=self.artifacts_key))
             task = (execute, specs[0], *dep_keys) if len(specs) == 1 else (execute_chain, specs, *dep_keys)
             resources = group[0].resources
             if resources:
@@ -460,7 +465,8 @@ class Engine:
             submit_keys.append(key)
         for s in states:
             if s.position in downstream_needs:
-                plain[f"jf-load-{s.id}"] = (load_cached, self.artifacts_url, dict(s.outputs), s.node.op.multi_output)
+                plain[f"jf-load-{s.id}"] = (load_cached, self.artifacts_url, dict(s.outputs), s.node.op.multi_output,
+                                            self.artifacts_key)
         layers = {"jupyter-flow": MaterializedLayer(plain)}
         layer_deps = {"jupyter-flow": set()}
         for i, (resources, part) in enumerate(by_resources.items()):

@@ -41,9 +41,9 @@ class Ref:
 class TaskSpec:
     """Everything a worker needs to run one task (sent inside the task graph)."""
 
-    __slots__ = ("run_id", "task_id", "op", "args", "kwargs", "artifacts_url", "captured")
+    __slots__ = ("run_id", "task_id", "op", "args", "kwargs", "artifacts_url", "captured", "artifacts_key")
 
-    def __init__(self, run_id, task_id, op, args, kwargs, artifacts_url, captured=None):
+    def __init__(self, run_id, task_id, op, args, kwargs, artifacts_url, captured=None, artifacts_key=None):
         self.run_id = run_id
         self.task_id = task_id
         self.op = op
@@ -51,10 +51,11 @@ class TaskSpec:
         self.kwargs = kwargs
         self.artifacts_url = artifacts_url
         self.captured = captured
+        self.artifacts_key = artifacts_key  # the store's signing key (Store.artifact_key)
 
     def __reduce__(self):
         return (TaskSpec, (self.run_id, self.task_id, self.op, self.args, self.kwargs,
-                           self.artifacts_url, self.captured))
+                           self.artifacts_url, self.captured, self.artifacts_key))
 
 
 # ----------------------------------------------------------------- log capture
@@ -315,7 +316,7 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
                     **where,
                 })
                 raise
-        store = artifact_store(spec.artifacts_url)
+        store = artifact_store(spec.artifacts_url, signing_key=spec.artifacts_key)
         written = {}
         for name, output_value in outputs.items():
             try:
@@ -362,9 +363,9 @@ def _split_outputs(op: Op, value: Any) -> dict[str, Any]:
     return {name: value[name] for name in op.outputs}
 
 
-def load_cached(artifacts_url: str, outputs: dict[str, str], multi: bool) -> Any:
+def load_cached(artifacts_url: str, outputs: dict[str, str], multi: bool, artifacts_key: bytes | None = None) -> Any:
     """Task that restores a cache hit's value on a worker for the tasks that need it."""
-    store = artifact_store(artifacts_url)
+    store = artifact_store(artifacts_url, signing_key=artifacts_key)
     values = {name: store.get(digest) for name, digest in outputs.items()}
     return values if multi else values["return"]
 

@@ -59,7 +59,9 @@ class FlowApp(ExtensionApp):
         self.resolved_artifacts_url = resolve_artifacts_url(configured=self.artifacts_url)
         access = StoreAccess(self.resolved_db_url, retry_interval=self.store_retry_interval, log=self.log)
         store = access.open()  # on failure: one log line now, 503 from the API until it opens
-        artifacts = artifact_store(self.resolved_artifacts_url)
+        # Previews unpickle only artifacts signed with the store's key: the artifact store is
+        # opened once the metadata store (which keeps the key) is.
+        artifacts = self.resolved_artifacts_url
         self.service = FlowService(
             access, artifacts, heartbeat_timeout=self.heartbeat_timeout, server_user=current_user()
         )

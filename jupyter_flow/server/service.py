@@ -11,14 +11,13 @@ blocks) and translate ``ApiError`` back into a status code. Nothing here knows t
 from __future__ import annotations
 
 import math
-import re
 from datetime import datetime
 from typing import Any, Callable
 
 from jupyter_flow import __version__
 from jupyter_flow.artifacts import ArtifactStore, validate_digest
-from jupyter_flow.artifacts.store import MAGIC as ARTIFACT_MAGIC
-from jupyter_flow.core.errors import ArtifactError, FlowError
+from jupyter_flow.core.errors import ArtifactError, ArtifactUntrusted, FlowError
+from jupyter_flow.core.secrets import looks_secret, redact
 from jupyter_flow.engine import cluster as clusters
 from jupyter_flow.server import limits
 from jupyter_flow.server.errors import (  # noqa: F401  (ApiError and kin are this API's errors)
@@ -35,7 +34,6 @@ from jupyter_flow.store import CancelConflict, RunNotFound, Store
 
 # Task fields too large for listings; ``tasks/{id}/logs`` serves them.
 LOG_FIELDS = ("stdout", "stderr", "traceback")
-_SECRET_NAME = re.compile(r"token|password|passwd|secret|key|credential", re.IGNORECASE)
 
 
 def to_json(value: Any) -> Any:
@@ -50,14 +48,34 @@ def to_json(value: Any) -> Any:
 
 
 def _task_summary(task: dict) -> dict:
-    return {k: v for k, v in task.items() if k not in LOG_FIELDS}
+    return _hide_secrets({k: v for k, v in task.items() if k not in LOG_FIELDS})
+
+
+# Fields of run and task records that hold user values by name. The store never keeps a
+# secret-named value in plain text there; redacting again on the way out is defence in
+# depth (rows written by older versions). Record fields themselves ("key": the cache
+# key) are not user names, so only these sub-dicts are redacted.
+_VALUE_FIELDS = ("params", "globals")
+
+
+def _hide_secrets(record: dict) -> dict:
+    """A run or task record with secret-named parameter and captured values redacted."""
+    out = dict(record)
+    if isinstance(out.get("params"), dict):
+        out["params"] = redact(out["params"])
+    for holder in ("components", "provenance"):
+        part = out.get(holder)
+        if isinstance(part, dict) and any(isinstance(part.get(f), dict) for f in _VALUE_FIELDS):
+            out[holder] = {k: redact(v) if k in _VALUE_FIELDS and isinstance(v, dict) else v
+                           for k, v in part.items()}
+    return out
 
 
 def _redact(value: Any, name: str = "") -> Any:
     """Cluster profile settings with anything that looks like a secret hidden."""
     if isinstance(value, dict):
         return {k: _redact(v, str(k)) for k, v in value.items()}
-    if name and _SECRET_NAME.search(name) and value not in (None, "", False):
+    if name and looks_secret(name) and value not in (None, "", False):
         return "***"
     if isinstance(value, (list, tuple)):
         return [_redact(v) for v in value]
@@ -72,15 +90,27 @@ class FlowService:
     def __init__(
         self,
         store: Store | StoreAccess,
-        artifacts: ArtifactStore,
+        artifacts: ArtifactStore | str,
         *,
         heartbeat_timeout: float = 30.0,
         server_user: str | None = None,
     ):
         self.access = store if isinstance(store, StoreAccess) else StoreAccess.of(store)
-        self.artifacts = artifacts
+        # An artifacts URL is opened on first use, with the key the store keeps (which may
+        # not be readable yet when the server starts).
+        self._artifacts = artifacts if isinstance(artifacts, ArtifactStore) else None
+        self._artifacts_url = None if isinstance(artifacts, ArtifactStore) else artifacts
         self.heartbeat_timeout = heartbeat_timeout
         self.server_user = server_user
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """The artifact store, reading pickles only when signed with the store's key."""
+        if self._artifacts is None:
+            from jupyter_flow.artifacts import artifact_store
+
+            self._artifacts = artifact_store(self._artifacts_url, signing_key=self.store.artifact_key())
+        return self._artifacts
 
     @property
     def store(self) -> Store:
@@ -136,12 +166,12 @@ class FlowService:
         cursor = self.store.feed_cursor()
         runs = self.store.list_runs(limit=limit, **filters)
         next_before = runs[-1]["id"] if len(runs) == limit else None
-        return {"runs": to_json(runs), "next_before": next_before, "cursor": cursor}
+        return {"runs": to_json([_hide_secrets(run) for run in runs]), "next_before": next_before, "cursor": cursor}
 
     def changes(self, cursor: int, limit: int) -> dict:
         """Runs changed after ``cursor`` in commit order and the cursor to poll with next."""
         runs, new_cursor = self.store.changes_since(cursor, limit)
-        return {"runs": to_json(runs), "cursor": new_cursor}
+        return {"runs": to_json([_hide_secrets(run) for run in runs]), "cursor": new_cursor}
 
     def _run(self, run_id: str) -> dict:
         run = self.store.get_run(run_id)
@@ -150,7 +180,7 @@ class FlowService:
         return run
 
     def get_run(self, run_id: str) -> dict:
-        return to_json(self._run(run_id))
+        return to_json(_hide_secrets(self._run(run_id)))
 
     def run_tasks(self, run_id: str, changed_since: int | None = None) -> dict:
         tasks = self.store.get_tasks(run_id, changed_since=changed_since)
@@ -176,7 +206,7 @@ class FlowService:
                 "jupyter_flow admin may cancel it"
             )
         try:
-            return to_json(self.store.request_cancel(run_id, by=requested_by))
+            return to_json(_hide_secrets(self.store.request_cancel(run_id, by=requested_by)))
         except CancelConflict as err:
             raise Conflict(str(err)) from None
         except RunNotFound as err:
@@ -340,17 +370,23 @@ class FlowService:
         )
 
     def artifact_bytes(self, digest: str) -> tuple[bytes, str]:
-        """The serialized value (what its serializer wrote) and that serializer's name."""
+        """The serialized value (what its serializer wrote) and that serializer's name.
+
+        A pickle is served only when it carries this store's signature (a client that
+        unpickles a download trusts the server); sealed artifacts are never served.
+        """
         digest = self._digest(digest)
         if not self.artifacts.exists(digest):
             raise NotFound(f"no artifact {digest} in the artifact store")
         try:
-            data = self.artifacts.get_bytes(digest, verify=True)
-            header = self.artifacts.read_header(digest)
+            header, payload = self.artifacts.payload(digest)
+        except ArtifactUntrusted as err:
+            raise Conflict(f"{err} It is not served for download.") from None
         except ArtifactError as err:
             raise NotFound(str(err)) from None
-        # The stored file is the magic line, one JSON header line, then the payload.
-        payload = bytes(data[data.index(b"\n", len(ARTIFACT_MAGIC)) + 1 :])
+        if header.get("sealed"):
+            raise Conflict(f"artifact {digest} is sealed (encrypted with the store's key, e.g. a graph "
+                           "snapshot, which may hold secrets); it is not served for download")
         return payload, str(header.get("serializer"))
 
     def lineage(self, ident: str) -> dict:

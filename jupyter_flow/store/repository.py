@@ -16,6 +16,7 @@ import getpass
 import json
 import os
 import re
+import secrets
 import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -44,6 +45,7 @@ from sqlalchemy.types import Text
 
 from jupyter_flow.core.errors import FencedWrite, StoreError, StoreFull
 from jupyter_flow.core.ids import new_id
+from jupyter_flow.core.secrets import redact
 from jupyter_flow.core.settings import resolve_db_url
 from jupyter_flow.core.status import (
     RUN_TERMINAL,
@@ -72,6 +74,7 @@ from jupyter_flow.store.models import (
     Owner,
     Pin,
     Run,
+    StoreKey,
     Task,
     UTCDateTime,
 )
@@ -85,6 +88,10 @@ PINS: Table = Pin.__table__
 CLUSTERS: Table = Cluster.__table__
 COUNTERS: Table = Counter.__table__
 CLAIMS: Table = Claim.__table__
+STORE_KEYS: Table = StoreKey.__table__
+
+#: ``store_keys`` row of the key that signs pickled artifacts (``artifact_key``).
+ARTIFACT_KEY = "artifacts-hmac-sha256"
 
 # SQLite allows 32766 bound variables per statement (999 before 3.32); stay far below.
 CHUNK = 500
@@ -224,6 +231,7 @@ class Store:
         self.engine = make_engine(parsed)
         self.dialect: str = self.engine.dialect.name
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        self._artifact_key: bytes | None = None
         try:
             ensure_schema(self.engine, self._url_text, migrate)
         except BaseException:
@@ -332,6 +340,45 @@ class Store:
         if row is None:
             raise missing(f"no run {run_id!r} in the store (never created, or deleted)")
         return row
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def artifact_key(self) -> bytes:
+        """The store's key for signing pickled artifacts (32 random bytes, made on first use).
+
+        It lives in the ``store_keys`` table, not in the artifact directory, so a file
+        planted there cannot carry a valid signature. Processes that open a fresh store at
+        once all get the same key: each offers a candidate, the first insert wins, and
+        everyone reads back the winner.
+
+        >>> store = Store("sqlite://")
+        >>> key = store.artifact_key()
+        >>> len(key), store.artifact_key() == key
+        (32, True)
+        """
+        if self._artifact_key is not None:
+            return self._artifact_key
+        query = select(STORE_KEYS.c.value).where(STORE_KEYS.c.name == ARTIFACT_KEY)
+        with self._read() as conn:
+            value = conn.execute(query).scalar()
+        if value is None:
+            with self._write() as conn:
+                conn.execute(
+                    self._insert(STORE_KEYS).on_conflict_do_nothing(index_elements=[STORE_KEYS.c.name]),
+                    {"name": ARTIFACT_KEY, "value": secrets.token_hex(32), "created_at": self._now(conn)},
+                )
+                value = conn.execute(query).scalar_one()
+        try:
+            key = bytes.fromhex(value)
+        except ValueError:
+            key = b""
+        if len(key) < 16:
+            raise StoreError(
+                f"the artifact key in table store_keys of {self!r} is damaged; delete that row to make "
+                "a new one (pickled artifacts signed with the old key will then be recomputed)"
+            )
+        self._artifact_key = key
+        return key
 
     # -- owners and liveness --------------------------------------------------------------
 
@@ -480,12 +527,15 @@ class Store:
 
         ``run`` needs ``id`` and ``kind``; ``status`` defaults to PENDING, ``user`` and
         ``host`` to the owner's. Each task needs ``id``, ``node`` and ``name``; ``status``
-        defaults to PENDING.
+        defaults to PENDING. ``params`` are stored with secret-looking names' values
+        replaced by ``"***"`` (``core.secrets.redact``), here as in every params write.
         """
         _check_fields("create_run", run, _RUN_CREATE_FIELDS)
         if "id" not in run or "kind" not in run:
             raise StoreError("create_run: the run needs at least 'id' and 'kind'")
         row = {key: _plain(value) for key, value in run.items()}
+        if row.get("params"):
+            row["params"] = redact(row["params"])
         row["status"] = _run_status(row.get("status", RunStatus.PENDING))
         task_rows = []
         for task in tasks:
@@ -567,6 +617,8 @@ class Store:
         """
         _check_fields("update_run", fields, _RUN_UPDATE_FIELDS)
         values = {key: _plain(value) for key, value in fields.items()}
+        if values.get("params"):
+            values["params"] = redact(values["params"])
         if "status" in values:
             values["status"] = _run_status(values["status"])
         with self._write() as conn:
@@ -909,8 +961,8 @@ class Store:
         self._merge_json(run_id, "metrics", {name: value})
 
     def set_params(self, run_id: str, params: dict) -> None:
-        """Merge ``params`` into the run's parameters."""
-        self._merge_json(run_id, "params", dict(params))
+        """Merge ``params`` into the run's parameters (secret-looking names' values redacted)."""
+        self._merge_json(run_id, "params", redact(dict(params)))
 
     def set_snapshot(self, run_id: str, digest: str) -> None:
         """Record the artifact holding a run's pickled graph (allowed after the run ended:

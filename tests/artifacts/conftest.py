@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -6,9 +7,15 @@ from jupyter_flow.artifacts import ArtifactStore
 
 
 @pytest.fixture
-def store(tmp_path):
-    """A store in a fresh local directory."""
-    return ArtifactStore(str(tmp_path / "artifacts"))
+def signing_key():
+    """A store key, as ``Store().artifact_key()`` makes one."""
+    return os.urandom(32)
+
+
+@pytest.fixture
+def store(tmp_path, signing_key):
+    """A store in a fresh local directory, signing its pickles."""
+    return ArtifactStore(str(tmp_path / "artifacts"), signing_key=signing_key)
 
 
 @pytest.fixture

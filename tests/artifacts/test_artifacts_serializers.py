@@ -209,12 +209,24 @@ def test_artifact_from_an_unknown_serializer_is_an_artifact_error(store):
     assert err.value.digest == digest
 
 
-def test_unloadable_pickle_is_an_artifact_error_naming_the_type(store):
-    # As if the class had been renamed since the artifact was written.
+def test_unloadable_pickle_is_an_artifact_error_naming_the_type(store, signing_key):
+    # As if the class had been renamed since the (signed) artifact was written.
     data, _ = store.encode(Point(1, 1))
-    broken = data.replace(Point.__module__.encode(), b"module_removed_since")
+    broken = resign(data.replace(Point.__module__.encode(), b"module_removed_since"), signing_key)
     digest = hashlib.sha256(broken).hexdigest()
     store.put_encoded(broken, digest)
     with pytest.raises(ArtifactError, match="recomputed") as err:
         store.get(digest)
     assert "Point" in str(err.value) and not isinstance(err.value, ArtifactCorrupt)
+
+
+def resign(data: bytes, key: bytes) -> bytes:
+    """An artifact file's bytes with its signature made again over its (edited) content."""
+    from jupyter_flow.artifacts.store import MAGIC, _header_line, _mac
+
+    end = data.index(b"\n", len(MAGIC))
+    header = json.loads(data[len(MAGIC):end])
+    header.pop("mac")
+    payload = data[end + 1:]
+    header["mac"] = _mac(key, header, [payload])
+    return _header_line(header) + payload

@@ -12,8 +12,9 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 
 @pytest.fixture
-def artifacts(flow_config):
-    return artifact_store(flow_config["artifacts_url"])
+def artifacts(flow_config, store):
+    """The server's artifact store, signing pickles with the store's key as the engine does."""
+    return artifact_store(flow_config["artifacts_url"], signing_key=store.artifact_key())
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
     python store_worker.py write URL RUNS TASKS   # waits for a line on stdin, then writes
     python store_worker.py hold URL               # owns a RUNNING run and heartbeats forever
+    python store_worker.py key URL                # waits for a line, prints the artifact key
 """
 
 from __future__ import annotations
@@ -49,8 +50,18 @@ def hold(url: str) -> None:
         time.sleep(0.05)
 
 
+def key(url: str) -> None:
+    print("ready", flush=True)
+    sys.stdin.readline()   # all open the fresh store at once
+    store = Store(url)
+    print(store.artifact_key().hex(), flush=True)
+    store.close()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "write":
         write(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif sys.argv[1] == "key":
+        key(sys.argv[2])
     else:
         hold(sys.argv[2])
