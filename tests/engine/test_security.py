@@ -44,7 +44,7 @@ def test_planted_cache_entries_are_dropped_and_recomputed(jf, flow_home, tmp_pat
     # A rerun task needs the hit on a worker: the plan checks its signature and recomputes it.
     engine.writer.flush()
     engine.store.put_cache([{"key": key, "outputs": {"return": plant(flow_home / "artifacts", marker)},
-                             "op_name": "as_set"}])
+                             "op_name": "as_set", "replace": True}])
     second = jf.run(sec.size(sec.as_set(4)), force=[sec.size])
     assert second.status == "SUCCESS" and second.result() == 4
     assert {t.name: t.cached for t in second.tasks} == {"as_set": False, "size": False}
@@ -52,7 +52,7 @@ def test_planted_cache_entries_are_dropped_and_recomputed(jf, flow_home, tmp_pat
     # A cached target is loaded by result(): untrusted, so dropped and recomputed.
     engine.writer.flush()
     engine.store.put_cache([{"key": key, "outputs": {"return": plant(flow_home / "artifacts", marker)},
-                             "op_name": "as_set"}])
+                             "op_name": "as_set", "replace": True}])
     third = jf.run(sec.as_set(4))
     assert [t.status for t in third.tasks] == ["CACHED"]
     assert third.result() == {0, 1, 2, 3}

@@ -19,7 +19,7 @@ def test_planted_cell_output_is_not_hydrated(kernel, tmp_path):
     with Store(f"sqlite:///{kernel.home / 'flow.db'}") as store:
         (entry,) = [e for e in store.list_cache() if e["op_name"] == "make"]
         outputs = dict(entry["outputs"], values=plant(kernel.home / "artifacts", marker))
-        store.put_cache([{"key": entry["key"], "outputs": outputs, "op_name": "make"}])
+        store.put_cache([{"key": entry["key"], "outputs": outputs, "op_name": "make", "replace": True}])
 
     failed = kernel.run(cell)  # a cache hit whose stored value is the planted pickle
     error = error_of(failed)
