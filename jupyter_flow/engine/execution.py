@@ -11,10 +11,13 @@ from typing import Any
 from ..core.errors import FlowError, OpTimeout, RunCanceled, WorkerLost
 from ..core.op import Node
 from ..core.status import TASK_PROGRESS, RunStatus, TaskStatus
+from .tracebacks import localize
 
 log = logging.getLogger("jupyter_flow.engine")
 
 META_GRACE_S = 10.0  # how long to wait for a finished task's completion event
+EARLY_OUTPUTS_LIMIT = 8 * 2**20  # bytes of live outputs kept until someone listens
+LOG_TAIL = 64 * 1024  # characters of live stdout/stderr written to the store while a task runs
 
 
 @dataclass
@@ -49,6 +52,7 @@ class TaskState:
     stderr: str = ""
     provenance: dict = field(default_factory=dict)
     dask_key: str | None = None
+    metrics: dict = field(default_factory=dict)  # jf.record inside the op (or restored from the cache)
 
     @property
     def duration(self) -> float | None:
@@ -84,9 +88,28 @@ class RunExecution:
         self._submit_keys = submit_keys or []
         self._thread: threading.Thread | None = None
         self._waiting_keys = list(dict.fromkeys(t.dask_key for t in tasks if t.dask_key and t.resources))
+        self._output_listeners: list = []
+        self._early_outputs: list[tuple[str, int, list]] = []  # live outputs before a listener came
+        self._early_bytes = 0
+
+    def add_output_listener(self, listener) -> None:
+        """Call ``listener(task_id, seq, items)`` with the Jupyter outputs ops show as they run
+        (``items`` are nbformat outputs; ``seq`` is the index of the first one in the task's
+        record). Outputs that arrived before are handed over first."""
+        with self.lock:
+            early, self._early_outputs = self._early_outputs, []
+            self._output_listeners.append(listener)
+        for args in early:
+            listener(*args)
 
     # ----------------------------------------------------------------- start
     def start(self) -> None:
+        restored: dict = {}
+        for task in self.tasks:
+            if task.cached and task.metrics:
+                restored.update(task.metrics)
+        if restored:  # metrics recorded inside ops come back with their cached outputs
+            self.engine.writer.call(self.engine.store.record_metrics, self.run_id, restored)
         if not self._submit_keys:
             self._finish()
             return
@@ -104,6 +127,12 @@ class RunExecution:
                 self.engine.writer.call(self.engine.store.record_metric, self.run_id, msg["name"], msg["value"])
             return
         kind = msg.get("t")
+        if kind == "output":
+            self._on_output(task, msg)
+            return
+        if kind == "metric":
+            self._on_metric(task, msg)
+            return
         with self.lock:
             if task.status.terminal and kind == "start":
                 return
@@ -139,12 +168,12 @@ class RunExecution:
                 if task.cacheable and task.key:
                     self.engine.writer.cache_entry({
                         "key": task.key, "outputs": task.outputs, "components": task.components,
-                        "op_name": task.name, "task_id": task.id,
+                        "op_name": task.name, "task_id": task.id, "metrics": dict(task.metrics) or None,
                     })
             elif kind == "failed":
                 task.attempts = max(task.attempts, int(msg.get("attempt") or 1))
                 task.error = msg.get("error")
-                task.traceback = msg.get("traceback")
+                task.traceback = localize(msg.get("traceback"), task.node.op)
                 task.stdout, task.stderr = msg.get("stdout", ""), msg.get("stderr", "")
                 task.failure_kind = "timeout" if msg.get("timeout") else "exception"
                 task.started = msg.get("started") or task.started
@@ -155,6 +184,39 @@ class RunExecution:
                 return
             self.engine.writer.task_update(update)
             self.changed.notify_all()
+
+    def _on_output(self, task: TaskState, msg: dict) -> None:
+        items = msg.get("items") or []
+        seq = int(msg.get("seq") or 0)
+        streams = {"stdout": [], "stderr": []}
+        for item in items:
+            if item.get("output_type") == "stream" and item.get("name") in streams:
+                streams[item["name"]].append(item.get("text") or "")
+        with self.lock:
+            if not task.status.terminal and (streams["stdout"] or streams["stderr"]):
+                # The store (and the sidebar's logs) follow the op while it runs.
+                task.stdout = (task.stdout + "".join(streams["stdout"]))[-LOG_TAIL:]
+                task.stderr = (task.stderr + "".join(streams["stderr"]))[-LOG_TAIL:]
+                self.engine.writer.task_update({"id": task.id, "stdout": task.stdout, "stderr": task.stderr})
+            listeners = list(self._output_listeners)
+            if not listeners:
+                size = sum(len(str(item)) for item in items)
+                if self._early_bytes + size <= EARLY_OUTPUTS_LIMIT:
+                    self._early_bytes += size
+                    self._early_outputs.append((task.id, seq, items))
+        for listener in listeners:
+            try:
+                listener(task.id, seq, items)
+            except Exception:  # a broken display must not stop the run's bookkeeping
+                log.exception("jupyter_flow: an output listener failed")
+
+    def _on_metric(self, task: TaskState, msg: dict) -> None:
+        name, value = msg.get("name"), msg.get("value")
+        with self.lock:
+            task.metrics[name] = value
+            metrics = dict(task.metrics)
+        self.engine.writer.task_update({"id": task.id, "metrics": metrics})
+        self.engine.writer.call(self.engine.store.record_metrics, self.run_id, {name: value})
 
     def _final_fields(self, task: TaskState) -> dict:
         provenance = dict(task.provenance)
@@ -243,8 +305,8 @@ class RunExecution:
                 if task.attempts == 0:
                     blame = self._blame(task)
                     self._mark(task, TaskStatus.SKIPPED, failure_kind="upstream", blame=blame,
-                               error=f"skipped: upstream op {self.by_id[blame].name!r} failed" if blame else f"skipped: {name}: {exc}",
-                               exception=exc)
+                               error=f"skipped: upstream op {self.by_id[blame].name!r} failed" if blame
+                               else _skip_message(task, exc), exception=exc)
                     return
                 # Started but no "failed" event yet: wait for it in _await_metas.
 
@@ -404,6 +466,17 @@ def build_failure(name, run_id, status, failure_kind, error, tb, exception) -> B
     if not any(note == n for n in getattr(exc, "__notes__", [])):
         exc.add_note(note)
     return exc
+
+
+def _skip_message(task: TaskState, exc: BaseException | None) -> str:
+    """Why a task never started, in our words rather than Dask's."""
+    if isinstance(exc, FlowError):  # e.g. a cached input that could not be loaded on a worker
+        return f"skipped: an input of op {task.name!r} could not be prepared: {exc}"
+    if _is_killed_worker(exc):
+        return (f"skipped: the workers preparing an input of op {task.name!r} died repeatedly; "
+                "resume the run to retry it")
+    what = type(exc).__name__ if exc is not None else "an unknown error"
+    return f"skipped: an input of op {task.name!r} could not be prepared ({what}); resume the run to retry it"
 
 
 def _is_killed_worker(exc) -> bool:

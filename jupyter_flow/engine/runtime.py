@@ -211,11 +211,12 @@ class Engine:
                 if is_forced(s):
                     s.reason = "forced"
                 elif s.reason is None:
-                    s.reason = keylib.explain(s.components, previous.get(s.name))
+                    s.reason = keylib.explain(s.components, previous.get(s.name), params=params)
             else:
                 s.status = TaskStatus.CACHED
                 s.cached = True
                 s.outputs = dict(hits[s.key]["outputs"])
+                s.metrics = dict(hits[s.key].get("metrics") or {})
                 s.reason = "cached"
                 s.provenance = {"cached_from": hits[s.key].get("task_id")}
         handle = None
@@ -438,6 +439,7 @@ def _task_row(run_id: str, s: TaskState, extra: dict | None) -> dict:
         "status": s.status.value, "cached": s.cached, "reason": s.reason, "key": s.key,
         "components": components, "attempts": 0, "provenance": provenance,
         "outputs": s.outputs, "upstream": [str(u) for u in s.upstream], "resources": s.resources,
+        "metrics": s.metrics or None,
     }
 
 
