@@ -330,12 +330,22 @@ def format_bundle(obj: Any, include=None, exclude=None) -> tuple[dict, dict]:
     if "text/plain" not in data:
         data["text/plain"] = safe_repr(obj)
     if muted:
-        last = next((line for line in reversed("".join(muted).strip().splitlines()) if line.strip()), "")
         record = current()
         if record is not None:
-            record.write("stderr", f"[jupyter_flow] displaying a {type(obj).__name__} failed in part: "
-                                   f"{last.strip()[:300]}\n")
+            errors = "; ".join(dict.fromkeys(_final_lines("".join(muted))))[:500]
+            record.write("stderr", f"[jupyter_flow] displaying a {type(obj).__name__} failed in part: {errors}\n")
     return data, _jsonable(metadata or {})
+
+
+def _final_lines(text: str) -> list[str]:
+    """The "ExcType: message" line closing each traceback in ``text``."""
+    blocks = text.split("Traceback (most recent call last):")
+    found = []
+    for block in blocks:
+        lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
+        if lines:
+            found.append(lines[-1])
+    return found
 
 
 def safe_repr(obj: Any, limit: int = 10_000) -> str:

@@ -110,6 +110,11 @@ class Run:
         return self._field("parent_id")
 
     @property
+    def notebook(self) -> str | None:
+        """The notebook the run came from (cell, graph and notebook runs)."""
+        return self._field("notebook")
+
+    @property
     def resumed_from(self) -> str | None:
         return self._field("resumed_from")
 
