@@ -2,47 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import time
 
 from nbclient.util import run_sync
 
+from tests.outputs import PROGRESS, images, marks, shown
 from tests.waiting import wait_for
 
 from .conftest import error_of, text_of
 
 LAST_RUN = "last_run()"
-PROGRESS = "application/vnd.jupyter.widget-view+json"
-
-
-def shown(cell) -> list[tuple]:
-    """The cell's outputs without the progress display and the cache mark, comparable."""
-    out = []
-    for output in cell.outputs:
-        if output.output_type == "stream":
-            if out and out[-1][0] == output.name:  # the kernel may split a stream in chunks
-                out[-1] = (output.name, out[-1][1] + output.text)
-            else:
-                out.append((output.name, output.text))
-        elif "data" in output:
-            data = output["data"]
-            if PROGRESS in data or "restored from cache" in data.get("text/plain", "") or _is_summary(data):
-                continue
-            kind = "image" if "image/png" in data else "html" if "text/html" in data else "text"
-            out.append((kind, tuple(sorted(data.items()))))
-        elif output.output_type == "error":
-            out.append(("error", output["ename"]))
-    return out
-
-
-def _is_summary(data) -> bool:
-    text = data.get("text/plain", "")
-    return ": run " in text.splitlines()[0] if text else False
-
-
-def images(cell) -> list[bytes]:
-    return [base64.b64decode(o["data"]["image/png"]) for o in cell.outputs
-            if "data" in o and "image/png" in o["data"]]
 
 
 PLOTTING_CELL = """%%flow plots
@@ -83,8 +52,8 @@ def test_a_cache_hit_replays_the_first_runs_outputs_with_a_mark(kernel):
     again = kernel.run(PLOTTING_CELL)
     assert kernel.value(f"[t.status for t in {LAST_RUN}.tasks]") == ["CACHED"]
     assert shown(again) == shown(first)
-    marks = [o for o in again.outputs if "restored from cache" in o.get("data", {}).get("text/plain", "")]
-    assert len(marks) == 1 and "plots" in marks[0]["data"]["text/plain"]
+    (mark,) = marks(again)
+    assert "plots" in mark
 
 
 def test_last_value_of_any_kind_is_displayed_not_stored(kernel):
