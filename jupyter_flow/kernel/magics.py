@@ -383,6 +383,7 @@ class FlowMagics(Magics):
                 still.append((run, display))
                 continue
             names = self.notebook.hydrate(run.tasks, _engine().artifacts)
+            self.notebook.import_modules(run.tasks)
             if run.status == "SUCCESS":
                 print(f"[jupyter_flow] background run {run.id} ended: loaded {', '.join(names) or 'nothing new'}")
             else:
