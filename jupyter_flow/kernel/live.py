@@ -184,9 +184,17 @@ def run(targets: Any, *, name: str | None = None, cluster: str | None = None, fo
     if kernel_shell() is None or not wait:
         return api.run(targets, name=name, cluster=cluster, force=force, wait=wait, kind=kind,
                        parent_id=parent_id, params=params)
+    from ..core.errors import FlowError
+    from .session import submitted
+
     engine = api._engine()
+    made_now = parent_id is None and notebook_run_id(engine, create=False) is None
     parent_id = parent_id or notebook_run_id(engine, create=True)
-    record = api.run(targets, name=name, cluster=cluster, force=force, wait=False, kind=kind,
-                     parent_id=parent_id, params=params)
+    try:
+        record = api.run(targets, name=name, cluster=cluster, force=force, wait=False, kind=kind,
+                         parent_id=parent_id, params=params)
+    except FlowError:
+        submitted(engine, parent_id, made_now=made_now, failed=True)
+        raise
     watch(record._execution, engine, name or "jf.run", replay_cached=True)
     return record

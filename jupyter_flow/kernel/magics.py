@@ -294,13 +294,19 @@ class FlowMagics(Magics):
         engine = _engine()
         params.sync()
         plan = self.notebook.plan(names)
+        made_now = session.notebook_run_id(engine, create=False) is None
         parent_id = session.notebook_run_id(engine, create=True)
-        execution = engine.submit(
-            plan.targets, name=title, kind=kind, cluster=cluster or plan.cluster,
-            force=[plan.nodes[n] for n in force], parent_id=parent_id,
-            params=params.values(), notebook=notebook_path(), captured=plan.captured,
-            task_provenance=plan.provenance,
-        )
+        try:
+            execution = engine.submit(
+                plan.targets, name=title, kind=kind, cluster=cluster or plan.cluster,
+                force=[plan.nodes[n] for n in force], parent_id=parent_id,
+                params=params.values(), notebook=notebook_path(), captured=plan.captured,
+                task_provenance=plan.provenance,
+            )
+        except FlowError:
+            session.submitted(engine, parent_id, made_now=made_now, failed=True)
+            raise
+        session.submitted(engine, parent_id, made_now=made_now, failed=False)
         run = Run(engine, execution.run_id, execution=execution)
         self.last_run = run
         outputs = CellOutputs(execution, engine) if not background else None

@@ -63,6 +63,30 @@ def notebook_run_id(engine, *, create: bool = True) -> str | None:
         return run_id
 
 
+def submitted(engine, run_id: str | None, *, made_now: bool, failed: bool) -> None:
+    """After a submission under the session's notebook run: a run made just for a submission
+    that was refused is removed (refused input records nothing); the run's params follow
+    the notebook's ``jf.param`` values."""
+    if run_id is None or os.environ.get("JUPYTER_FLOW_RUN_ID"):
+        return
+    from . import params
+
+    if failed:
+        if made_now:
+            with _lock:
+                _runs.pop(id(engine), None)
+            engine.writer.flush()
+            engine.store.delete_run(run_id, force=True)
+        return
+    values = params.values()
+    if values and values != _params.get(run_id):
+        _params[run_id] = dict(values)
+        engine.writer.call(engine.store.set_params, run_id, values)
+
+
+_params: dict[str, dict] = {}
+
+
 def _finish(engine, run_id: str) -> None:
     """At kernel shutdown (before the engine closes: atexit runs newest first)."""
     from ..core.errors import FencedWrite

@@ -22,6 +22,13 @@ def own_kernel(tmp_path_factory):
         nk.close()
 
 
+def test_a_refused_first_cell_records_nothing(own_kernel):
+    # The kernel's notebook run is made for its first submission; a refused one leaves no trace.
+    cell = own_kernel.run("%%flow refused --cluster nope\nx = 1")
+    assert error_of(cell)["ename"] == "FlowError" and "unknown cluster profile" in error_of(cell)["evalue"]
+    assert own_kernel.value("[r.kind for r in jf.runs()]") == []
+
+
 def test_worker_processes_of_the_kernel_plot_and_fail_like_cells(own_kernel):
     # Workers started by the kernel inherit its inline matplotlib backend; plt.show() on them
     # must still show the figure in the cell, once.
