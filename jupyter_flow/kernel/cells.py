@@ -344,7 +344,7 @@ def cell_traceback(traceback_text: str, cells: dict[str, str],
     names the files IPython compiled ordinary cells under ("Cell In[5]"), so a helper
     defined in the notebook is shown where it was defined.
 
-    >>> print(cell_traceback('  File "/tmp/ipykernel_1/2.py", line 3, in helper\n    return 1 / x',
+    >>> print(cell_traceback('  File "/tmp/ipykernel_1/2.py", line 3, in helper\\n    return 1 / x',
     ...                      {}, code_names=lambda path: "Cell In[4]"))
       Cell In[4], line 3, in helper
         return 1 / x

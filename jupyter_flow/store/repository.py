@@ -891,7 +891,7 @@ class Store:
 
     def lookup_cache(self, keys: Iterable[str], *, components: bool = True) -> dict[str, dict]:
         """Cache entries for those of ``keys`` that have one: key -> outputs, components,
-        task_id, op_name, metrics. One query per 500 keys. ``components=False`` skips the largest
+        task_id, op_name, and metrics when the op recorded some. One query per 500 keys. ``components=False`` skips the largest
         column when only the outputs are wanted (the engine's hot path)."""
         keys = list(dict.fromkeys(keys))
         found: dict[str, dict] = {}
@@ -909,11 +909,14 @@ class Store:
                         tuple(chunk),
                     ).fetchall()
                     for key, outputs, task_id, op_name, metrics in rows:
-                        found[key] = {"outputs": json.loads(outputs), "task_id": task_id, "op_name": op_name,
-                                      "metrics": json.loads(metrics) if metrics else None}
+                        found[key] = {"outputs": json.loads(outputs), "task_id": task_id, "op_name": op_name}
+                        if metrics is not None and metrics != "null":
+                            found[key]["metrics"] = json.loads(metrics)
                     continue
                 for row in conn.execute(select(*columns).where(CACHE.c.key.in_(chunk))):
                     entry = row._asdict()
+                    if entry.get("metrics") is None:
+                        entry.pop("metrics")  # only entries of ops that recorded metrics carry them
                     found[entry.pop("key")] = entry
         return found
 
