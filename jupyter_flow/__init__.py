@@ -28,14 +28,14 @@ from .core.shell import ShellCommandFailed, shell  # noqa: E402
 
 # Heavier parts load on first use so `import jupyter_flow` stays fast in kernels.
 _LAZY = {
-    "run": "jupyter_flow.engine.api",
+    "run": "jupyter_flow.kernel.live",  # engine.api.run, with progress and op outputs in notebooks
     "runs": "jupyter_flow.engine.api",
     "get_run": "jupyter_flow.engine.api",
     "resume": "jupyter_flow.engine.api",
     "cancel": "jupyter_flow.engine.api",
     "pin": "jupyter_flow.engine.api",
     "delete_run": "jupyter_flow.engine.api",
-    "record": "jupyter_flow.engine.api",
+    "record": "jupyter_flow.kernel.session",  # in notebooks, the notebook run outside ops
     "cluster": "jupyter_flow.engine.api",
     "Run": "jupyter_flow.engine.records",
     "Task": "jupyter_flow.engine.records",

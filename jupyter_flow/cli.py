@@ -52,6 +52,24 @@ def _duration(run: dict) -> str:
     return f"{(end - start).total_seconds():.2f}s"
 
 
+def _bytes(size: int | None) -> str:
+    """A size for people: ``_bytes(1536) == '1.5 KiB'``."""
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def _output_label(name: str) -> str:
+    from .engine.capture import DISPLAYS
+
+    return "(displayed outputs)" if name == DISPLAYS else name
+
+
 def _table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
@@ -163,14 +181,22 @@ def cmd_cache(args) -> int:
     store = _store()
     if args.cache_command == "ls":
         entries = store.list_cache(limit=args.limit, op_name=args.op)
+        sizes = store.artifact_sizes(d for e in entries for d in e["outputs"].values())
+        for entry in entries:
+            # An artifact two outputs share (one object under two names) counts once.
+            entry["size"] = sum(sizes.get(d) or 0 for d in set(entry["outputs"].values()))
         if args.json:
             _print_json(entries)
             return 0
         if not entries:
             print("the cache is empty")
             return 0
-        _table([[e["key"][:16], e.get("op_name") or "", _when(e["created_at"]), ", ".join(e["outputs"])]
-                for e in entries], ["KEY", "OP", "CREATED", "OUTPUTS"])
+        _table([[e["key"][:16], e.get("op_name") or "", _when(e["created_at"]), _bytes(e["size"]),
+                 ", ".join(_output_label(n) for n in e["outputs"])]
+                for e in entries], ["KEY", "OP", "CREATED", "SIZE", "OUTPUTS"])
+        total = sum(size or 0 for size in sizes.values())
+        print(f"\n{len(entries)} entries, {_bytes(total)} in {len(sizes)} artifacts"
+              + (f" (the newest {args.limit}; --limit N for more)" if len(entries) == args.limit else ""))
         return 0
     older = cache.parse_duration(args.older_than) if args.older_than else None
     size = cache.parse_size(args.max_size) if args.max_size else None

@@ -105,6 +105,19 @@ def test_cache_ls_gc_keeps_pinned_runs(jf, subprocess_env, flow_home):
     assert [t.status for t in jf.run(ops.add(200, 2)).tasks] == ["SUCCESS"]
 
 
+def test_cache_ls_shows_sizes_and_the_total(jf, subprocess_env):
+    run = jf.run(ops.multi_out(7))
+    jf.run(ops.load(1000))
+    entries = json.loads(flow(subprocess_env, "cache", "ls", "--json").stdout)
+    sizes = {e["op_name"]: e["size"] for e in entries}
+    meta = run.tasks[0].provenance["outputs"]
+    assert sizes["multi_out"] == meta["a"]["size"] + meta["b"]["size"] and sizes["load"] > 3000
+    text = flow(subprocess_env, "cache", "ls").stdout
+    assert "SIZE" in text.splitlines()[0]
+    total = sizes["multi_out"] + sizes["load"]
+    assert f"2 entries, {total / 1024:.1f} KiB in 3 artifacts" in text
+
+
 def test_pin_rm_db_upgrade_clusters(two_runs, subprocess_env):
     first, second = two_runs
     flow(subprocess_env, "rm", second.id)

@@ -2,7 +2,8 @@
 
 Serializers are tried in registration order; the first whose ``accepts`` says yes writes
 the value. The built-in order is ``json`` (plain data that round-trips exactly),
-``bytes``, ``numpy``, ``pandas`` and, for everything else, ``cloudpickle``. Each artifact
+``bytes``, ``numpy``, ``pandas``, ``figure`` (an op's matplotlib figure, kept as its PNG
+image) and, for everything else, ``cloudpickle``. Each artifact
 records the serializer's name and version, so a reader knows how it was written.
 
 ``accepts`` runs for every stored value, so it must be cheap and must not import a library
@@ -298,6 +299,19 @@ def _pandas_version() -> str:
     return pd.__version__
 
 
+# --- figure: the PNG of a figure an op made (see artifacts/figures.py) ---------------
+
+
+def _figure_loads(payload: memoryview, type_name: str) -> object:
+    from jupyter_flow.artifacts.figures import StoredFigure
+
+    return StoredFigure(bytes(payload))
+
+
+def _is_stored_figure(value: object) -> bool:
+    return type(value).__name__ == "StoredFigure" and type(value).__module__ == "jupyter_flow.artifacts.figures"
+
+
 # --- cloudpickle: everything else ----------------------------------------------------
 
 
@@ -331,6 +345,9 @@ register_serializer(
 )
 register_serializer(
     "pandas", accepts=_pandas_accepts, dumps=_pickle_dumps, loads=_pickle_loads, version=_pandas_version
+)
+register_serializer(
+    "figure", accepts=_is_stored_figure, dumps=lambda value: value.png, loads=_figure_loads, version=lambda: "1"
 )
 register_serializer(
     "cloudpickle",

@@ -651,6 +651,12 @@ class ArtifactStore:
         if info.serializer == "bytes":
             payload = self.get(digest)
             return {**base, **_bytes_preview(bytes(payload), limit), "truncated": False}
+        if info.serializer == "figure":
+            # An op's figure is its PNG image: previewed as the image when it fits.
+            if info.size - offset <= limit * 3 // 4:
+                return {**base, **_bytes_preview(bytes(self.get(digest).png), limit), "truncated": False}
+            text = f"<figure: a {info.size - offset} byte PNG image; too large to preview, download it>"
+            return {**base, "kind": "repr", "data": text, "truncated": True}
         if info.serializer == "json":
             return {**base, "kind": "json", "data": self.get(digest), "truncated": False}
         if info.size > PREVIEW_DECODE_LIMIT:

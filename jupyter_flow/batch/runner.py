@@ -207,6 +207,7 @@ class _Batch:
         env = dict(os.environ)
         env.update({
             "JUPYTER_FLOW_RUN_ID": run_id,          # the kernel's cell runs become children of this run
+            "JUPYTER_FLOW_NOTEBOOK": str(self.path),  # and record the notebook they come from
             "JUPYTER_FLOW_DB": self.engine.db_url,
             "JUPYTER_FLOW_ARTIFACTS": self.engine.artifacts_url,
             "DASK_FLOW__DEFAULT_CLUSTER": self.address,  # every kernel uses the batch's cluster

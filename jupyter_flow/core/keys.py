@@ -588,8 +588,16 @@ def task_key(
                    disabled_reason=reason)
 
 
-def explain(components: Mapping[str, Any] | None, previous: Mapping[str, Any] | None) -> str:
-    """Why a task with ``components`` had no cache hit, given the last run of the same op."""
+def explain(components: Mapping[str, Any] | None, previous: Mapping[str, Any] | None,
+            params: Mapping[str, Any] | None = None) -> str:
+    """Why a task with ``components`` had no cache hit, given the last run of the same op.
+
+    ``params`` are the run's declared parameters (``jf.param``): a captured value that is
+    one of them changed means "params changed", not "input changed".
+
+    >>> explain({"tokens": {"globals": {"lr": "b"}}}, {"tokens": {"globals": {"lr": "a"}}}, params={"lr": 0.2})
+    'params changed'
+    """
     if not previous:
         return "no cache entry"
     if components.get("code") != previous.get("code") or components.get("deps") != previous.get("deps"):
@@ -600,6 +608,10 @@ def explain(components: Mapping[str, Any] | None, previous: Mapping[str, Any] | 
         return "file changed"
     tokens, prev_tokens = components.get("tokens", {}), previous.get("tokens", {})
     if tokens.get("params") != prev_tokens.get("params"):
+        return "params changed"
+    now, before = tokens.get("globals") or {}, prev_tokens.get("globals") or {}
+    changed = {name for name in set(now) | set(before) if now.get(name) != before.get(name)}
+    if changed and params and changed <= set(params) and components.get("inputs") == previous.get("inputs"):
         return "params changed"
     if components.get("inputs") != previous.get("inputs") or tokens.get("globals") != prev_tokens.get("globals"):
         return "input changed"

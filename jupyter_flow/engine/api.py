@@ -147,15 +147,32 @@ def record(name: str, value: Any) -> None:
     """
     if not isinstance(name, str) or not name:
         raise FlowError("jf.record: the metric name must be a non-empty string")
+    value = metric_value(name, value)
     task = current_task()
     if task is not None:
-        emit({"t": "metric", "run": task[0], "task": None, "name": name, "value": value})
+        # The op's task keeps it (and its cache entry, so a cache hit restores it); the
+        # run and its notebook run get it too.
+        emit({"t": "metric", "run": task[0], "task": task[1], "name": name, "value": value})
         return
     engine = _engine()
     if engine.current_run_id is None:
         raise FlowError("jf.record: there is no current run; call it inside an op or after jf.run")
     engine.writer.flush()
-    engine.store.record_metric(engine.current_run_id, name, value)
+    engine.store.record_metrics(engine.current_run_id, {name: value})
+
+
+def metric_value(name: str, value: Any) -> Any:
+    """``value`` as plain JSON data (numpy scalars and arrays become numbers and lists)."""
+    import json
+
+    if hasattr(value, "tolist") and type(value).__module__.partition(".")[0] == "numpy":
+        value = value.tolist()
+    try:
+        json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError):
+        raise FlowError(f"jf.record: metric {name!r} must be a number, string, bool, list or dict of those, "
+                        f"got {type(value).__name__}") from None
+    return value
 
 
 def cluster(target: str | None = None, **overrides: Any):

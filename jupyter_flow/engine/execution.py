@@ -12,6 +12,7 @@ from ..core import keys as keylib
 from ..core.errors import ArtifactError, FencedWrite, FlowError, OpTimeout, RunCanceled, StoreError, WorkerLost
 from ..core.op import MapOp, Node
 from ..core.status import TASK_PROGRESS, RunStatus, TaskStatus
+from .tracebacks import localize
 
 log = logging.getLogger("jupyter_flow.engine")
 
@@ -24,6 +25,8 @@ RECORD_TIMEOUT_S = 120.0  # how long the end of a run waits for its records to b
 
 class RunNotRecorded(StoreError):
     """The run's records could not be written to the store (full disk, store gone)."""
+EARLY_OUTPUTS_LIMIT = 8 * 2**20  # bytes of live outputs kept until someone listens
+LOG_TAIL = 64 * 1024  # characters of live stdout/stderr written to the store while a task runs
 
 
 @dataclass
@@ -60,6 +63,7 @@ class TaskState:
     dask_key: str | None = None
     forced: bool = False  # rerun on request: its value replaces the cache entry
     waiting_for: str | None = None  # the run computing this task's key, while it waits
+    metrics: dict = field(default_factory=dict)  # jf.record inside the op (or restored from the cache)
 
     @property
     def duration(self) -> float | None:
@@ -102,9 +106,28 @@ class RunExecution:
         self._recorded_final = recorded_final  # created as SUCCESS: nothing was left to compute
         self._thread: threading.Thread | None = None
         self._ask_waiting = True
+        self._output_listeners: list = []
+        self._early_outputs: list[tuple[str, int, list]] = []  # live outputs before a listener came
+        self._early_bytes = 0
+
+    def add_output_listener(self, listener) -> None:
+        """Call ``listener(task_id, seq, items)`` with the Jupyter outputs ops show as they run
+        (``items`` are nbformat outputs; ``seq`` is the index of the first one in the task's
+        record). Outputs that arrived before are handed over first."""
+        with self.lock:
+            early, self._early_outputs = self._early_outputs, []
+            self._output_listeners.append(listener)
+        for args in early:
+            listener(*args)
 
     # ----------------------------------------------------------------- start
     def start(self) -> None:
+        restored: dict = {}
+        for task in self.tasks:
+            if task.cached and task.metrics:
+                restored.update(task.metrics)
+        if restored:  # metrics recorded inside ops come back with their cached outputs
+            self.engine.writer.call(self.engine.store.record_metrics, self.run_id, restored, run_id=self.run_id)
         if not self._stage and not self._waits and not self._expand:
             self._finish()
             return
@@ -137,6 +160,12 @@ class RunExecution:
                                         run_id=self.run_id)
             return
         kind = msg.get("t")
+        if kind == "output":
+            self._on_output(task, msg)
+            return
+        if kind == "metric":
+            self._on_metric(task, msg)
+            return
         with self.lock:
             if task.status.terminal and kind == "start":
                 return
@@ -173,11 +202,12 @@ class RunExecution:
                     self.engine.writer.cache_entry({
                         "key": task.key, "outputs": task.outputs, "components": task.components,
                         "op_name": task.name, "task_id": task.id, "replace": task.forced,
+                        "metrics": dict(task.metrics) or None,
                     }, self.run_id)
             elif kind == "failed":
                 task.attempts = max(task.attempts, int(msg.get("attempt") or 1))
                 task.error = msg.get("error")
-                task.traceback = msg.get("traceback")
+                task.traceback = localize(msg.get("traceback"), task.node.op)
                 task.stdout, task.stderr = msg.get("stdout", ""), msg.get("stderr", "")
                 task.failure_kind = "timeout" if msg.get("timeout") else "exception"
                 task.started = msg.get("started") or task.started
@@ -191,6 +221,39 @@ class RunExecution:
                 return
             self.engine.writer.task_update(update, self.run_id)
             self.changed.notify_all()
+
+    def _on_output(self, task: TaskState, msg: dict) -> None:
+        items = msg.get("items") or []
+        seq = int(msg.get("seq") or 0)
+        streams = {"stdout": [], "stderr": []}
+        for item in items:
+            if item.get("output_type") == "stream" and item.get("name") in streams:
+                streams[item["name"]].append(item.get("text") or "")
+        with self.lock:
+            if not task.status.terminal and (streams["stdout"] or streams["stderr"]):
+                # The store (and the sidebar's logs) follow the op while it runs.
+                task.stdout = (task.stdout + "".join(streams["stdout"]))[-LOG_TAIL:]
+                task.stderr = (task.stderr + "".join(streams["stderr"]))[-LOG_TAIL:]
+                self.engine.writer.task_update({"id": task.id, "stdout": task.stdout, "stderr": task.stderr})
+            listeners = list(self._output_listeners)
+            if not listeners:
+                size = sum(len(str(item)) for item in items)
+                if self._early_bytes + size <= EARLY_OUTPUTS_LIMIT:
+                    self._early_bytes += size
+                    self._early_outputs.append((task.id, seq, items))
+        for listener in listeners:
+            try:
+                listener(task.id, seq, items)
+            except Exception:  # a broken display must not stop the run's bookkeeping
+                log.exception("jupyter_flow: an output listener failed")
+
+    def _on_metric(self, task: TaskState, msg: dict) -> None:
+        name, value = msg.get("name"), msg.get("value")
+        with self.lock:
+            task.metrics[name] = value
+            metrics = dict(task.metrics)
+        self.engine.writer.task_update({"id": task.id, "metrics": metrics})
+        self.engine.writer.call(self.engine.store.record_metrics, self.run_id, {name: value})
 
     def _final_fields(self, task: TaskState) -> dict:
         provenance = dict(task.provenance)
@@ -459,6 +522,10 @@ class RunExecution:
         task.status = TaskStatus.CACHED
         task.cached = True
         task.outputs = dict(entry["outputs"])
+        task.metrics = dict(entry.get("metrics") or {})
+        if task.metrics:
+            self.engine.writer.call(self.engine.store.record_metrics, self.run_id, task.metrics,
+                                    run_id=self.run_id)
         task.reason = "cached (computed meanwhile by another run)"
         task.provenance["cached_from"] = entry.get("task_id")
         task.ended = time.time()
@@ -515,8 +582,8 @@ class RunExecution:
                 if task.attempts == 0:
                     blame = self._blame(task)
                     self._mark(task, TaskStatus.SKIPPED, failure_kind="upstream", blame=blame,
-                               error=f"skipped: upstream op {self.by_id[blame].name!r} failed" if blame else f"skipped: {name}: {exc}",
-                               exception=exc)
+                               error=f"skipped: upstream op {self.by_id[blame].name!r} failed" if blame
+                               else _skip_message(task, exc), exception=exc)
                     return
                 # Started but no "failed" event yet: wait for it in _await_metas.
 
@@ -703,6 +770,17 @@ def build_failure(name, run_id, status, failure_kind, error, tb, exception) -> B
     if not any(note == n for n in getattr(exc, "__notes__", [])):
         exc.add_note(note)
     return exc
+
+
+def _skip_message(task: TaskState, exc: BaseException | None) -> str:
+    """Why a task never started, in our words rather than Dask's."""
+    if isinstance(exc, FlowError):  # e.g. a cached input that could not be loaded on a worker
+        return f"skipped: an input of op {task.name!r} could not be prepared: {exc}"
+    if _is_killed_worker(exc):
+        return (f"skipped: the workers preparing an input of op {task.name!r} died repeatedly; "
+                "resume the run to retry it")
+    what = type(exc).__name__ if exc is not None else "an unknown error"
+    return f"skipped: an input of op {task.name!r} could not be prepared ({what}); resume the run to retry it"
 
 
 def _is_killed_worker(exc) -> bool:

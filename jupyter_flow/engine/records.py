@@ -8,6 +8,7 @@ from typing import Any
 from ..core.errors import ArtifactError, FlowError
 from ..core.op import OutputRef
 from ..core.status import RunStatus, TaskStatus
+from .capture import stored_outputs
 from .execution import RunExecution, TaskState, build_failure
 
 
@@ -16,7 +17,7 @@ class Task:
 
     __slots__ = ("id", "run_id", "name", "index", "status", "cached", "reason", "key", "duration",
                  "worker", "attempts", "provenance", "outputs", "error", "traceback", "stdout",
-                 "stderr", "node", "upstream", "components", "started_at", "ended_at")
+                 "stderr", "node", "upstream", "components", "started_at", "ended_at", "metrics")
 
     def __init__(self, **fields: Any):
         for name in self.__slots__:
@@ -35,7 +36,7 @@ class Task:
             reason=s.reason, key=s.key, duration=s.duration, worker=s.worker, attempts=s.attempts,
             provenance=dict(s.provenance), outputs=dict(s.outputs), error=s.error, traceback=s.traceback,
             stdout=s.stdout, stderr=s.stderr, node=str(s.position), upstream=[str(u) for u in s.upstream],
-            components=s.components, started_at=s.started, ended_at=s.ended,
+            components=s.components, started_at=s.started, ended_at=s.ended, metrics=dict(s.metrics),
         )
 
     @classmethod
@@ -43,6 +44,7 @@ class Task:
         fields = {name: row.get(name) for name in cls.__slots__}
         fields["provenance"] = row.get("provenance") or {}
         fields["outputs"] = row.get("outputs") or {}
+        fields["metrics"] = row.get("metrics") or {}
         return cls(**fields)
 
     def __repr__(self) -> str:
@@ -106,6 +108,11 @@ class Run:
     @property
     def parent_id(self) -> str | None:
         return self._field("parent_id")
+
+    @property
+    def notebook(self) -> str | None:
+        """The notebook the run came from (cell, graph and notebook runs)."""
+        return self._field("notebook")
 
     @property
     def resumed_from(self) -> str | None:
@@ -184,6 +191,7 @@ class Run:
     def _value(self, status, outputs, target, multi, failure, state=None, node=None, recompute=True):
         if status not in (TaskStatus.SUCCESS, TaskStatus.CACHED, "SUCCESS", "CACHED"):
             raise failure()
+        outputs = stored_outputs(outputs)  # the recorded displays are not a value of the op
         wanted = [target.output] if isinstance(target, OutputRef) else list(outputs)
         try:
             values = {name: self._engine.artifacts.get(outputs[name]) for name in wanted}
@@ -224,7 +232,7 @@ class Run:
             if t["status"] == TaskStatus.SKIPPED.value:
                 blame = next((u for u in tasks.values() if u["status"] == "FAILED"), t)
                 t = blame
-            multi = list(t.get("outputs") or {}) != ["return"] and bool(t.get("outputs"))
+            multi = list(stored_outputs(t.get("outputs"))) != ["return"] and bool(stored_outputs(t.get("outputs")))
             failure = lambda t=t: build_failure(t["name"], self.id, t["status"], _kind(t), t.get("error"), t.get("traceback"), None)
             values.append(self._value(t["status"], t.get("outputs") or {}, None, multi, failure))
         return values[0] if len(values) == 1 else values

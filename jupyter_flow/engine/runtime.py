@@ -251,7 +251,7 @@ class Engine:
                     s.reason = "forced"
                     s.forced = True
                 elif s.reason is None:
-                    s.reason = keylib.explain(s.components, previous.get(s.name))
+                    s.reason = keylib.explain(s.components, previous.get(s.name), params=params)
             else:
                 _restore(s, hits[s.key])
         waits = self._claim(run_id, states, miss_set, is_forced) if miss_set else {}
@@ -549,6 +549,7 @@ def _restore(s: TaskState, entry: dict, note: str | None = None) -> None:
     s.status = TaskStatus.CACHED
     s.cached = True
     s.outputs = dict(entry["outputs"])
+    s.metrics = dict(entry.get("metrics") or {})
     s.reason = "cached" if note is None else f"cached ({note})"
     s.provenance = {**s.provenance, "cached_from": entry.get("task_id")}
 
@@ -580,6 +581,7 @@ def _task_row(run_id: str, s: TaskState, extra: dict | None) -> dict:
         "status": s.status.value, "cached": s.cached, "reason": s.reason, "key": s.key,
         "components": components, "attempts": 0, "provenance": provenance,
         "outputs": s.outputs, "upstream": [str(u) for u in s.upstream], "resources": s.resources,
+        "metrics": s.metrics or None,
     }
 
 

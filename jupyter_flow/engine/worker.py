@@ -16,8 +16,9 @@ from typing import Any
 
 from ..artifacts import artifact_store
 from ..core.errors import FlowError, OpTimeout, SerializationError
-from ..core.op import Op
+from ..core.op import RETURN, Op
 from ..core.provenance import host_facts, gpu_info, slurm_job_id
+from . import capture as displays
 
 TOPIC = "jupyter-flow"
 LOG_LIMIT = 64 * 1024  # characters of stdout/stderr kept per task
@@ -108,17 +109,23 @@ def _install_router() -> None:
 
 
 class _Capture:
-    def __init__(self):
-        self.buffers = {"stdout": io.StringIO(), "stderr": io.StringIO()}
+    """stdout, stderr and displays of one task (see engine/capture.py), as Jupyter outputs."""
+
+    def __init__(self, emit_outputs=None):
+        self.record = displays.OutputRecord(emit_outputs)
+        self.buffers = self.record.buffers
 
     def __enter__(self):
         _install_router()
+        displays.install()
         self.previous = getattr(_context, "buffers", None)
         _context.buffers = self.buffers
+        self.previous_record = displays.activate(self.record)
         return self
 
     def __exit__(self, *exc):
         _context.buffers = self.previous
+        displays.activate(self.previous_record)
 
     def text(self, which: str) -> str:
         value = self.buffers[which].getvalue()
@@ -182,6 +189,7 @@ def _call_with_timeout(func, args, kwargs, timeout, capture):
     def target():
         _context.buffers = capture.buffers
         _context.task = parent
+        displays.activate(capture.record)
         try:
             outcome["value"] = func(*args, **kwargs)
         except BaseException as err:  # handed back to the caller below
@@ -262,6 +270,17 @@ def kill_isolated(run_id: str) -> int:
     return len(procs)
 
 
+def _output_sender(worker, spec: TaskSpec):
+    """Sends a task's live outputs; called from the outputs thread, which get_worker() does not know."""
+    if worker is None:
+        return None
+
+    def send(seq: int, items: list) -> None:
+        worker.log_event(TOPIC, {**_base_event(spec, "output"), "seq": seq, "items": items})
+
+    return send
+
+
 def _base_event(spec: TaskSpec, kind: str) -> dict:
     return {"t": kind, "run": spec.run_id, "task": spec.task_id, "time": time.time()}
 
@@ -280,10 +299,12 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
     }
     args = _fill(spec.args, deps)
     kwargs = _fill(spec.kwargs, deps)
-    capture = _Capture()
+    capture = _Capture(_output_sender(worker, spec))
+    record = capture.record
     started = time.time()
     attempts = op.retries + 1
     _context.task = (spec.run_id, spec.task_id)
+    displays.start_live(record)
     try:
         for attempt in range(1, attempts + 1):
             emit({**_base_event(spec, "start"), "attempt": attempt, **where})
@@ -295,7 +316,9 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
                         value = _call_with_timeout(op.func, args, kwargs, op.timeout, capture)
                     else:
                         value = op.func(*args, **kwargs)
-                outputs = _split_outputs(op, value)
+                    outputs = _split_outputs(op, value)
+                    # The displayed value, open figures, modules and figures: see capture.py.
+                    prepared = displays.prepare_outputs(outputs, record)
                 break
             except Exception as err:
                 if attempt < attempts and not isinstance(err, SerializationError):
@@ -303,6 +326,7 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
                         f"[jupyter_flow] attempt {attempt} of op {op.name!r} failed: {type(err).__name__}: {err}; retrying\n"
                     )
                     continue
+                record.send_live(final=True, failed=True)
                 emit({
                     **_base_event(spec, "failed"),
                     "error": f"{type(err).__name__}: {err}",
@@ -318,19 +342,27 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
                 raise
         store = artifact_store(spec.artifacts_url, signing_key=spec.artifacts_key)
         written = {}
-        for name, output_value in outputs.items():
-            try:
-                info = store.put(output_value)
-            except SerializationError as err:
-                message = f"op {op.name!r} returned a value for {name!r} that cannot be stored: {err}"
-                emit({**_base_event(spec, "failed"), "error": message, "error_type": "SerializationError",
-                      "timeout": False, "traceback": "", "stdout": capture.text("stdout"),
-                      "stderr": capture.text("stderr"), "attempt": attempt, "started": started, **where})
-                raise SerializationError(message) from None
-            written[name] = {
-                "hash": info.digest, "size": info.size, "serializer": info.serializer,
-                "serializer_version": info.serializer_version, "type": info.type, "uri": info.uri,
-            }
+        by_identity: dict[int, dict] = {}  # one object bound to several names is stored once
+        replaced = {}
+        for name, output_value, identity in prepared:
+            meta = by_identity.get(identity)
+            if meta is None:
+                try:
+                    meta = by_identity[identity] = _describe(store.put(output_value))
+                except SerializationError as err:
+                    message = f"op {op.name!r} returned a value for {name!r} that cannot be stored: {err}"
+                    record.send_live(final=True, failed=True)
+                    emit({**_base_event(spec, "failed"), "error": message, "error_type": "SerializationError",
+                          "timeout": False, "traceback": "", "stdout": capture.text("stdout"),
+                          "stderr": capture.text("stderr"), "attempt": attempt, "started": started, **where})
+                    raise SerializationError(message) from None
+            written[name] = meta
+            if output_value is not outputs[name]:
+                replaced[name] = output_value  # a figure: downstream ops get what a cache hit would give
+        shown = record.payload()
+        if shown is not None:
+            written[displays.DISPLAYS] = _describe(store.put(shown))
+        record.send_live(final=True)
         emit({
             **_base_event(spec, "done"),
             "outputs": written,
@@ -340,9 +372,17 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
             "started": started,
             **where,
         })
+        if replaced:
+            value = {**value, **replaced} if op.multi_output else replaced[RETURN]
         return value
     finally:
+        displays.stop_live(record)
         _context.task = None
+
+
+def _describe(info) -> dict:
+    return {"hash": info.digest, "size": info.size, "serializer": info.serializer,
+            "serializer_version": info.serializer_version, "type": info.type, "uri": info.uri}
 
 
 def execute_chain(specs: list[TaskSpec], *deps: Any) -> Any:
@@ -366,7 +406,9 @@ def _split_outputs(op: Op, value: Any) -> dict[str, Any]:
 def load_cached(artifacts_url: str, outputs: dict[str, str], multi: bool, artifacts_key: bytes | None = None) -> Any:
     """Task that restores a cache hit's value on a worker for the tasks that need it."""
     store = artifact_store(artifacts_url, signing_key=artifacts_key)
-    values = {name: store.get(digest) for name, digest in outputs.items()}
+    values = {name: store.get(digest) for name, digest in outputs.items() if name not in displays.RESERVED}
+    if multi and displays.DISPLAYS in outputs:
+        values.update(displays.restore_modules(store.get(outputs[displays.DISPLAYS])))
     return values if multi else values["return"]
 
 

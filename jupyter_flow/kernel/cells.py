@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from ..core.errors import FlowError
+from ..engine.capture import VALUE as _DISPLAYED_VALUE
 
-VALUE = "_"  # output holding the value of the cell's last expression (displayed, never hydrated)
+VALUE = _DISPLAYED_VALUE  # the value of the cell's last expression: displayed by the worker, never stored
 MAGIC_LINES = 1  # the ``%%flow`` line above the body
 
 
@@ -61,9 +62,24 @@ def parse(body: str, label: str) -> CellCode:
         line = (err.lineno or 0) + MAGIC_LINES
         raise CellError(f"cell {label!r}, line {line}: syntax error: {err.msg}") from None
     assigns = [n for n in dict.fromkeys(_top_level_assigned(tree.body)) if not n.startswith("_")]
-    has_value = bool(tree.body) and isinstance(tree.body[-1], ast.Expr)
+    # As in Jupyter, a last expression ending with ";" is not displayed.
+    has_value = bool(tree.body) and isinstance(tree.body[-1], ast.Expr) and not _quiet(body)
     reads = [n for n in _all_reads(tree) if not hasattr(builtins, n)]
     return CellCode(label, body, tree, reads, assigns, has_value)
+
+
+def _quiet(body: str) -> bool:
+    """The cell's last line of code ends with ";" (comments aside), like IPython's check."""
+    import io
+    import tokenize
+
+    try:
+        tokens = [t for t in tokenize.generate_tokens(io.StringIO(body).readline)
+                  if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
+                                    tokenize.DEDENT, tokenize.ENDMARKER)]
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    return bool(tokens) and tokens[-1].string == ";"
 
 
 _SHELL_OR_MAGIC = re.compile(r"^\s*(?:[\w.,\s\[\]()*]+=\s*)?(!|%)")
@@ -320,10 +336,18 @@ def _identifier(label: str) -> str:
 _FRAME = re.compile(r'^  File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.+?)\s*$')
 
 
-def cell_traceback(traceback_text: str, cells: dict[str, str]) -> str:
+def cell_traceback(traceback_text: str, cells: dict[str, str],
+                   code_names: Callable[[str], str | None] | None = None) -> str:
     """A remote traceback with jupyter_flow's own frames removed and cell lines filled in.
 
-    ``cells`` maps a cell label to its full text (``%%flow`` line first).
+    ``cells`` maps a cell label to its full text (``%%flow`` line first); ``code_names``
+    names the files IPython compiled ordinary cells under ("Cell In[5]"), so a helper
+    defined in the notebook is shown where it was defined.
+
+    >>> print(cell_traceback('  File "/tmp/ipykernel_1/2.py", line 3, in helper\\n    return 1 / x',
+    ...                      {}, code_names=lambda path: "Cell In[4]"))
+      Cell In[4], line 3, in helper
+        return 1 / x
     """
     lines = traceback_text.rstrip().splitlines()
     out: list[str] = []
@@ -344,6 +368,10 @@ def cell_traceback(traceback_text: str, cells: dict[str, str]) -> str:
                 if 0 < number <= len(text):
                     out.append("    " + text[number - 1].strip())
                 skipping = True  # the source line below (if any) is already written
+                continue
+            label = code_names(path) if code_names is not None else None
+            if label:
+                out.append(f"  {label}, line {match.group('line')}, in {match.group('func')}")
                 continue
             out.append(line)
             continue

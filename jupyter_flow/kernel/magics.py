@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import ast
-import os
 import re
 import sys
 from typing import Any, Callable
@@ -19,7 +18,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from ..core.errors import FlowError
 from ..core.status import RunKind
-from . import cells, params
+from . import cells, params, session
 from .cells import VALUE, CellError
 from .notebook import CellOp, FlowNotebook, notebook_path, source_hash, stale_report
 
@@ -289,19 +288,28 @@ class FlowMagics(Magics):
     def _run(self, names: list[str], *, kind: str, title: str, force: list[str], cluster: str | None,
              background: bool, show_value: bool) -> None:
         from ..engine.records import Run
+        from .live import CellOutputs
         from .progress import RunDisplay
 
         engine = _engine()
         params.sync()
         plan = self.notebook.plan(names)
-        execution = engine.submit(
-            plan.targets, name=title, kind=kind, cluster=cluster or plan.cluster,
-            force=[plan.nodes[n] for n in force], parent_id=os.environ.get("JUPYTER_FLOW_RUN_ID") or None,
-            params=params.values(), notebook=notebook_path(), captured=plan.captured,
-            task_provenance=plan.provenance,
-        )
+        made_now = session.notebook_run_id(engine, create=False) is None
+        parent_id = session.notebook_run_id(engine, create=True)
+        try:
+            execution = engine.submit(
+                plan.targets, name=title, kind=kind, cluster=cluster or plan.cluster,
+                force=[plan.nodes[n] for n in force], parent_id=parent_id,
+                params=params.values(), notebook=notebook_path(), captured=plan.captured,
+                task_provenance=plan.provenance,
+            )
+        except FlowError:
+            session.submitted(engine, parent_id, made_now=made_now, failed=True)
+            raise
+        session.submitted(engine, parent_id, made_now=made_now, failed=False)
         run = Run(engine, execution.run_id, execution=execution)
         self.last_run = run
+        outputs = CellOutputs(execution, engine) if not background else None
         display = RunDisplay(execution, title, live=not execution.done.is_set())
         if background and not execution.done.is_set():
             self.background.append((run, display))
@@ -309,37 +317,37 @@ class FlowMagics(Magics):
             print(f"run {run.id} continues in the background; its outputs are loaded when it ends "
                   "(at the start of the next cell after that)")
             return
+        outputs = outputs or CellOutputs(execution, engine)
         try:
-            while not execution.done.wait(0.2):
+            while not execution.done.wait(0.1):
+                outputs.pump()  # op stdout/stderr and displays, as they happen
                 display.refresh()
         except KeyboardInterrupt:
             execution.request_cancel()
             execution.wait(30)
             display.finish()
+            outputs.pump()
             print(f"run {run.id} canceled", file=sys.stderr)
             raise
         display.finish()
-        self._conclude(run, names if show_value else [])
+        self._conclude(run, names if show_value else [], outputs)
 
-    def _conclude(self, run, shown: list[str]) -> None:
-        """Logs, outputs into the namespace, the displayed value, or the op's error."""
+    def _conclude(self, run, shown: list[str], outputs) -> None:
+        """Outputs shown once, values into the namespace, cached outputs replayed, or the op's error."""
         from IPython.display import display
 
         tasks = run.tasks
-        ran = [t for t in tasks if not t.cached and (t.stdout or t.stderr)]
-        for task in ran:
-            if len(ran) > 1:
-                print(f"[{task.name}]")
-            if task.stdout:
-                sys.stdout.write(task.stdout)
-            if task.stderr:
-                sys.stderr.write(task.stderr)
-        sys.stdout.flush()
+        outputs.finish(tasks)
         self.notebook.hydrate(tasks, _engine().artifacts)
+        self.notebook.import_modules(tasks)
         if run.status != "SUCCESS":
             raise self._failure(run)
         for task in tasks:
-            if task.name in shown and self.notebook.cells[task.name].code.has_value and VALUE in task.outputs:
+            if task.name not in shown or not task.cached:
+                continue
+            outputs.replay(task)
+            if VALUE in task.outputs and self.notebook.cells[task.name].code.has_value:
+                # A cache entry from before outputs were recorded: its value was stored.
                 value = _engine().artifacts.get(task.outputs[VALUE])
                 if value is not None:
                     display(value)
@@ -357,7 +365,7 @@ class FlowMagics(Magics):
         exc = execution.failure_for(failed)
         texts = {name: cell.text for name, cell in self.notebook.cells.items()}
         if failed.traceback:
-            body = cells.cell_traceback(failed.traceback, texts)
+            body = cells.cell_traceback(failed.traceback, texts, code_names=self._code_name)
         else:
             body = f"{type(exc).__name__}: {exc}"
         message = [f"op {failed.name!r} failed in run {run.id} ({run.status})", body]
@@ -366,6 +374,15 @@ class FlowMagics(Magics):
         except AttributeError:  # an exception type without a __dict__ shows its usual traceback
             pass
         return exc.with_traceback(None)
+
+    def _code_name(self, path: str) -> str | None:
+        """"Cell In[5]" for the file IPython compiled a notebook cell under, else None."""
+        compiler = getattr(self.shell, "compile", None)
+        try:
+            label = compiler.format_code_name(path) if compiler is not None else None
+        except Exception:  # an older IPython or a foreign compiler: keep the file name
+            label = None
+        return f"{label[0]} {label[1]}" if label else None
 
     def _load_background_results(self, *info) -> None:
         """pre_run_cell hook: load the outputs of background runs that have ended."""
@@ -376,6 +393,7 @@ class FlowMagics(Magics):
                 still.append((run, display))
                 continue
             names = self.notebook.hydrate(run.tasks, _engine().artifacts)
+            self.notebook.import_modules(run.tasks)
             if run.status == "SUCCESS":
                 print(f"[jupyter_flow] background run {run.id} ended: loaded {', '.join(names) or 'nothing new'}")
             else:

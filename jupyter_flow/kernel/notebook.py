@@ -8,9 +8,12 @@ the namespace by value at that moment and enters the cache key.
 
 from __future__ import annotations
 
+import ast
 import builtins
+import functools
 import hashlib
 import os
+import sys
 import types
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +22,9 @@ from ..core import keys as keylib
 from ..core.errors import FlowError
 from ..core.graph import order
 from ..core.op import Node, Op
+from ..engine.capture import DISPLAYS, restore_modules, stored_outputs
 from . import cells
+from .params import values as param_values
 from .cells import VALUE, CellError, CellCode
 
 _MISSING = object()
@@ -179,7 +184,16 @@ class FlowNotebook:
         for task in tasks:
             if task.status not in ("SUCCESS", "CACHED") or task.name not in self.cells:
                 continue
-            for variable, digest in (task.outputs or {}).items():
+            stored = stored_outputs(task.outputs)
+            missing = [n for n in self.cells[task.name].outputs if n not in stored]
+            if missing and DISPLAYS in (task.outputs or {}):
+                # Modules are kept by name in the op's record: import them here.
+                modules = restore_modules(artifacts.get(task.outputs[DISPLAYS]))
+                for variable in missing:
+                    if variable in modules:
+                        self.namespace[variable] = modules[variable]
+                        changed.append(variable)
+            for variable, digest in stored.items():
                 if variable == VALUE:
                     continue
                 loaded = self.loaded.get(variable)
@@ -191,6 +205,37 @@ class FlowNotebook:
                 self.loaded[variable] = (digest, value)
                 changed.append(variable)
         return changed
+
+    def import_modules(self, tasks) -> list[str]:
+        """Run the top-level imports of finished cells here too, so later cells can use the
+        modules (they are never stored: the kernel imports them by name)."""
+        done = []
+        for task in tasks:
+            cell = self.cells.get(task.name)
+            if cell is None or task.status not in ("SUCCESS", "CACHED"):
+                continue
+            for statement in _top_level_imports(cell.code.tree.body):
+                text = ast.unparse(statement)
+                try:
+                    exec(compile(ast.Module(body=[statement], type_ignores=[]), f"<flow cell {cell.name} imports>",
+                                 "exec"), self.namespace)
+                except Exception as err:  # importable on the worker only (e.g. a GPU library)
+                    print(f"[jupyter_flow] `{text}` (cell {cell.name!r}) ran on the worker but fails in this "
+                          f"kernel: {type(err).__name__}: {err}", file=sys.stderr)
+                    continue
+                done.append(text)
+        return done
+
+
+def _top_level_imports(statements) -> list[ast.stmt]:
+    """Import statements a cell runs unconditionally at top level (also inside ``try:``)."""
+    found: list[ast.stmt] = []
+    for node in statements:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        elif isinstance(node, ast.Try):
+            found.extend(_top_level_imports(node.body))
+    return found
 
 
 def _data_read_before_assigned(code: CellCode, values: dict[str, Any]) -> dict[str, Any]:
@@ -211,8 +256,30 @@ def source_hash(text: str) -> str:
 
 
 def notebook_path() -> str | None:
-    """The notebook's path where the server says it (``JPY_SESSION_NAME``)."""
-    return os.environ.get("JPY_SESSION_NAME") or None
+    """The notebook this kernel runs: where JupyterLab says it (``JPY_SESSION_NAME``), where a
+    batch says it (``JUPYTER_FLOW_NOTEBOOK``), or the notebook on the command line of the
+    process that started the kernel (``papermill in.ipynb out.ipynb``, ``jupyter nbconvert
+    --execute x.ipynb``)."""
+    return os.environ.get("JPY_SESSION_NAME") or os.environ.get("JUPYTER_FLOW_NOTEBOOK") or _launcher_notebook()
+
+
+@functools.lru_cache(maxsize=1)
+def _launcher_notebook() -> str | None:
+    """The first existing ``.ipynb`` argument of the parent process (Linux ``/proc``)."""
+    parent = os.getppid()
+    try:
+        with open(f"/proc/{parent}/cmdline", "rb") as handle:
+            arguments = [a.decode(errors="replace") for a in handle.read().split(b"\0") if a]
+        cwd = os.readlink(f"/proc/{parent}/cwd")
+    except OSError:  # not Linux, or the parent is gone
+        return None
+    for argument in arguments[1:]:
+        value = argument.split("=", 1)[-1] if argument.startswith("--") else argument
+        if value.endswith(".ipynb"):
+            path = os.path.join(cwd, value)
+            if os.path.isfile(path):
+                return os.path.abspath(path)
+    return None
 
 
 def stale_report(notebook: FlowNotebook, engine) -> dict[str, str]:
@@ -248,5 +315,5 @@ def stale_report(notebook: FlowNotebook, engine) -> dict[str, str]:
         elif key.key in hits:
             report[name] = "cached"
         else:
-            report[name] = keylib.explain(key.components, previous.get(name))
+            report[name] = keylib.explain(key.components, previous.get(name), params=param_values())
     return report

@@ -960,6 +960,25 @@ class Store:
         """Set metric ``name`` of a run (also after it finished: metrics may come later)."""
         self._merge_json(run_id, "metrics", {name: value})
 
+    def record_metrics(self, run_id: str, metrics: dict) -> None:
+        """Merge ``metrics`` into a run's, and into its notebook run's when the run is one of a
+        notebook's cell runs (so ``jupyter flow compare`` sees what ops recorded)."""
+        if not metrics:
+            return
+        with self._write() as conn:
+            self._lock_run(conn, run_id)
+            targets = [run_id]
+            parent = conn.execute(select(RUNS.c.parent_id).where(RUNS.c.id == run_id)).scalar()
+            if parent is not None:
+                kind = conn.execute(select(RUNS.c.kind).where(RUNS.c.id == parent).with_for_update()).scalar()
+                if kind == "notebook":
+                    targets.append(parent)
+            seqs = self._bump_seq(conn, targets)
+            for target in targets:
+                existing = conn.execute(select(RUNS.c.metrics).where(RUNS.c.id == target)).scalar()
+                merged = {**(existing or {}), **{name: _plain(value) for name, value in metrics.items()}}
+                conn.execute(update(RUNS).where(RUNS.c.id == target).values(metrics=merged, seq=seqs[target]))
+
     def set_params(self, run_id: str, params: dict) -> None:
         """Merge ``params`` into the run's parameters (secret-looking names' values redacted)."""
         self._merge_json(run_id, "params", redact(dict(params)))
@@ -979,11 +998,11 @@ class Store:
 
     def lookup_cache(self, keys: Iterable[str], *, components: bool = True) -> dict[str, dict]:
         """Cache entries for those of ``keys`` that have one: key -> outputs, components,
-        task_id, op_name. One query per 500 keys. ``components=False`` skips the largest
+        task_id, op_name, and metrics when the op recorded some. One query per 500 keys. ``components=False`` skips the largest
         column when only the outputs are wanted (the engine's hot path)."""
         keys = list(dict.fromkeys(keys))
         found: dict[str, dict] = {}
-        columns = (CACHE.c.key, CACHE.c.outputs, CACHE.c.task_id, CACHE.c.op_name)
+        columns = (CACHE.c.key, CACHE.c.outputs, CACHE.c.task_id, CACHE.c.op_name, CACHE.c.metrics)
         if components:
             columns += (CACHE.c.components,)
         with self._read() as conn:
@@ -992,14 +1011,19 @@ class Store:
                     # The engine's hot path: one plain query, no per-row type processing.
                     marks = ", ".join("?" for _ in chunk)
                     rows = conn.exec_driver_sql(
-                        f'SELECT "key", outputs, task_id, op_name FROM "{CACHE.name}" WHERE "key" IN ({marks})',
+                        f'SELECT "key", outputs, task_id, op_name, metrics FROM "{CACHE.name}" '
+                        f'WHERE "key" IN ({marks})',
                         tuple(chunk),
                     ).fetchall()
-                    for key, outputs, task_id, op_name in rows:
+                    for key, outputs, task_id, op_name, metrics in rows:
                         found[key] = {"outputs": json.loads(outputs), "task_id": task_id, "op_name": op_name}
+                        if metrics is not None and metrics != "null":
+                            found[key]["metrics"] = json.loads(metrics)
                     continue
                 for row in conn.execute(select(*columns).where(CACHE.c.key.in_(chunk))):
                     entry = row._asdict()
+                    if entry.get("metrics") is None:
+                        entry.pop("metrics")  # only entries of ops that recorded metrics carry them
                     found[entry.pop("key")] = entry
         return found
 
@@ -1208,6 +1232,18 @@ class Store:
         with self._read() as conn:
             row = conn.execute(select(ARTIFACTS).where(ARTIFACTS.c.hash == digest)).first()
         return None if row is None else row._asdict()
+
+    def artifact_sizes(self, digests: Iterable[str]) -> dict[str, int | None]:
+        """Stored size in bytes of each known artifact among ``digests``."""
+        digests = list(dict.fromkeys(digests))
+        sizes: dict[str, int | None] = {}
+        with self._read() as conn:
+            for chunk in _chunks(digests):
+                for digest, size in conn.execute(
+                    select(ARTIFACTS.c.hash, ARTIFACTS.c.size).where(ARTIFACTS.c.hash.in_(chunk))
+                ):
+                    sizes[digest] = size
+        return sizes
 
     def artifact_runs(self, digest: str) -> list[dict]:
         """Tasks that output the artifact ``digest`` (its producers, for lineage)."""

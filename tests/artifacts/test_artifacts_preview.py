@@ -85,3 +85,23 @@ def test_preview_never_decodes_huge_pickles(tmp_path, monkeypatch, signing_key):
     monkeypatch.setattr(store, "get", lambda digest: (_ for _ in ()).throw(AssertionError("decoded")))
     preview = store.preview(info.digest)
     assert preview["kind"] == "repr" and "too large" in preview["data"]
+
+
+def test_an_ops_figure_previews_as_its_image(store):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jupyter_flow.artifacts.figures import StoredFigure
+
+    figure, axes = plt.subplots()
+    axes.plot([1, 2, 3])
+    info = store.put(StoredFigure.from_figure(figure))
+    plt.close(figure)
+    assert info.serializer == "figure"
+    preview = store.preview(info.digest)
+    assert preview["kind"] == "image" and preview["data"]["mime"] == "image/png"
+    assert base64.b64decode(preview["data"]["base64"]) == store.get(info.digest).png
+    small = store.preview(info.digest, max_bytes=100)
+    assert small["kind"] == "repr" and "too large to preview" in small["data"]

@@ -30,7 +30,7 @@ class Point:
 
 
 def test_registry_order_is_specific_before_catch_all():
-    assert serializer_names() == ("json", "bytes", "numpy", "pandas", "cloudpickle")
+    assert serializer_names() == ("json", "bytes", "numpy", "pandas", "figure", "cloudpickle")
 
 
 @pytest.mark.parametrize(

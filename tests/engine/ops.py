@@ -207,3 +207,33 @@ def gather_count(values):
 @jf.op
 def not_a_list(n):
     return {"n": n}
+
+
+def _checked_ratio(total, count):
+    # A helper the op calls: its frame must name this file in the remote traceback.
+    return total / count
+
+
+@jf.op
+def average(total, count):
+    return _checked_ratio(total, count)
+
+
+@jf.op
+def plots_and_prints(n):
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+
+    print("points:", n)
+    display(Markdown(f"**{n}** points"))
+    figure, axes = plt.subplots()
+    axes.plot(range(n))
+    plt.show()
+    left_open = plt.figure()
+    plt.plot([n, 0])
+    jf.record("points", n)
+    return {"points": n, "figure": figure, "axes": axes, "alias": figure, "open": left_open}
+
+
+plots_and_prints = jf.Op(plots_and_prints.func, name="plots_and_prints",
+                         outputs=["points", "figure", "axes", "alias", "open"])

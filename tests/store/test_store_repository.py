@@ -267,6 +267,26 @@ def test_cache_lookup_put_drop_and_last_components(store, owner):
     assert store.lookup_cache([]) == {}
 
 
+def test_cache_entries_keep_metrics_and_runs_roll_them_up_to_their_notebook(store, owner):
+    key = "ab" * 32
+    store.put_cache([{"key": key, "outputs": {"out": key}, "op_name": "fit", "metrics": {"acc": 0.9}}])
+    assert store.lookup_cache([key], components=False)[key]["metrics"] == {"acc": 0.9}
+    store.put_cache([{"key": key, "outputs": {"out": key}, "op_name": "fit", "metrics": {"acc": 0.8}}])
+    assert store.lookup_cache([key])[key]["metrics"] == {"acc": 0.8}
+    notebook = new_id()
+    store.create_run({"id": notebook, "kind": "notebook", "status": "RUNNING", "owner_id": owner})
+    cell = new_id()
+    store.create_run({"id": cell, "kind": "cell", "status": "RUNNING", "owner_id": owner, "parent_id": notebook})
+    store.record_metrics(cell, {"acc": 0.8})
+    store.record_metrics(notebook, {"f1": 0.7})
+    assert store.get_run(cell)["metrics"] == {"acc": 0.8}
+    assert store.get_run(notebook)["metrics"] == {"acc": 0.8, "f1": 0.7}
+    other = new_id()  # a run whose parent is not a notebook run keeps its metrics to itself
+    store.create_run({"id": other, "kind": "api", "status": "RUNNING", "owner_id": owner, "parent_id": cell})
+    store.record_metrics(other, {"loss": 1.0})
+    assert "loss" not in store.get_run(cell)["metrics"]
+
+
 def test_pins(store, owner):
     run_id, _ = make_run(store, owner)
     store.pin(run_id)

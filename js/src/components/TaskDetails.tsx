@@ -104,7 +104,8 @@ export function TaskDetails(props: TaskDetailsProps): JSX.Element {
   const gpus = (prov.gpus ?? []).map(gpu => [gpu.name, gpu.uuid, gpu.driver && `driver ${gpu.driver}`].filter(Boolean).join(', '));
   const waitingFor = task.status === 'WAITING' ? resourcesText(task.resources) : '';
   const outputMeta = prov.outputs ?? {};
-  const outputs = Object.entries(task.outputs ?? {});
+  // Values first; the recorded cell outputs last.
+  const outputs = Object.entries(task.outputs ?? {}).sort(([a], [b]) => Number(a === DISPLAYS) - Number(b === DISPLAYS));
 
   return (
     <section className="jp-flow-details" aria-label={`op ${task.name} details`}>
@@ -271,6 +272,13 @@ function formatBytes(size: number | undefined): string {
   return `${unit ? value.toFixed(1) : value} ${units[unit]}`;
 }
 
+// The op's recorded cell outputs (prints, displays, figures) are stored under this name.
+const DISPLAYS = '__displays__';
+
+function outputLabel(name: string): string {
+  return name === DISPLAYS ? 'displayed outputs' : name;
+}
+
 const IMAGE_TYPES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
 
 function OutputItem(props: { name: string; hash: string; meta?: { size?: number; type?: string } }): JSX.Element {
@@ -294,7 +302,7 @@ function OutputItem(props: { name: string; hash: string; meta?: { size?: number;
           aria-label={`${open ? 'hide' : 'preview'} output ${props.name}`}
           onClick={() => setOpen(!open)}
         >
-          {open ? '▾' : '▸'} {props.name}
+          {open ? '▾' : '▸'} {outputLabel(props.name)}
         </button>
         <span className="jp-flow-muted">
           {[props.meta?.type ?? preview?.type, formatBytes(props.meta?.size ?? preview?.size)].filter(Boolean).join(' · ')}
