@@ -62,12 +62,15 @@ class ShellOp(Op):
     """The op behind ``jf.shell``: runs a command template on a worker."""
 
     def __init__(self, command: str, *, name: str, outputs: list[str], retries: int = 0,
-                 timeout: float | None = None, resources: dict | None = None, cache: bool = True):
+                 timeout: float | None = None, resources: dict | None = None, cache: bool = True,
+                 stdout: str | None = None):
         # The command enforces its own timeout (and kills the process), so the engine's
         # thread-based one is not used; a timeout is not part of the cache key.
+        files = list(outputs)
         super().__init__(run_command, name=name, retries=retries, timeout=None, cache=cache,
-                         resources=resources, outputs=outputs or None)
+                         resources=resources, outputs=files + ([stdout] if stdout else []) or None)
         self.command = command
+        self.stdout_output = stdout
         self.command_timeout = timeout
         self.func = self.run
         self.signature = inspect.signature(self.run)
@@ -76,11 +79,14 @@ class ShellOp(Op):
 
     def run(self, command: str, inputs: dict, outputs: dict, params: dict, environment: dict,
             cwd: str | None) -> Any:
-        return run_command(command, inputs, outputs, params, environment, cwd, timeout=self.command_timeout)
+        value = run_command(command, inputs, outputs, params, environment, cwd, timeout=self.command_timeout,
+                            stdout_as=self.stdout_output)
+        return value
 
     def __reduce__(self):
-        return (_rebuild_shell, (self.command, self.name, list(self.outputs) if self.multi_output else [],
-                                 self.retries, self.command_timeout, self.resources, self.cache))
+        files = [o for o in self.outputs if o != self.stdout_output] if self.multi_output else []
+        return (_rebuild_shell, (self.command, self.name, files, self.retries, self.command_timeout,
+                                 self.resources, self.cache, self.stdout_output))
 
     def cached_value_usable(self, value: Any) -> bool:
         """A cache hit stands only while the output files it recorded are unchanged."""
@@ -88,9 +94,9 @@ class ShellOp(Op):
         return all(v.unchanged() for v in values if isinstance(v, OutputFile))
 
 
-def _rebuild_shell(command, name, outputs, retries, timeout, resources, cache):
+def _rebuild_shell(command, name, outputs, retries, timeout, resources, cache, stdout=None):
     return ShellOp(command, name=name, outputs=outputs, retries=retries, timeout=timeout,
-                   resources=resources, cache=cache)
+                   resources=resources, cache=cache, stdout=stdout)
 
 
 def shell(
@@ -106,15 +112,19 @@ def shell(
     timeout: float | None = None,
     resources: dict | None = None,
     cache: bool = True,
+    stdout: str | None = None,
 ) -> Node:
     """A command-line step: ``{name}`` fields in ``command`` are filled (shell-quoted) from
     ``inputs`` (files: paths, ``jf.file``s or other shell ops' outputs), ``outputs`` (files
     the command writes) and ``params`` (plain values).
 
     The node's value is the dict of its output files (``node["output"]`` passes one on),
-    or the command's stdout when it declares no outputs. ``env`` may hold ``conda`` (an
+    or the command's stdout when it declares no outputs; ``stdout="name"`` adds the stdout
+    to the dict under that name. ``env`` may hold ``conda`` (an
     environment name), ``conda_prefix`` (its path), ``modules`` (names to ``module load``),
     ``container`` (an apptainer/singularity image) and ``variables`` (environment variables).
+    The command runs in ``cwd`` (default: this process's working directory, wherever the
+    worker is), so relative paths work as they do here.
 
     >>> node = shell("sort {input} -o {output}", inputs={"input": "setup.py"}, outputs={"output": "s.txt"})  # doctest: +SKIP
     """
@@ -137,10 +147,15 @@ def shell(
         if not isinstance(value, (str, os.PathLike)):
             raise FlowError(f"jf.shell {label!r}: output {key!r} must be a path, got {type(value).__name__}")
     environment = _check_env(label, env)
+    if stdout is not None and (not isinstance(stdout, str) or stdout in outputs):
+        raise FlowError(f"jf.shell {label!r}: stdout= names the output holding the command's stdout; "
+                        "give a name that is not one of its output files")
     op = ShellOp(command, name=label, outputs=list(outputs), retries=retries, timeout=timeout,
-                 resources=resources, cache=cache)
+                 resources=resources, cache=cache, stdout=stdout)
     return op(command=command, inputs=typed_inputs, outputs={k: os.fspath(v) for k, v in outputs.items()},
-              params=params, environment=environment, cwd=os.fspath(cwd) if cwd is not None else None)
+              params=params, environment=environment,
+              # Relative paths mean what they mean here, not in a worker's own directory.
+              cwd=os.path.abspath(os.fspath(cwd) if cwd is not None else os.getcwd()))
 
 
 def _default_name(command: str) -> str:
@@ -189,7 +204,7 @@ def _check_env(label: str, env: Mapping[str, Any] | None) -> dict:
 
 
 def run_command(command: str, inputs: dict, outputs: dict, params: dict, environment: dict,
-                cwd: str | None, timeout: float | None = None) -> Any:
+                cwd: str | None, timeout: float | None = None, stdout_as: str | None = None) -> Any:
     """Run the command (on a worker): fill it in, wrap it in its environment, stream its
     output, check its exit code and its output files."""
     base = Path(cwd) if cwd else Path.cwd()
@@ -226,7 +241,9 @@ def run_command(command: str, inputs: dict, outputs: dict, params: dict, environ
         if not full.exists():
             raise FlowError(f"the command exited 0 but did not write its output {key!r} ({path})")
         produced[key] = OutputFile(str(full), file_hash(str(full)), full.stat().st_size)
-    return produced if outputs else stdout
+    if stdout_as:
+        produced[stdout_as] = stdout
+    return produced if produced else stdout
 
 
 def _conda() -> str | None:

@@ -36,6 +36,15 @@ class CellCode:
     has_value: bool  # the last statement is an expression
 
 
+def shell_code(command: str, label: str, files: dict[str, str]) -> CellCode:
+    """What a ``%%flow --shell`` cell reads: the ``{name}`` fields of its command (not the
+    files it writes, nor the shell's own ``${VAR}``)."""
+    from ..core.shell import _FIELD
+
+    reads = [f for f in dict.fromkeys(_FIELD.findall(command)) if f not in files]
+    return CellCode(label, command, ast.Module(body=[], type_ignores=[]), reads, list(files), False)
+
+
 def filename(label: str) -> str:
     return f"<flow cell {label}>"
 

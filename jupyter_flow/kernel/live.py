@@ -30,7 +30,7 @@ class CellOutputs:
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.shown: dict[str, int] = {}  # task id -> how many of its outputs are in the cell
         self.early: dict[str, dict[int, list]] = {}  # outputs that arrived ahead of a gap
-        self.names = {t.id: t.name if t.index is None else f"{t.name}[{t.index}]" for t in execution.tasks}
+        self.execution = execution
         # With several ops running, each block of output says which op it comes from.
         self.headers = sum(1 for t in execution.tasks if not t.cached) > 1
         self.last_task: str | None = None
@@ -91,8 +91,15 @@ class CellOutputs:
                 run_id = row["run_id"] if row else None
             except Exception:  # the mark is a courtesy; the outputs still show
                 run_id = None
-        _publish_one(_mark(self.names.get(task.id, task.name), run_id), self.display_ids)
+        _publish_one(_mark(self._name(task.id, task.name), run_id), self.display_ids)
         self._publish(task.id, items, header=False)
+
+    def _name(self, task_id: str, default: str) -> str:
+        # Looked up when shown: a dynamic map adds its tasks while the run goes on.
+        task = self.execution.by_id.get(task_id)
+        if task is None:
+            return default
+        return task.name if task.index is None else f"{task.name}[{task.index}]"
 
     def _record(self, task) -> dict | None:
         digest = (task.outputs or {}).get(DISPLAYS)
@@ -107,7 +114,7 @@ class CellOutputs:
 
     def _publish(self, task_id: str, items: list, header: bool = True) -> None:
         if header and self.headers and task_id != self.last_task:
-            sys.stdout.write(f"[{self.names.get(task_id, task_id)}]\n")
+            sys.stdout.write(f"[{self._name(task_id, task_id)}]\n")
         self.last_task = task_id
         for item in items:
             _publish_one(item, self.display_ids)

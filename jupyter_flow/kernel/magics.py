@@ -95,6 +95,12 @@ class FlowMagics(Magics):
     @argument("--background", action="store_true",
               help="return at once; outputs are loaded when the run ends (at the next cell)")
     @argument("--define-only", action="store_true", help="add the op to the notebook's graph without running")
+    @argument("--map", dest="map_over", default=None, metavar="ITEMS",
+              help="run the cell once per element of ITEMS (another flow cell's list output); inside the "
+                   "cell ITEMS is one element, and each output becomes the list of per-element values")
+    @argument("--shell", action="store_true",
+              help="the cell is a shell command template: {name} fields are notebook variables; "
+                   "--out VAR=PATH declares the files it writes")
     @cell_magic("flow")
     @_flow_errors_short
     def flow_cell(self, line: str, cell: str):
@@ -116,6 +122,8 @@ class FlowMagics(Magics):
                   background=args.background, show_value=True)
 
     def _define(self, args, line: str, cell: str) -> CellOp:
+        if args.shell:
+            return self._define_shell(args, line, cell)
         code = cells.parse(cell, args.name or "(unnamed)")
         bound = {n for n in ast.walk(code.tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
         bound = {n.id for n in bound} | set(_all_top_level(code))
@@ -138,15 +146,51 @@ class FlowMagics(Magics):
         if args.timeout is not None and args.timeout <= 0:
             raise CellError(f"cell {name!r}: --timeout must be a positive number of seconds")
         text = f"%%flow {line.strip()}".rstrip() + "\n" + cell.rstrip()
-        provenance = {"notebook": notebook_path(), "cell_id": self._cell_id(),
-                      "cell_index": self.shell.execution_count, "source_hash": source_hash(text)}
+        if args.map_over is not None and args.map_over not in code.reads + list(args.inputs):
+            raise CellError(f"cell {name!r}: --map {args.map_over} names a variable the cell never reads; "
+                            "inside a mapped cell that name is one element of the list")
         cell_op = CellOp(
             name=name, text=text, code=code, outputs=outputs, declared_inputs=list(args.inputs),
             retries=args.retries, timeout=args.timeout, cache=not args.no_cache,
             resources=_resources(args.resources, name), cluster=args.cluster,
-            provenance={k: v for k, v in provenance.items() if v is not None},
+            provenance=self._provenance(text), map_over=args.map_over,
         )
         return self.notebook.define(cell_op, check_names=not args.define_only)
+
+    def _define_shell(self, args, line: str, cell: str) -> CellOp:
+        name = args.name
+        if not name or not re.fullmatch(r"[\w.\-]+", name):
+            raise CellError("a %%flow --shell cell needs a name (letters, digits, '_', '-', '.'): "
+                            "%%flow NAME --shell")
+        if args.map_over is not None:
+            raise CellError(f"cell {name!r}: --map and --shell do not combine; map a Python cell that "
+                            "calls jf.shell, or use jf.map(jf.shell(...)) in Python")
+        files: dict[str, str] = {}
+        for item in args.outputs or []:
+            variable, sep, path = item.partition("=")
+            if not sep or not variable.isidentifier() or not path:
+                raise CellError(f"cell {name!r}: in a --shell cell, --out takes VAR=PATH pairs "
+                                f"(the files the command writes), got {item!r}")
+            files[variable] = path
+        if args.timeout is not None and args.timeout <= 0:
+            raise CellError(f"cell {name!r}: --timeout must be a positive number of seconds")
+        command = cell.strip()
+        if not command:
+            raise CellError(f"cell {name!r}: the --shell cell has no command")
+        text = f"%%flow {line.strip()}".rstrip() + "\n" + cell.rstrip()
+        code = cells.shell_code(command, name, files)
+        cell_op = CellOp(
+            name=name, text=text, code=code, outputs=list(files) or [name], declared_inputs=list(args.inputs),
+            retries=args.retries, timeout=args.timeout, cache=not args.no_cache,
+            resources=_resources(args.resources, name), cluster=args.cluster,
+            provenance=self._provenance(text), shell_files=files,
+        )
+        return self.notebook.define(cell_op, check_names=not args.define_only)
+
+    def _provenance(self, text: str) -> dict:
+        provenance = {"notebook": notebook_path(), "cell_id": self._cell_id(),
+                      "cell_index": self.shell.execution_count, "source_hash": source_hash(text)}
+        return {k: v for k, v in provenance.items() if v is not None}
 
     def _cell_id(self) -> str | None:
         kernel = getattr(self.shell, "kernel", None)
@@ -343,10 +387,10 @@ class FlowMagics(Magics):
         if run.status != "SUCCESS":
             raise self._failure(run)
         for task in tasks:
-            if task.name not in shown or not task.cached:
+            if self.notebook.cell_of(task.name) not in shown or not task.cached:
                 continue
             outputs.replay(task)
-            if VALUE in task.outputs and self.notebook.cells[task.name].code.has_value:
+            if task.name in shown and VALUE in task.outputs and self.notebook.cells[task.name].code.has_value:
                 # A cache entry from before outputs were recorded: its value was stored.
                 value = _engine().artifacts.get(task.outputs[VALUE])
                 if value is not None:

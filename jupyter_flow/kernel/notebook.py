@@ -45,6 +45,8 @@ class CellOp:
     resources: dict = field(default_factory=dict)
     cluster: str | None = None
     provenance: dict = field(default_factory=dict)  # notebook, cell_id, cell_index, source_hash
+    map_over: str | None = None  # --map: the list variable whose elements the cell runs on
+    shell_files: dict | None = None  # --shell: output variable -> the file the command writes
 
     @property
     def reads(self) -> list[str]:
@@ -166,16 +168,71 @@ class FlowNotebook:
             cell = self.cells[name]
             edges, captured = self.resolve(cell)
             values = {variable: self.namespace[variable] for variable in captured}
-            params = list(edges)
-            function = cells.build_function(cell.code, params, cell.outputs, values)
-            op = Op(function, name=cell.name, retries=cell.retries, timeout=cell.timeout, cache=cell.cache,
-                    resources=cell.resources, outputs=[*cell.outputs, VALUE], source=cell.code.body)
-            node = op(*[nodes[edges[p].name][p] for p in params])
+            inputs = {p: nodes[edges[p].name][p] for p in edges}
+            if cell.shell_files is not None:
+                node = self._shell_node(cell, inputs, values)
+            elif cell.map_over is not None:
+                node = self._mapped_node(cell, inputs, values)
+            else:
+                params = list(edges)
+                function = cells.build_function(cell.code, params, cell.outputs, values)
+                op = Op(function, name=cell.name, retries=cell.retries, timeout=cell.timeout, cache=cell.cache,
+                        resources=cell.resources, outputs=[*cell.outputs, VALUE], source=cell.code.body)
+                node = op(*[inputs[p] for p in params])
             nodes[name] = node
             captured_by_node[node] = _data_read_before_assigned(cell.code, values)
             provenance[node] = dict(cell.provenance)
             cluster = cluster or cell.cluster
         return Plan([nodes[n] for n in names], nodes, captured_by_node, provenance, cluster)
+
+    def _mapped_node(self, cell: CellOp, inputs: dict, values: dict) -> Node:
+        """``--map ITEMS``: the cell's body once per element, then its outputs as lists."""
+        from ..core.composites import map_op
+
+        items = cell.map_over
+        params = [items] + [p for p in inputs if p != items]
+        function = cells.build_function(cell.code, params, cell.outputs, values)
+        each = Op(function, name=f"{cell.name}.each", retries=cell.retries, timeout=cell.timeout,
+                  cache=cell.cache, resources=cell.resources, outputs=[*cell.outputs, VALUE],
+                  source=cell.code.body)
+        others = {p: inputs[p] for p in params[1:]}
+        if items in inputs:
+            mapped = map_op(each, inputs[items], **others)
+        elif isinstance(values.get(items), (list, tuple)):
+            mapped = map_op(each, values[items], **others)
+        else:
+            raise CellError(f"cell {cell.name!r}: --map {items}: {items} must be a list, or another flow "
+                            f"cell's output that is one; it is a {type(values.get(items)).__name__}")
+        gather = Op(_per_output, name=cell.name, outputs=[*cell.outputs, VALUE], cache=cell.cache)
+        return gather(mapped, list(cell.outputs))
+
+    def _shell_node(self, cell: CellOp, inputs: dict, values: dict) -> Node:
+        """``--shell``: the command with its fields taken from the notebook."""
+        from ..core.files import FlowFile
+        from ..core.shell import shell
+
+        files, params = {}, {}
+        for field_name in cell.code.reads:
+            producer = self.producer(field_name, cell.name)
+            if field_name in inputs and producer is not None and producer.shell_files:
+                files[field_name] = inputs[field_name]  # a file another shell cell wrote
+            elif field_name in inputs:
+                params[field_name] = inputs[field_name]
+            elif isinstance(values.get(field_name), FlowFile):
+                files[field_name] = values[field_name]
+            else:
+                params[field_name] = values[field_name]
+        outputs = cell.shell_files or {}
+        return shell(cell.code.body, inputs=files, outputs=outputs, params=params, name=cell.name,
+                     retries=cell.retries, timeout=cell.timeout, resources=cell.resources or None,
+                     cache=cell.cache, stdout=None if outputs else cell.name)
+
+    def cell_of(self, task_name: str) -> str | None:
+        """The cell a task belongs to (a mapped cell's per-element tasks included)."""
+        if task_name in self.cells:
+            return task_name
+        base = task_name[: -len(".each")] if task_name.endswith(".each") else None
+        return base if base in self.cells else None
 
     # -------------------------------------------------------------- hydrate
     def hydrate(self, tasks, artifacts) -> list[str]:
@@ -236,6 +293,11 @@ def _top_level_imports(statements) -> list[ast.stmt]:
         elif isinstance(node, ast.Try):
             found.extend(_top_level_imports(node.body))
     return found
+
+
+def _per_output(rows: list, names: list) -> Any:
+    """A mapped cell's per-element outputs, as one list per output name."""
+    return {**{name: [row[name] for row in rows] for name in names}, VALUE: None}
 
 
 def _data_read_before_assigned(code: CellCode, values: dict[str, Any]) -> dict[str, Any]:

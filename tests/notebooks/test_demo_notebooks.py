@@ -26,7 +26,8 @@ def _papermill(env, source: Path, workdir: Path) -> Path:
     return output
 
 
-@pytest.mark.parametrize("name", ["04-sweep-and-caching.ipynb", "05-batch.ipynb", "06-provenance-and-lineage.ipynb"])
+@pytest.mark.parametrize("name", ["04-sweep-and-caching.ipynb", "05-batch.ipynb", "06-provenance-and-lineage.ipynb",
+                                  "09-fanout-and-shell.ipynb"])
 def test_demo_notebook_runs(name, subprocess_env, tmp_path):
     for needed in (name, "01-quickstart.ipynb"):
         shutil.copy(NOTEBOOKS / needed, tmp_path / needed)

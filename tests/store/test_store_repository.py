@@ -271,7 +271,8 @@ def test_cache_entries_keep_metrics_and_runs_roll_them_up_to_their_notebook(stor
     key = "ab" * 32
     store.put_cache([{"key": key, "outputs": {"out": key}, "op_name": "fit", "metrics": {"acc": 0.9}}])
     assert store.lookup_cache([key], components=False)[key]["metrics"] == {"acc": 0.9}
-    store.put_cache([{"key": key, "outputs": {"out": key}, "op_name": "fit", "metrics": {"acc": 0.8}}])
+    store.put_cache([{"key": key, "outputs": {"out": key}, "op_name": "fit", "metrics": {"acc": 0.8},
+                      "replace": True}])  # a forced rerun's metrics replace the first ones
     assert store.lookup_cache([key])[key]["metrics"] == {"acc": 0.8}
     notebook = new_id()
     store.create_run({"id": notebook, "kind": "notebook", "status": "RUNNING", "owner_id": owner})
