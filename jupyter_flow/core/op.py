@@ -14,6 +14,7 @@ import numbers
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import FlowError
+from .resources import normalise as normalise_resources
 
 _node_counter = itertools.count()
 RETURN = "return"  # output name of an op with a single return value
@@ -38,7 +39,7 @@ class Op:
         retries: int = 0,
         timeout: float | None = None,
         cache: bool = True,
-        resources: dict[str, float] | None = None,
+        resources: dict[str, Any] | None = None,
         isolate: bool = False,
         outputs: Iterable[str] | None = None,
         source: str | None = None,
@@ -55,13 +56,7 @@ class Op:
             not isinstance(timeout, numbers.Real) or isinstance(timeout, bool) or timeout <= 0
         ):
             raise FlowError(f"{label}: timeout must be a positive number of seconds, got {timeout!r}")
-        resources = dict(resources or {})
-        for res, amount in resources.items():
-            if not isinstance(res, str) or not isinstance(amount, numbers.Real) or amount <= 0:
-                raise FlowError(
-                    f"{label}: resources must map names to positive numbers, e.g. {{'GPU': 1}}; "
-                    f"got {res!r}: {amount!r}"
-                )
+        resources = normalise_resources(resources, label)
         self.retries = retries
         self.timeout = float(timeout) if timeout is not None else None
         self.cache = bool(cache)

@@ -18,6 +18,7 @@ from ..artifacts import artifact_store
 from ..core.errors import FlowError, OpTimeout, SerializationError
 from ..core.op import Op
 from ..core.provenance import host_facts, gpu_info, slurm_job_id
+from .pools import POOL_ENV
 
 TOPIC = "jupyter-flow"
 LOG_LIMIT = 64 * 1024  # characters of stdout/stderr kept per task
@@ -275,6 +276,7 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
         "host": facts["host"],
         "pid": os.getpid(),
         "slurm_job_id": slurm_job_id(),
+        "pool": os.environ.get(POOL_ENV),  # set by the job script of a worker pool
         "gpus": gpu_info() if op.resources.get("GPU") else [],
     }
     args = _fill(spec.args, deps)
