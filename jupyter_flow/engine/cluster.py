@@ -93,6 +93,9 @@ def profiles() -> dict[str, dict]:
     user = dask.config.get("flow.clusters", default={}) or {}
     for name, spec in user.items():
         spec = spec or {}
+        if name not in merged and str(name).replace("_", "-") in merged:
+            # DASK_FLOW__CLUSTERS__SLURM_POOLS__… spells a built-in name with "_"
+            name = str(name).replace("_", "-")
         base = merged.get(name, {})
         combined = {**base, **spec}
         combined["kwargs"] = {**(base.get("kwargs") or {}), **(spec.get("kwargs") or {})}

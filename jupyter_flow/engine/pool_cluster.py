@@ -181,10 +181,33 @@ class PoolAdaptive(Adaptive):
         return jobs * self.pool.processes
 
     async def workers_to_close(self, target: int) -> list[str]:
-        """Idle workers of the pool (least data first), beyond ``target``."""
+        """Idle workers of the pool beyond ``target``, those without data first.
+
+        A worker holding results (a run's values not yet used downstream) is closed only
+        when another worker remains to take them: retiring moves them there first.
+        """
         idle = sorted((ws for ws in self._workers() if not ws.processing), key=lambda ws: ws.nbytes)
-        excess = len(self.observed) - target
-        return [ws.name for ws in idle[:max(0, excess)]]
+        remaining = len(self.cluster.scheduler.workers)
+        chosen: list[str] = []
+        for ws in idle[:max(0, len(self.observed) - target)]:
+            if ws.nbytes and remaining - len(chosen) <= 1:
+                break
+            chosen.append(ws.name)
+        return chosen
+
+    async def scale_down(self, workers) -> None:
+        """Retire ``workers`` and cancel the jobs of those the scheduler let go.
+
+        The scheduler keeps a worker whose only copy of a value it cannot move; its job
+        must keep running too (distributed's Adaptive would cancel it anyway).
+        """
+        if not workers:
+            return
+        retired = await self.scheduler.retire_workers(names=list(workers), remove=True, close_workers=True)
+        names = [info.get("name") for info in (retired or {}).values() if info.get("name") is not None]
+        if names:
+            log.info("jupyter_flow: pool %s releases %s", self.pool.name, names)
+            await self.cluster.scale_down(names)
 
     async def scale_up(self, n: int) -> None:
         self.cluster.scale_pool(self.pool.name, math.ceil(n / self.pool.processes))

@@ -86,6 +86,13 @@ def test_user_config_changes_one_pool_setting_and_keeps_the_rest():
     assert kwargs["pools"]["gpu"]["maximum"] == 6 and adapt["interval"] == "1s"
 
 
+def test_an_environment_variable_spelling_of_the_profile_name_reaches_it():
+    # DASK_FLOW__CLUSTERS__SLURM_POOLS__POOLS__GPU__MAXIMUM=5 arrives as "slurm_pools".
+    with dask.config.set({"flow.clusters.slurm_pools.pools.gpu.maximum": 5}):
+        gpu = clusters.pools_for("slurm-pools").by_name["gpu"]
+    assert (gpu.maximum, gpu.cores, gpu.gpus) == (5, 4, 1)
+
+
 def test_profiles_without_pools_are_unchanged():
     kwargs, adapt = clusters.cluster_kwargs("slurm-gpu")
     assert "pools" not in kwargs and kwargs["job_extra_directives"] == ["--gres=gpu:1"]
