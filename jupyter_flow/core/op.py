@@ -130,6 +130,10 @@ def _read_source(func: Callable) -> str | None:
 def op(func: Callable | None = None, **settings: Any):
     """Make a function an op: ``@jf.op`` or ``@jf.op(retries=2, timeout=600)``.
 
+    ``resources={"cores": 4, "memory": "16GB", "walltime": "02:00:00", "GPU": 1}`` says
+    what it needs (core/resources.py): on a Slurm profile with pools it chooses the pool;
+    elsewhere the job shape is advisory and GPU (or any other name) strict.
+
     >>> @op(retries=1)
     ... def load(n):
     ...     return list(range(n))
