@@ -23,10 +23,10 @@ from ..core.graph import Graph
 from ..core.ids import new_id
 from ..core.op import Node, Op, OutputRef
 from ..core.provenance import current_user, host_facts
+from ..core.resources import strict as strict_resources
 from ..core.settings import heartbeat_timeout, resolve_artifacts_url, resolve_db_url
 from ..core.status import RunKind, RunStatus, TaskStatus
 from ..store import Store
-from ..core.resources import strict as strict_resources
 from . import cluster as clusters
 from . import pools as pool_lib
 from .execution import RunExecution, TaskState

@@ -64,11 +64,14 @@ def _resources(pairs: list[str], name: str) -> dict:
         if not sep or not key or not amount:
             raise CellError(f"cell {name!r}: --resources takes NAME=AMOUNT pairs such as cores=4 memory=16GB "
                             f"GPU=1 walltime=01:00:00, got {pair!r}")
+        if key in ("memory", "walltime"):
+            out[key] = amount  # units, or Slurm's bare minutes for walltime=90
+            continue
         try:
             number = float(amount)
             out[key] = int(number) if number.is_integer() else number
         except ValueError:
-            out[key] = amount  # memory and walltime are written with units
+            out[key] = amount  # normalise says what is wrong with it
     return normalise_resources(out, f"cell {name!r}", error=CellError)
 
 

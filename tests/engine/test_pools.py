@@ -11,6 +11,13 @@ from jupyter_flow.engine import cluster as clusters
 from jupyter_flow.engine.pools import parse_pools
 from tests.waiting import gpu_worker, wait_for
 
+@pytest.fixture(autouse=True)
+def builtin_profiles_only():
+    """The built-in profiles as shipped, whatever site settings this session has set."""
+    with dask.config.set({"flow.clusters": {}}):
+        yield
+
+
 POOLS = {
     "cpu": {"cores": 2, "memory": "4GB", "walltime": "01:00:00"},
     "bigmem": {"cores": 2, "memory": "256GB", "walltime": "01:00:00"},
@@ -89,8 +96,8 @@ def test_user_config_changes_one_pool_setting_and_keeps_the_rest():
 def test_an_environment_variable_spelling_of_the_profile_name_reaches_it():
     # DASK_FLOW__CLUSTERS__SLURM_POOLS__POOLS__GPU__MAXIMUM=5 arrives as "slurm_pools".
     with dask.config.set({"flow.clusters.slurm_pools.pools.gpu.maximum": 5}):
-        gpu = clusters.pools_for("slurm-pools").by_name["gpu"]
-    assert (gpu.maximum, gpu.cores, gpu.gpus) == (5, 4, 1)
+        gpu = clusters.profiles()["slurm-pools"]["pools"]["gpu"]
+    assert gpu == {"cores": 4, "memory": "16GB", "gpus": 1, "maximum": 5}
 
 
 def test_profiles_without_pools_are_unchanged():
@@ -100,14 +107,16 @@ def test_profiles_without_pools_are_unchanged():
 
 
 def test_a_task_that_fits_no_pool_fails_at_submission_and_records_nothing(flow_home):
+    site = {"module": "dask_jobqueue", "class": "SLURMCluster", "kwargs": {"walltime": "01:00:00"},
+            "pools": {"cpu": {"cores": 1, "memory": "4GB"}, "gpu": {"cores": 4, "memory": "16GB", "gpus": 1}}}
     huge = jf.op(name="huge", resources={"cores": 64, "memory": "2TB"})(lambda: 1)
-    with pytest.raises(jf.FlowError) as info:
-        jf.run(huge(), cluster="slurm-pools")
+    with dask.config.set({"flow.clusters.site-pools": site}), pytest.raises(jf.FlowError) as info:
+        jf.run(huge(), cluster="site-pools")
     assert "op 'huge' asks for cores=64, memory=2TB" in str(info.value)
     assert "cpu (cores=1, memory=4GB" in str(info.value) and "gpu (cores=4, memory=16GB" in str(info.value)
     assert jf.runs() == []
     # No cluster was started for a run that could not be placed.
-    assert not any(name == "slurm-pools" for name, _ in clusters._handles)
+    assert not any(name == "site-pools" for name, _ in clusters._handles)
 
 
 def test_job_shape_requests_are_advisory_on_a_local_cluster(jf):
