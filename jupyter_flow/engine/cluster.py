@@ -202,7 +202,7 @@ def _load_class(name: str, spec: dict):
         ) from None
 
 
-def cluster_kwargs(name: str, **overrides: Any) -> tuple[dict, Any]:
+def cluster_kwargs(name: str, _bind: bool = True, **overrides: Any) -> tuple[dict, Any]:
     """The keyword arguments and adapt settings a profile's cluster is built with.
 
     Profile-level settings (``adapt``, ``gpus``) may be overridden too.
@@ -230,7 +230,7 @@ def cluster_kwargs(name: str, **overrides: Any) -> tuple[dict, Any]:
         kwargs["profile"] = name
     elif profile["gpus"]:
         kwargs = _with_gpus(kwargs, int(profile["gpus"]))
-    if spec.get("module") == "dask_jobqueue":
+    if spec.get("module") == "dask_jobqueue" and _bind:
         kwargs = _with_scheduler_host(kwargs)
     adapt = profile["adapt"]
     return kwargs, (dict(adapt) if isinstance(adapt, dict) else adapt)
@@ -259,7 +259,7 @@ def pools_for(target: str | None):
     spec = profiles().get(name)
     if spec is None:
         return None  # connect() says what is wrong
-    kwargs, _ = cluster_kwargs(name, **overrides)
+    kwargs, _ = cluster_kwargs(name, _bind=False, **overrides)  # the scheduler's address is not needed
     if "pools" not in kwargs:
         return None
     return pool_lib.parse_pools(kwargs["pools"], kwargs, name)
