@@ -124,17 +124,26 @@ def cmd_show(args) -> int:
     if run.get("error"):
         print(f"  error {run['error']}")
     rows = []
+    # Where a task ran on a batch system: its worker pool and Slurm job (column shown when known).
+    placed = any(_placement(task) for task in tasks)
     for task in tasks:
         name = task["name"] if task.get("index") is None else f"{task['name']}[{task['index']}]"
         duration = f"{task['duration']:.3f}s" if task.get("duration") is not None else "-"
         rows.append([task["id"], name, task["status"], task.get("reason") or "", duration,
-                     str(task.get("attempts") or 0), task.get("worker") or ""])
+                     str(task.get("attempts") or 0), task.get("worker") or ""] + ([_placement(task)] if placed else []))
     print()
-    _table(rows, ["TASK", "OP", "STATUS", "REASON", "DURATION", "ATTEMPTS", "WORKER"])
+    _table(rows, ["TASK", "OP", "STATUS", "REASON", "DURATION", "ATTEMPTS", "WORKER"] + (["POOL/JOB"] if placed else []))
     for task in tasks:
         if task["status"] == "FAILED" and task.get("error"):
             print(f"\n{task['name']} ({task['id']}) failed: {task['error']}")
     return 0
+
+
+def _placement(task: dict) -> str:
+    """``cpu/4711``: the worker pool and Slurm job a task ran on, as far as known."""
+    prov = task.get("provenance") or {}
+    pool, job = prov.get("pool"), prov.get("slurm_job_id")
+    return "/".join(str(part) for part in (pool, job) if part)
 
 
 def cmd_lineage(args) -> int:

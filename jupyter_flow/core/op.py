@@ -14,6 +14,7 @@ import numbers
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import FlowError
+from .resources import normalise as normalise_resources
 
 _node_counter = itertools.count()
 RETURN = "return"  # output name of an op with a single return value
@@ -38,7 +39,7 @@ class Op:
         retries: int = 0,
         timeout: float | None = None,
         cache: bool = True,
-        resources: dict[str, float] | None = None,
+        resources: dict[str, Any] | None = None,
         isolate: bool = False,
         outputs: Iterable[str] | None = None,
         source: str | None = None,
@@ -55,13 +56,7 @@ class Op:
             not isinstance(timeout, numbers.Real) or isinstance(timeout, bool) or timeout <= 0
         ):
             raise FlowError(f"{label}: timeout must be a positive number of seconds, got {timeout!r}")
-        resources = dict(resources or {})
-        for res, amount in resources.items():
-            if not isinstance(res, str) or not isinstance(amount, numbers.Real) or amount <= 0:
-                raise FlowError(
-                    f"{label}: resources must map names to positive numbers, e.g. {{'GPU': 1}}; "
-                    f"got {res!r}: {amount!r}"
-                )
+        resources = normalise_resources(resources, label)
         self.retries = retries
         self.timeout = float(timeout) if timeout is not None else None
         self.cache = bool(cache)
@@ -158,6 +153,10 @@ def _read_source(func: Callable) -> str | None:
 
 def op(func: Callable | None = None, **settings: Any):
     """Make a function an op: ``@jf.op`` or ``@jf.op(retries=2, timeout=600)``.
+
+    ``resources={"cores": 4, "memory": "16GB", "walltime": "02:00:00", "GPU": 1}`` says
+    what it needs (core/resources.py): on a Slurm profile with pools it chooses the pool;
+    elsewhere the job shape is advisory and GPU (or any other name) strict.
 
     >>> @op(retries=1)
     ... def load(n):

@@ -13,10 +13,12 @@ from typing import Any
 import dask.config
 
 from ..core.errors import FlowError
+from . import pools as pool_lib
 
 # Profile keys other than ``kwargs``: ``module``/``class`` name the cluster class,
 # ``adapt`` its Cluster.adapt() arguments, ``gpus`` the GPUs each Slurm job asks for and
-# its workers declare, ``package`` what to pip install when the module is missing.
+# its workers declare, ``pools`` several job shapes on one scheduler (engine/pools.py),
+# ``package`` what to pip install when the module is missing.
 BUILTIN_PROFILES: dict[str, dict] = {
     "local": {
         "module": "distributed",
@@ -34,7 +36,7 @@ BUILTIN_PROFILES: dict[str, dict] = {
         "adapt": {"minimum": 0, "maximum": 10},
     },
     # Every job has `gpus` GPUs and its worker declares GPU=<gpus>: a run's GPU ops and
-    # its CPU ops both run on these jobs (docs/clusters.md, "CPU and GPU ops in one run").
+    # its CPU ops both run on these jobs (one job shape). `slurm-pools` keeps them apart.
     "slurm-gpu": {
         "module": "dask_jobqueue",
         "class": "SLURMCluster",
@@ -42,6 +44,20 @@ BUILTIN_PROFILES: dict[str, dict] = {
         "gpus": 1,
         "kwargs": {"cores": 4, "processes": 1, "memory": "16GB", "walltime": "01:00:00"},
         "adapt": {"minimum": 0, "maximum": 4},
+    },
+    # Two job shapes on one scheduler: each task goes to the smallest pool that fits its
+    # request, so CPU ops run on small CPU jobs and only GPU ops on GPU jobs; each pool
+    # starts jobs while its tasks need them (docs/clusters.md, "Worker pools").
+    "slurm-pools": {
+        "module": "dask_jobqueue",
+        "class": "SLURMCluster",
+        "package": "dask-jobqueue",
+        "kwargs": {"processes": 1, "walltime": "01:00:00"},
+        "pools": {
+            "cpu": {"cores": 1, "memory": "4GB", "maximum": 10},
+            "gpu": {"cores": 4, "memory": "16GB", "gpus": 1, "maximum": 2},
+        },
+        "adapt": {"interval": "1s", "wait_count": 3},
     },
     # One worker per visible GPU, each declaring GPU=1 so `resources={"GPU": 1}` ops run.
     "cuda": {
@@ -60,14 +76,15 @@ BUILTIN_PROFILES: dict[str, dict] = {
 }
 
 # Overrides that configure the profile rather than the cluster class.
-PROFILE_KEYS = ("adapt", "gpus")
+PROFILE_KEYS = ("adapt", "gpus", "pools")
 
 
 def profiles() -> dict[str, dict]:
     """Built-in profiles merged with the user's ``flow.clusters`` dask config.
 
-    A user entry overrides a built-in one key by key, and ``kwargs``/``adapt`` entry by
-    entry, so ``flow.clusters.slurm.kwargs.cores: 4`` keeps every other slurm setting.
+    A user entry overrides a built-in one key by key, ``kwargs``/``adapt`` entry by
+    entry and ``pools`` pool by pool and key by key, so ``flow.clusters.slurm.kwargs.cores: 4``
+    keeps every other slurm setting.
 
     >>> profiles()["slurm"]["class"]
     'SLURMCluster'
@@ -76,11 +93,16 @@ def profiles() -> dict[str, dict]:
     user = dask.config.get("flow.clusters", default={}) or {}
     for name, spec in user.items():
         spec = spec or {}
+        if name not in merged and str(name).replace("_", "-") in merged:
+            # DASK_FLOW__CLUSTERS__SLURM_POOLS__… spells a built-in name with "_"
+            name = str(name).replace("_", "-")
         base = merged.get(name, {})
         combined = {**base, **spec}
         combined["kwargs"] = {**(base.get("kwargs") or {}), **(spec.get("kwargs") or {})}
         if isinstance(base.get("adapt"), dict) and isinstance(spec.get("adapt"), dict):
             combined["adapt"] = {**base["adapt"], **spec["adapt"]}
+        if "pools" in spec:
+            combined["pools"] = pool_lib.merge(base.get("pools"), spec["pools"])
         merged[name] = combined
     return merged
 
@@ -98,6 +120,7 @@ class ClusterHandle:
     cluster: Any = None
     owned: bool = True
     kwargs: dict = field(default_factory=dict)
+    pools: Any = None  # the PoolSet of a cluster with worker pools
 
     @property
     def address(self) -> str:
@@ -179,7 +202,7 @@ def _load_class(name: str, spec: dict):
         ) from None
 
 
-def cluster_kwargs(name: str, **overrides: Any) -> tuple[dict, Any]:
+def cluster_kwargs(name: str, _bind: bool = True, **overrides: Any) -> tuple[dict, Any]:
     """The keyword arguments and adapt settings a profile's cluster is built with.
 
     Profile-level settings (``adapt``, ``gpus``) may be overridden too.
@@ -196,13 +219,50 @@ def cluster_kwargs(name: str, **overrides: Any) -> tuple[dict, Any]:
         )
     spec = specs[name]
     profile = {key: overrides.pop(key, spec.get(key)) for key in PROFILE_KEYS}
+    if "pools" in profile and spec.get("pools") is not None and profile["pools"] is not spec.get("pools"):
+        profile["pools"] = pool_lib.merge(spec["pools"], profile["pools"])
     kwargs = {**(spec.get("kwargs") or {}), **overrides}
-    if profile["gpus"]:
+    if profile["pools"]:
+        if profile["gpus"]:
+            raise FlowError(f"cluster profile {name!r} has pools: give GPUs per pool (pools.<name>.gpus), "
+                            "not with the profile's gpus")
+        kwargs["pools"] = _with_bounds(profile["pools"], profile["adapt"])
+        kwargs["profile"] = name
+    elif profile["gpus"]:
         kwargs = _with_gpus(kwargs, int(profile["gpus"]))
-    if spec.get("module") == "dask_jobqueue":
+    if spec.get("module") == "dask_jobqueue" and _bind:
         kwargs = _with_scheduler_host(kwargs)
     adapt = profile["adapt"]
     return kwargs, (dict(adapt) if isinstance(adapt, dict) else adapt)
+
+
+def _with_bounds(pools: dict, adapt: Any) -> dict:
+    """Pools without their own ``minimum``/``maximum`` take the profile's ``adapt`` ones."""
+    if not isinstance(pools, dict) or not isinstance(adapt, dict):
+        return pools
+    bounds = {k: adapt[k] for k in ("minimum", "maximum") if k in adapt}
+    return {name: ({**bounds, **entry} if isinstance(entry, dict) else entry) for name, entry in pools.items()}
+
+
+def pools_for(target: str | None):
+    """The pools a run on ``target`` (as ``connect`` resolves it) places its tasks in, or None.
+
+    Known before the cluster is started, so a task that fits no pool fails at submission.
+    """
+    name = target or _current[0] or default_profile()
+    if "://" in name:
+        return None
+    overrides = dict(_current_overrides) if name == _current[0] else {}
+    handle = _handles.get((name, _freeze(overrides)))
+    if handle is not None and handle.client.status in ("running", "connecting"):
+        return handle.pools
+    spec = profiles().get(name)
+    if spec is None:
+        return None  # connect() says what is wrong
+    kwargs, _ = cluster_kwargs(name, _bind=False, **overrides)  # the scheduler's address is not needed
+    if "pools" not in kwargs:
+        return None
+    return pool_lib.parse_pools(kwargs["pools"], kwargs, name)
 
 
 def _with_gpus(kwargs: dict, gpus: int) -> dict:
@@ -245,6 +305,8 @@ def _start(name: str, overrides: dict) -> ClusterHandle:
     kwargs, adapt = cluster_kwargs(name, **overrides)
     spec = profiles()[name]
     cls = _load_class(name, spec)
+    if "pools" in kwargs:
+        cls = _pool_class(name, cls)
     try:
         cluster = cls(**kwargs)
     except TypeError as err:
@@ -253,7 +315,20 @@ def _start(name: str, overrides: dict) -> ClusterHandle:
         cluster.adapt(**adapt)
     # A cluster built with a Security object carries it; the client must present it too.
     client = Client(cluster, set_as_default=False, security=getattr(cluster, "security", None))
-    return ClusterHandle(name=name, client=client, cluster=cluster, kwargs=kwargs)
+    return ClusterHandle(name=name, client=client, cluster=cluster, kwargs=kwargs,
+                         pools=getattr(cluster, "pools", None) if "pools" in kwargs else None)
+
+
+def _pool_class(name: str, cls):
+    """The cluster class of a profile with pools: a SLURMCluster that runs several job shapes."""
+    from dask_jobqueue import SLURMCluster
+
+    if not (isinstance(cls, type) and issubclass(cls, SLURMCluster)):
+        raise FlowError(f"cluster profile {name!r} has pools, which need dask_jobqueue.SLURMCluster as its "
+                        f"class (it has {getattr(cls, '__name__', cls)!r}); remove pools or use a Slurm profile")
+    from .pool_cluster import SlurmPoolCluster
+
+    return SlurmPoolCluster
 
 
 def describe(store=None) -> dict:
@@ -280,7 +355,7 @@ def describe(store=None) -> dict:
         listing.append({
             "name": name, "module": module, "class": spec.get("class"),
             "kwargs": _redact(spec.get("kwargs") or {}), "adapt": spec.get("adapt"),
-            "gpus": spec.get("gpus"), "available": available,
+            "gpus": spec.get("gpus"), "pools": spec.get("pools"), "available": available,
             "package": spec.get("package"),
             "connected": handle is not None,
             "address": handle.address if handle is not None else None,

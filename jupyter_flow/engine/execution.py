@@ -64,6 +64,9 @@ class TaskState:
     forced: bool = False  # rerun on request: its value replaces the cache entry
     waiting_for: str | None = None  # the run computing this task's key, while it waits
     metrics: dict = field(default_factory=dict)  # jf.record inside the op (or restored from the cache)
+    pool: str | None = None  # the worker pool it is placed in (engine/pools.py)
+    annotation: dict | None = None  # the Dask resources its task asks for
+    reason_before_wait: str | None = None  # why it runs, while `reason` says what it waits for
 
     @property
     def duration(self) -> float | None:
@@ -170,7 +173,7 @@ class RunExecution:
             if task.status.terminal and kind == "start":
                 return
             task.worker = msg.get("worker") or task.worker
-            prov = {k: msg.get(k) for k in ("worker", "host", "pid", "slurm_job_id", "gpus") if msg.get(k)}
+            prov = {k: msg.get(k) for k in ("worker", "host", "pid", "slurm_job_id", "pool", "gpus") if msg.get(k)}
             task.provenance.update(prov)
             update: dict[str, Any] = {"id": task.id}
             if kind == "start":
@@ -182,6 +185,9 @@ class RunExecution:
                 if TASK_PROGRESS.get(task.status, 99) < TASK_PROGRESS[TaskStatus.RUNNING]:
                     task.status = TaskStatus.RUNNING
                     update["status"] = TaskStatus.RUNNING.value
+                if task.reason_before_wait is not None:  # a worker came: the reason is why it runs again
+                    task.reason, task.reason_before_wait = task.reason_before_wait, None
+                    update["reason"] = task.reason
                 update["worker"] = task.worker
             elif kind == "done":
                 # Retries inside the wrapper count too (a start event may be lost with a dying worker).
@@ -434,6 +440,10 @@ class RunExecution:
             self.positions[item_node] = state.position
             fresh.append(state)
         forced = {s.position for s in fresh if s.node.op in self._forced or inner in self._forced}
+        from . import pools as pool_lib
+
+        # The mapped tasks go to the pool their op's request fits (FlowError if none does).
+        pool_lib.annotations(fresh, getattr(self.handle, "pools", None))
         store = self.engine.store
         hits = store.lookup_cache([s.key for s in fresh if s.cacheable and s.position not in forced],
                                   components=False)
@@ -447,7 +457,7 @@ class RunExecution:
                 runtime._restore(s, hits[s.key])
         waits = self.engine._claim(self.run_id, fresh, misses, lambda s: s.position in forced)
         for s in fresh:
-            s.provenance = {"op": s.name, "key": s.key, "map": gather.id, "index": s.index}
+            s.provenance = {**s.provenance, "op": s.name, "key": s.key, "map": gather.id, "index": s.index}
             if s.cached:
                 s.provenance["cached_from"] = hits.get(s.key, {}).get("task_id")
         rows = [runtime._task_row(self.run_id, s, None) for s in fresh]
@@ -613,9 +623,10 @@ class RunExecution:
         self.changed.notify_all()
 
     def _check_waiting(self) -> None:
+        from .pools import waiting_reason
         from .worker import no_worker_keys
 
-        keys = [k for k, tasks in self.by_key.items() if tasks[0].resources and not tasks[0].status.terminal]
+        keys = [k for k, tasks in self.by_key.items() if tasks[0].annotation and not tasks[0].status.terminal]
         if not keys:
             return
         try:
@@ -628,9 +639,9 @@ class RunExecution:
             for key in waiting:
                 task = self.by_key[key][0]
                 if task.status == TaskStatus.PENDING:
-                    wanted = ", ".join(f"{k}={v:g}" for k, v in task.resources.items())
                     task.status = TaskStatus.WAITING
-                    task.reason = f"waiting for a worker that declares {wanted}"
+                    task.reason_before_wait = task.reason
+                    task.reason = waiting_reason(task.pool, task.annotation)
                     self.engine.writer.task_update({"id": task.id, "status": "WAITING", "reason": task.reason},
                                                    self.run_id)
                     self.changed.notify_all()

@@ -23,10 +23,12 @@ from ..core.graph import Graph, order
 from ..core.ids import new_id
 from ..core.op import MapOp, Node, Op, OutputRef
 from ..core.provenance import current_user, host_facts
+from ..core.resources import strict as strict_resources
 from ..core.settings import heartbeat_timeout, resolve_artifacts_url, resolve_db_url
 from ..core.status import RunKind, RunStatus, TaskStatus
 from ..store import Store
 from . import cluster as clusters
+from . import pools as pool_lib
 from .execution import RunExecution, TaskState
 from .worker import TOPIC, Ref, TaskSpec, execute, execute_chain, load_cached
 from .writer import Writer
@@ -254,6 +256,10 @@ class Engine:
                     s.reason = keylib.explain(s.components, previous.get(s.name), params=params)
             else:
                 _restore(s, hits[s.key])
+        if miss_set:
+            # Each task's pool and Dask resources; a task that fits no pool fails here,
+            # before anything is claimed or recorded.
+            pool_lib.annotations([s for s in states if s.position in miss_set], clusters.pools_for(cluster))
         waits = self._claim(run_id, states, miss_set, is_forced) if miss_set else {}
         waiting = {t.position for tasks in waits.values() for t in tasks}
         # Dynamic maps are expanded once their list is known.
@@ -457,16 +463,23 @@ class Engine:
                 specs.append(TaskSpec(run_id, s.id, s.node.op, tuple(args), kwargs, self.artifacts_url,
                                       artifacts_key=self.artifacts_key))
             task = (execute, specs[0], *dep_keys) if len(specs) == 1 else (execute_chain, specs, *dep_keys)
-            resources = group[0].resources
+            resources = group[0].annotation if group[0].annotation is not None else strict_resources(group[0].resources)
             if resources:
                 by_resources.setdefault(tuple(sorted(resources.items())), {})[key] = task
             else:
                 plain[key] = task
             submit_keys.append(key)
+        consumer = {u: s for s in states if s.position in miss_set for u in _referenced(s.node, position)}
         for s in states:
             if s.position in downstream_needs:
-                plain[f"jf-load-{s.id}"] = (load_cached, self.artifacts_url, dict(s.outputs), s.node.op.multi_output,
-                                            self.artifacts_key)
+                task = (load_cached, self.artifacts_url, dict(s.outputs), s.node.op.multi_output,
+                        self.artifacts_key)
+                # On a cluster with pools the value is loaded on its reader's pool.
+                where = pool_lib.load_annotation(consumer[s.position])
+                if where:
+                    by_resources.setdefault(tuple(sorted(where.items())), {})[f"jf-load-{s.id}"] = task
+                else:
+                    plain[f"jf-load-{s.id}"] = task
         layers = {"jupyter-flow": MaterializedLayer(plain)}
         layer_deps = {"jupyter-flow": set()}
         for i, (resources, part) in enumerate(by_resources.items()):

@@ -19,6 +19,7 @@ from ..core.errors import FlowError, OpTimeout, SerializationError
 from ..core.op import RETURN, Op
 from ..core.provenance import host_facts, gpu_info, slurm_job_id
 from . import capture as displays
+from .pools import POOL_ENV
 
 TOPIC = "jupyter-flow"
 LOG_LIMIT = 64 * 1024  # characters of stdout/stderr kept per task
@@ -295,6 +296,7 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
         "host": facts["host"],
         "pid": os.getpid(),
         "slurm_job_id": slurm_job_id(),
+        "pool": os.environ.get(POOL_ENV),  # set by the job script of a worker pool
         "gpus": gpu_info() if op.resources.get("GPU") else [],
     }
     args = _fill(spec.args, deps)

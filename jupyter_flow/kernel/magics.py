@@ -17,6 +17,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from ..core.errors import FlowError
+from ..core.resources import normalise as normalise_resources
 from ..core.status import RunKind
 from . import cells, params, session
 from .cells import VALUE, CellError
@@ -54,17 +55,23 @@ def _flow_errors_short(method: Callable) -> Callable:
     return wrapper
 
 
-def _resources(pairs: list[str], name: str) -> dict[str, float]:
-    out = {}
+def _resources(pairs: list[str], name: str) -> dict:
+    """``--resources cores=4 memory=16GB GPU=1 walltime=01:00:00`` as an op's request."""
+    out: dict = {}
     for pair in pairs:
         key, sep, amount = pair.partition("=")
+        if not sep or not key or not amount:
+            raise CellError(f"cell {name!r}: --resources takes NAME=AMOUNT pairs such as cores=4 memory=16GB "
+                            f"GPU=1 walltime=01:00:00, got {pair!r}")
+        if key in ("memory", "walltime"):
+            out[key] = amount  # units, or Slurm's bare minutes for walltime=90
+            continue
         try:
-            if not sep or not key:
-                raise ValueError(pair)
-            out[key] = float(amount)
+            number = float(amount)
+            out[key] = int(number) if number.is_integer() else number
         except ValueError:
-            raise CellError(f"cell {name!r}: --resources takes NAME=AMOUNT pairs such as GPU=1, got {pair!r}") from None
-    return out
+            out[key] = amount  # normalise says what is wrong with it
+    return normalise_resources(out, f"cell {name!r}", error=CellError)
 
 
 @magics_class
@@ -86,7 +93,8 @@ class FlowMagics(Magics):
     @argument("--out", dest="outputs", nargs="+", default=None, metavar="VAR",
               help="outputs (default: every public top-level name the cell assigns)")
     @argument("--resources", nargs="+", default=[], metavar="NAME=AMOUNT",
-              help="worker resources the op needs, e.g. GPU=1")
+              help="what the op needs: cores=4 memory=16GB walltime=01:00:00 GPU=1 (or any Dask "
+                   "worker resource); on a Slurm profile with pools they choose the pool")
     @argument("--retries", type=int, default=0, metavar="N", help="retries after a failure")
     @argument("--timeout", type=float, default=None, metavar="S", help="seconds per attempt")
     @argument("--no-cache", action="store_true", help="always run; never restore from the cache")

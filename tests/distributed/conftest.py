@@ -62,13 +62,25 @@ def slurm(tmp_path_factory):
         subprocess.run(["bash", str(START_SLURM), "stop"], capture_output=True, timeout=60)
 
 
+# Both pools' jobs are small enough to run side by side on a 2-core node; the gpu pool
+# asks for the count-only `gpu` GRES of scripts/start-slurm.sh.
+TEST_POOLS = {
+    "pools": {"cpu": {"cores": 1, "memory": "1GB", "maximum": 1},
+              "gpu": {"cores": 1, "memory": "1GB", "gpus": 1, "maximum": 1}},
+    "adapt": {"interval": "500ms", "wait_count": 2},
+}
+
+
 @pytest.fixture(scope="session")
 def slurm_config(slurm):
-    """The built-in `slurm` and `slurm-gpu` profiles, overridden in dask config for this machine."""
+    """The built-in `slurm`, `slurm-gpu` and `slurm-pools` profiles, overridden in dask config
+    for this machine."""
     import dask
 
     profile = {**TEST_SLURM, "kwargs": {**TEST_SLURM["kwargs"], "log_directory": str(slurm)}}
-    with dask.config.set({"flow.clusters.slurm": profile, "flow.clusters.slurm-gpu": profile}):
+    pools = {"kwargs": {k: v for k, v in profile["kwargs"].items() if k not in ("cores", "memory")}, **TEST_POOLS}
+    with dask.config.set({"flow.clusters.slurm": profile, "flow.clusters.slurm-gpu": profile,
+                          "flow.clusters.slurm-pools": pools}):
         yield profile
 
 
@@ -95,6 +107,19 @@ def jf_slurm(flow_home, slurm_cluster):
     yield jupyter_flow
     clusters._current[0] = None
     clusters._current_overrides.clear()
+
+
+@pytest.fixture(scope="session")
+def pools_cluster(slurm_config):
+    """The `slurm-pools` profile's cluster (a cpu and a gpu pool, each from zero jobs), shared."""
+    from jupyter_flow.engine import cluster as clusters
+
+    handle = clusters.connect("slurm-pools")
+    yield handle
+    handle.close()
+    for key, value in list(clusters._handles.items()):
+        if value is handle:
+            clusters._handles.pop(key)
 
 
 def dask_worker_jobs() -> list[str]:

@@ -29,3 +29,15 @@ def slow_marker(x, marker_dir):
 @jf.op(resources={"GPU": 1})
 def on_gpu(x):
     return {"value": 2 * x, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+@jf.op
+def nap(x, seconds):
+    """A CPU op long enough that a GPU job joins while others still wait for the CPU job."""
+    time.sleep(seconds)
+    return x
+
+
+@jf.op(resources={"cores": 64, "memory": "4TB"})
+def huge(x):
+    return x

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import yaml
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -36,3 +37,23 @@ def test_the_slurm_notebook_runs_on_the_test_slurm(flow_home, slurm, tmp_path, m
 def test_the_gpu_notebook_runs_with_a_gpu_declaring_worker(flow_home, tmp_path):
     nb = _execute("03-gpu.ipynb", tmp_path)
     assert "('SUCCESS', 499500.0)" in _outputs(nb)
+
+
+def test_the_resources_notebook_places_tasks_in_slurm_pools(flow_home, slurm, tmp_path, monkeypatch):
+    import papermill
+
+    from tests.distributed.conftest import TEST_POOLS, TEST_SLURM
+
+    # Site settings as a user's flow.yaml gives them (the kernel reads them from dask config).
+    kwargs = {k: v for k, v in TEST_SLURM["kwargs"].items() if k not in ("cores", "memory")}
+    config = {"flow": {"clusters": {"slurm-pools": {**TEST_POOLS, "kwargs": {**kwargs, "log_directory": str(slurm)}}}}}
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "flow.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("DASK_CONFIG", str(tmp_path / "config"))
+    output = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS / "08-resources-and-pools.ipynb"), str(output), kernel_name="python3",
+                               parameters={"profile": "slurm-pools"}, cwd=str(tmp_path), progress_bar=False)
+    text = _outputs(nbformat.read(output, as_version=4))
+    assert "('SUCCESS', '6 samples, score" in text
+    assert "('train', 'gpu'," in text and "('simulate', 'cpu'," in text
+    assert "refused: op 'too_big' asks for cores=512, memory=4TB" in text

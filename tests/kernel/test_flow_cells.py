@@ -189,3 +189,20 @@ def test_gpu_op_waits_in_background_until_a_gpu_worker_joins(kernel, dask_cluste
         out = kernel.ok("print(model)")  # loaded when the next cell started
         assert "fitted" in out
         assert kernel.value("_run.status") == "SUCCESS"
+
+
+def test_a_cell_declares_its_job_shape_and_runs_on_the_local_cluster(kernel):
+    kernel.ok("%%flow shaped --resources cores=2 memory=1GB walltime=10\nshaped_value = 41 + 1")
+    assert kernel.value("shaped_value") == 42
+    assert tasks_of_last_run(kernel)["shaped"][0] == "SUCCESS"
+    cells = "get_ipython().magics_manager.registry['FlowMagics'].notebook.cells"
+    assert kernel.value(f"{cells}['shaped'].resources") == {"cores": 2, "memory": "1GB", "walltime": "10"}
+
+
+def test_a_bad_resource_names_the_cell_and_the_field(kernel):
+    _fails_before_submitting(kernel, "%%flow fit --resources memory=lots\nm = 1", "CellError", "cell 'fit'",
+                             "resources: memory", "'16GB'")
+    _fails_before_submitting(kernel, "%%flow fit --resources cores=-2\nm = 1", "CellError", "cell 'fit'",
+                             "resources: cores", ">= 1")
+    _fails_before_submitting(kernel, "%%flow fit --resources GPU\nm = 1", "CellError", "cell 'fit'",
+                             "NAME=AMOUNT")

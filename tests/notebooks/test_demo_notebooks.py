@@ -59,3 +59,21 @@ def _runs(env):
     out = subprocess.run([sys.executable, "-m", "jupyter_flow.cli", "runs", "--json", "--limit", "1000"],
                          env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
+
+
+def _outputs(path: Path) -> str:
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    return "\n".join(str(out.get("data", {}).get("text/plain", "")) + out.get("text", "")
+                     for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", []))
+
+
+def test_the_resources_notebook_runs_unchanged_on_the_local_profile(subprocess_env, tmp_path):
+    name = "08-resources-and-pools.ipynb"
+    shutil.copy(NOTEBOOKS / name, tmp_path / name)
+    text = _outputs(_papermill(_env(subprocess_env), NOTEBOOKS / name, tmp_path))
+    assert "('local', 'no pools: job shapes are advisory')" in text
+    assert "('SUCCESS', '6 samples, score" in text
+    # Without pools a request larger than any job is advisory: the op runs.
+    assert text.rstrip().endswith("'SUCCESS'")
