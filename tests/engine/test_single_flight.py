@@ -134,3 +134,53 @@ def test_a_dead_claimers_key_is_taken_over(jf, subprocess_env, tmp_path, monkeyp
     (task,) = waiter.tasks
     assert task.status == "SUCCESS" and holder_run in task.reason and "taken over" in task.reason
     assert jf.get_run(holder_run).status == "LOST"
+
+
+RESUMER_SCRIPT = textwrap.dedent("""
+    import os, sys, time
+    sys.path.insert(0, os.environ["FLOW_TEST_ROOT"])
+    import jupyter_flow as jf
+
+    jf.cluster(os.environ["FLOW_TEST_SCHEDULER"])
+    while not os.path.exists(sys.argv[2]):
+        time.sleep(0.01)
+    run = jf.resume(sys.argv[1])
+    print(run.status, repr(run.result()), flush=True)
+""")
+
+
+def test_concurrent_resumes_of_a_lost_run_compute_once(jf, subprocess_env, tmp_path):
+    starter = tmp_path / "start.py"
+    starter.write_text(CONCURRENT_SCRIPT.replace('run = jf.run(', 'run = jf.run(').replace(
+        'print(run.status, repr(run.result()), flush=True)',
+        'print(run.id, flush=True); time.sleep(600)').replace(
+        'run = jf.run(ops.total([ops.unseeded("shared", calls)]), name="racer")',
+        'run = jf.run(ops.total([ops.unseeded("lost", calls, 4)]), name="racer", wait=False)\n'
+        'while not any(t.status == "RUNNING" for t in run.tasks): time.sleep(0.05)\n'
+        'from jupyter_flow.engine.runtime import get_engine; get_engine().writer.flush()'))
+    go, calls = tmp_path / "go", tmp_path / "calls"
+    go.write_text("")
+    env = {**subprocess_env, "FLOW_TEST_ROOT": str(ROOT)}
+    owner = subprocess.Popen([sys.executable, str(starter), str(go), str(calls)], env=env,
+                             stdout=subprocess.PIPE, text=True)
+    run_id = owner.stdout.readline().strip()
+    owner.send_signal(signal.SIGKILL)
+    owner.wait(10)
+    from jupyter_flow.engine.runtime import get_engine
+
+    time.sleep(1.5)
+    assert run_id in get_engine().store.reconcile(timeout=1.0)
+    script, start = tmp_path / "resume.py", tmp_path / "resume-go"
+    script.write_text(RESUMER_SCRIPT)
+    resumers = [subprocess.Popen([sys.executable, str(script), run_id, str(start)], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    time.sleep(2.0)
+    before = len(_calls(calls))  # the killed owner's own attempt (still sleeping on its worker)
+    start.write_text("")
+    results = []
+    for resumer in resumers:
+        out, err = resumer.communicate(timeout=180)
+        assert resumer.returncode == 0, err[-3000:]
+        results.append(out.split())
+    assert [r[0] for r in results] == ["SUCCESS", "SUCCESS"] and results[0][1] == results[1][1]
+    assert len(_calls(calls)) == before + 1  # the two resumes computed the lost op once
