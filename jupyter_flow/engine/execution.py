@@ -359,12 +359,8 @@ class RunExecution:
             for pos in sorted(self._deferred):
                 task = self.tasks[pos]
                 ups = [self.tasks[u] for u in task.upstream]
-                failed = next((u for u in ups if u.status in _BROKEN), None)
-                if failed is not None:
+                if self._skipped_for_upstream(task):
                     self._deferred.discard(pos)
-                    blame = failed.blame or failed.id
-                    self._mark(task, TaskStatus.SKIPPED, failure_kind="upstream", blame=blame,
-                               error=f"skipped: upstream op {self.by_id[blame].name!r} failed")
                     changed = True
                 elif all(u.position in stage or u.dask_key or u.status in _AVAILABLE for u in ups):
                     self._deferred.discard(pos)
@@ -372,19 +368,24 @@ class RunExecution:
                     changed = True
         return stage
 
+    def _skipped_for_upstream(self, task: TaskState) -> bool:
+        """Mark ``task`` SKIPPED if an op it needs failed (or was skipped, canceled, lost)."""
+        failed = next((self.tasks[u] for u in task.upstream if self.tasks[u].status in _BROKEN), None)
+        if failed is None:
+            return False
+        blame = failed.blame or failed.id
+        self._mark(task, TaskStatus.SKIPPED, failure_kind="upstream", blame=blame,
+                   error=f"skipped: upstream op {self.by_id[blame].name!r} failed")
+        return True
+
     def _expand_ready(self) -> None:
         for pos in sorted(self._expand):
             task = self.tasks[pos]
-            ups = [self.tasks[u] for u in task.upstream]
-            failed = next((u for u in ups if u.status in _BROKEN), None)
-            if failed is not None:
-                self._expand.discard(pos)
-                blame = failed.blame or failed.id
-                with self.lock:
-                    self._mark(task, TaskStatus.SKIPPED, failure_kind="upstream", blame=blame,
-                               error=f"skipped: upstream op {self.by_id[blame].name!r} failed")
-                continue
-            if not all(u.status in _AVAILABLE for u in ups):
+            with self.lock:
+                if self._skipped_for_upstream(task):
+                    self._expand.discard(pos)
+                    continue
+            if not all(self.tasks[u].status in _AVAILABLE for u in task.upstream):
                 continue
             self._expand.discard(pos)
             try:

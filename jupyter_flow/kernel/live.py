@@ -149,19 +149,12 @@ def _mark(name: str, run_id: str | None) -> dict:
     return {"output_type": "display_data", "data": {"text/plain": text, "text/html": styled}, "metadata": {}}
 
 
-def watch(execution, engine, title: str, *, replay_cached: bool) -> None:
-    """Show a run in the current cell until it ends: progress, outputs, cached outputs.
-
-    Ctrl-C (interrupting the kernel) cancels the run.
-    """
-    from ..engine.records import Run
-    from .progress import RunDisplay
-
-    outputs = CellOutputs(execution, engine)
-    display = RunDisplay(execution, title, live=not execution.done.is_set())
+def follow(execution, outputs: CellOutputs, display) -> None:
+    """Publish a run's outputs and progress until it ends; Ctrl-C (interrupting the
+    kernel) cancels it."""
     try:
         while not execution.done.wait(0.1):
-            outputs.pump()
+            outputs.pump()  # op stdout/stderr and displays, as they happen
             display.refresh()
     except KeyboardInterrupt:
         execution.request_cancel()
@@ -171,6 +164,18 @@ def watch(execution, engine, title: str, *, replay_cached: bool) -> None:
         print(f"run {execution.run_id} canceled", file=sys.stderr)
         raise
     display.finish()
+
+
+def watch(execution, engine, title: str, *, replay_cached: bool) -> None:
+    """Show a run in the current cell until it ends: progress, outputs, cached outputs.
+
+    Ctrl-C (interrupting the kernel) cancels the run.
+    """
+    from ..engine.records import Run
+    from .progress import RunDisplay
+
+    outputs = CellOutputs(execution, engine)
+    follow(execution, outputs, RunDisplay(execution, title, live=not execution.done.is_set()))
     tasks = Run(engine, execution.run_id, execution=execution).tasks
     outputs.finish(tasks)
     if replay_cached:

@@ -340,7 +340,7 @@ class FlowMagics(Magics):
     def _run(self, names: list[str], *, kind: str, title: str, force: list[str], cluster: str | None,
              background: bool, show_value: bool) -> None:
         from ..engine.records import Run
-        from .live import CellOutputs
+        from .live import CellOutputs, follow
         from .progress import RunDisplay
 
         engine = _engine()
@@ -370,18 +370,7 @@ class FlowMagics(Magics):
                   "(at the start of the next cell after that)")
             return
         outputs = outputs or CellOutputs(execution, engine)
-        try:
-            while not execution.done.wait(0.1):
-                outputs.pump()  # op stdout/stderr and displays, as they happen
-                display.refresh()
-        except KeyboardInterrupt:
-            execution.request_cancel()
-            execution.wait(30)
-            display.finish()
-            outputs.pump()
-            print(f"run {run.id} canceled", file=sys.stderr)
-            raise
-        display.finish()
+        follow(execution, outputs, display)
         self._conclude(run, names if show_value else [], outputs)
 
     def _conclude(self, run, shown: list[str], outputs) -> None:

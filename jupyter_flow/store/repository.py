@@ -202,6 +202,16 @@ def _seconds(start: Any, end: Any) -> float | None:
     return (_as_utc(end) - _as_utc(start)).total_seconds()
 
 
+def _cached_states(conn: Connection, keys: list[str]) -> dict[str, dict]:
+    """``{"state": "cached", outputs, task_id, metrics}`` for those of ``keys`` with an entry."""
+    return {
+        key: {"state": "cached", "outputs": outputs, "task_id": task_id, "metrics": metrics}
+        for key, outputs, task_id, metrics in conn.execute(
+            select(CACHE.c.key, CACHE.c.outputs, CACHE.c.task_id, CACHE.c.metrics).where(CACHE.c.key.in_(keys))
+        )
+    }
+
+
 def _as_utc(value: Any) -> datetime:
     if isinstance(value, (int, float)):
         return datetime.fromtimestamp(value, timezone.utc)
@@ -1097,12 +1107,7 @@ class Store:
             now = self._now(conn)
             self._lock_owner(conn, owner_id)
             for chunk in _chunks(keys):
-                for key, outputs, task_id, metrics in conn.execute(
-                    select(CACHE.c.key, CACHE.c.outputs, CACHE.c.task_id, CACHE.c.metrics)
-                    .where(CACHE.c.key.in_(chunk))
-                ):
-                    result[key] = {"state": "cached", "outputs": outputs, "task_id": task_id,
-                                   "metrics": metrics}
+                result.update(_cached_states(conn, chunk))
             open_keys = [k for k in keys if k not in result]
             if open_keys:
                 conn.execute(
@@ -1144,12 +1149,7 @@ class Store:
         result: dict[str, dict] = {}
         with self._read() as conn:
             for chunk in _chunks(keys):
-                for key, outputs, task_id, metrics in conn.execute(
-                    select(CACHE.c.key, CACHE.c.outputs, CACHE.c.task_id, CACHE.c.metrics)
-                    .where(CACHE.c.key.in_(chunk))
-                ):
-                    result[key] = {"state": "cached", "outputs": outputs, "task_id": task_id,
-                                   "metrics": metrics}
+                result.update(_cached_states(conn, chunk))
                 for key, holder, holder_run, fenced in conn.execute(
                     select(CLAIMS.c.key, CLAIMS.c.owner_id, CLAIMS.c.run_id, OWNERS.c.fenced)
                     .outerjoin(OWNERS, OWNERS.c.id == CLAIMS.c.owner_id)
