@@ -8,24 +8,29 @@ import nbformat
 import pytest
 
 NOTEBOOK_CELLS = [
-    ("code", "%load_ext jupyter_flow\nimport jupyter_flow as jf", None),
-    ("code", "lr = 0.1\nfail = False", ["parameters"]),
-    ("code", "%%flow train\nif fail:\n    raise ValueError('asked to fail')\nscore = round(1 - lr, 6)", None),
-    ("code", "jf.record('accuracy', score)", None),
+    ("%load_ext jupyter_flow\nimport jupyter_flow as jf", None),
+    ("lr = 0.1\nfail = False", ["parameters"]),
+    ("%%flow train\nif fail:\n    raise ValueError('asked to fail')\nscore = round(1 - lr, 6)", None),
+    ("jf.record('accuracy', score)", None),
 ]
 
 
-def write_sweep_notebook(path):
-    """A small parameterised notebook: one %%flow cell, one metric; fails when asked to."""
+def write_notebook(path, cells):
+    """A Python 3 notebook of code cells given as (source, tags or None)."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    for _, source, tags in NOTEBOOK_CELLS:
+    for source, tags in cells:
         cell = nbformat.v4.new_code_cell(source)
         if tags:
             cell.metadata["tags"] = tags
         nb.cells.append(cell)
     nbformat.write(nb, path)
     return path
+
+
+def write_sweep_notebook(path):
+    """A small parameterised notebook: one %%flow cell, one metric; fails when asked to."""
+    return write_notebook(path, NOTEBOOK_CELLS)
 
 
 @pytest.fixture
@@ -129,15 +134,7 @@ SHARED_CELLS = [
 
 
 def test_parallel_batch_computes_shared_ops_once(subprocess_env, tmp_path, flow_home):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    for source, tags in SHARED_CELLS:
-        cell = nbformat.v4.new_code_cell(source)
-        if tags:
-            cell.metadata["tags"] = tags
-        nb.cells.append(cell)
-    path = tmp_path / "shared.ipynb"
-    nbformat.write(nb, path)
+    path = write_notebook(tmp_path / "shared.ipynb", SHARED_CELLS)
     calls = tmp_path / "calls.log"
     grid = tmp_path / "grid.yaml"
     grid.write_text("lr: [0.1, 0.2, 0.3]\n")

@@ -9,7 +9,7 @@ import pytest
 
 from tests.planted import files_holding
 
-from .test_batch import flow, runs
+from .test_batch import flow, runs, write_notebook
 
 SECRET_CELLS = [
     ("%load_ext jupyter_flow\nimport jupyter_flow as jf", None),
@@ -22,15 +22,7 @@ SECRET_CELLS = [
 
 def write_secret_notebook(path):
     """A notebook whose ``api_token`` parameter is captured by a %%flow cell and printed."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    for source, tags in SECRET_CELLS:
-        cell = nbformat.v4.new_code_cell(source)
-        if tags:
-            cell.metadata["tags"] = tags
-        nb.cells.append(cell)
-    nbformat.write(nb, path)
-    return path
+    return write_notebook(path, SECRET_CELLS)
 
 
 @pytest.fixture
