@@ -58,8 +58,12 @@ def test_flow_sidebar_shows_runs_ops_logs_live_updates_and_cancels(lab, kernel, 
     rows = sidebar.locator("li.jp-flow-run-row")
     total_row = rows.filter(has=page.locator(".jp-flow-run-name", has_text="total"))
     expect(total_row).to_have_attribute("data-status", "SUCCESS")
-    # Newest first; each row says ran / cached / failed.
-    expect(rows.locator(".jp-flow-run-name")).to_have_text(["total", "clean", "raw"])
+    # The kernel's notebook run first, its cell runs under it newest first; each row says
+    # ran / cached / failed.
+    expect(rows.locator(".jp-flow-run-name")).to_have_text(["flow_demo", "total", "clean", "raw"])
+    notebook_row = rows.first
+    expect(notebook_row.locator(".jp-flow-kind")).to_have_text("notebook")
+    expect(notebook_row.get_by_role("button", name="hide 3 child runs of flow_demo")).to_be_visible()
     expect(total_row.locator(".jp-flow-counts")).to_have_text("ran 1 · cached 2 · failed 0")
     sidebar.screenshot(path=str(screenshots / "flow-runs-list.png"))
 
@@ -96,8 +100,9 @@ def test_flow_sidebar_shows_runs_ops_logs_live_updates_and_cancels(lab, kernel, 
 
     # A run made now appears without a reload.
     kernel.ok("%%flow\nreport = f'total={total}'\nprint(report)")
-    expect(rows.first.locator(".jp-flow-run-name")).to_have_text("report", timeout=10_000)
-    expect(rows.first).to_have_attribute("data-status", "SUCCESS")
+    # (right under its notebook run, newest first)
+    expect(rows.nth(1).locator(".jp-flow-run-name")).to_have_text("report", timeout=10_000)
+    expect(rows.nth(1)).to_have_attribute("data-status", "SUCCESS")
 
     # A long run, cancelled from the panel, ends CANCELED.
     kernel.ok("%%flow slow --background\nimport time\nfor _ in range(300):\n    time.sleep(0.1)\nslow = 1")
