@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from types import SimpleNamespace
 
 from jupyter_flow.server.errors import StoreUnavailable
 from jupyter_flow.server.store_access import StoreAccess
@@ -21,7 +22,7 @@ log = logging.getLogger("jupyter_flow.server")
 class ScheduleFirer:
     """Ticks a ``Scheduler`` on the server's store; ``close()`` releases its lease.
 
-    >>> firer = ScheduleFirer(access, db_url=url, artifacts_url=artifacts)  # doctest: +SKIP
+    >>> firer = ScheduleFirer(access, artifacts_url=artifacts)  # doctest: +SKIP
     >>> firer.tick()        # ids of the batch runs fired                   # doctest: +SKIP
     []
     """
@@ -30,14 +31,12 @@ class ScheduleFirer:
         self,
         access: StoreAccess,
         *,
-        db_url: str,
         artifacts_url: str,
         interval: float = 1.0,
         grace: float = 60.0,
         lease_ttl: float = 15.0,
     ):
         self._access = access
-        self._db_url = db_url
         self._artifacts_url = artifacts_url
         self._options = {"interval": interval, "grace": grace, "lease_ttl": lease_ttl}
         # Several servers on one host share a store: the pid tells them apart.
@@ -54,8 +53,10 @@ class ScheduleFirer:
         if self._scheduler is None or self._store is not store:
             from jupyter_flow.batch.scheduler import Scheduler
 
-            self._scheduler = Scheduler(store, holder=self.holder, db_url=self._db_url,
-                                        artifacts_url=self._artifacts_url, **self._options)
+            # Given as an engine-like pair, the scheduler's batches write their artifacts
+            # where the server's configuration says (FlowApp.artifacts_url), not the default.
+            target = SimpleNamespace(store=store, artifacts_url=self._artifacts_url)
+            self._scheduler = Scheduler(target, holder=self.holder, **self._options)
             self._store = store
         try:
             fired = self._scheduler.tick()

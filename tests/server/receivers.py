@@ -103,9 +103,10 @@ class SmtpReceiver:
 @contextlib.contextmanager
 def smtp_receiver(username: str = "flow-bot", password: str = "smtp-pw-Zq81x", refuse_sessions: int = 0):
     receiver = SmtpReceiver("127.0.0.1", free_port(), username, password, refuse_sessions)
-    # Plain-text AUTH without TLS: a test-only receiver on the loopback interface.
+    # Plain-text AUTH without TLS: a test-only receiver on the loopback interface. AUTH is
+    # offered, not required; the tests check who logged in (``logins``).
     controller = Controller(receiver, hostname=receiver.host, port=receiver.port,
-                            authenticator=receiver.authenticate, auth_require_tls=False, auth_required=True)
+                            authenticator=receiver.authenticate, auth_require_tls=False)
     controller.start()
     try:
         yield receiver
