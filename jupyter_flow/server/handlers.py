@@ -270,26 +270,33 @@ class SchedulesHandler(FlowHandler):
 
 
 class ScheduleHandler(FlowHandler):
-    """GET a schedule; PATCH ``{"paused": bool}`` pauses or resumes it; DELETE removes it
-    (its past runs stay)."""
+    """GET a schedule (by id or name); PATCH ``{"paused": bool}`` pauses or resumes it;
+    DELETE removes it (its past runs stay)."""
+
+    @staticmethod
+    def check_schedule(ident: str) -> str:
+        # Names are printable text up to 200 characters (the CLI takes them too), not ids.
+        if not 0 < len(ident) <= limits.MAX_SCHEDULE_NAME_LENGTH or not ident.isprintable():
+            raise web.HTTPError(404, "%s", f"no schedule {ident[:80]!r} in the store")
+        return ident
 
     @web.authenticated
     @authorized
     async def get(self, schedule_id: str) -> None:
-        self.check_id(schedule_id, "schedule")
+        self.check_schedule(schedule_id)
         self.write_json(await self.call(self.service.get_schedule, schedule_id))
 
     @web.authenticated
     @authorized
     async def patch(self, schedule_id: str) -> None:
-        self.check_id(schedule_id, "schedule")
+        self.check_schedule(schedule_id)
         body = self.json_body()
         self.write_json(await self.call(self.service.update_schedule, schedule_id, body))
 
     @web.authenticated
     @authorized
     async def delete(self, schedule_id: str) -> None:
-        self.check_id(schedule_id, "schedule")
+        self.check_schedule(schedule_id)
         await self.call(self.service.delete_schedule, schedule_id)
         self.set_status(204)
         self.finish()

@@ -76,8 +76,10 @@ async def test_reconciler_marks_runs_of_a_killed_process_lost(api, subprocess_en
     try:
         deadline = time.monotonic() + 60
         while True:
-            _, tasks = await api(f"runs/{run_id}/tasks")
-            if {t["name"]: t["status"] for t in tasks["tasks"]} == {"sleepy": "RUNNING", "add": "SUCCESS"}:
+            # 404 until the child's first write lands (its engine writes in the background).
+            status, tasks = await api(f"runs/{run_id}/tasks")
+            if status == 200 and {t["name"]: t["status"] for t in tasks["tasks"]} == {"sleepy": "RUNNING",
+                                                                                      "add": "SUCCESS"}:
                 break
             assert time.monotonic() < deadline, tasks
             await asyncio.sleep(0.1)

@@ -64,6 +64,10 @@ async def test_schedule_crud_over_rest(api, store, served_notebook, jp_root_dir)
     for ident in (created["id"], "nightly"):
         status, one = await api(f"schedules/{ident}")
         assert status == 200 and one["id"] == created["id"]
+    status, spaced = await api("schedules", method="POST", body=_body(name="weekly report"))
+    assert status == 201, spaced
+    assert (await api("schedules/weekly%20report"))[1]["id"] == spaced["id"]
+    assert (await api("schedules/weekly%20report", method="DELETE"))[0] == 204
 
     status, paused = await api(f"schedules/{created['id']}", method="PATCH", body='{"paused": true}')
     assert status == 200, paused
