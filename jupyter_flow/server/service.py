@@ -343,7 +343,9 @@ class FlowService:
                 if not isinstance(body[field_name], str):
                     raise Unprocessable(f"'{field_name}' must be a string")
                 options[field_name] = limits.check_length(body[field_name], field_name, limit)
-        name = fields["name"] if fields["name"] is not None else os.path.splitext(os.path.basename(fields["notebook"]))[0]
+        name = fields["name"]
+        if name is None:  # jf.schedule's default: the notebook's file name without .ipynb
+            name = os.path.splitext(os.path.basename(fields["notebook"]))[0]
         taken = self.store.get_schedule(name)
         if taken is not None and taken["name"] == name:
             raise Conflict(f"'name': a schedule named {name!r} already exists; choose another name or remove "

@@ -102,6 +102,12 @@ def api(jp_serverapp, http_server_client, jp_auth_header, jp_base_url):
     return call
 
 
+def route_methods(handler) -> list[str]:
+    """HTTP methods a jupyter_flow handler answers (not tornado's 405 stubs), e.g. GET, POST."""
+    return [m for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+            if any(m.lower() in vars(cls) for cls in handler.__mro__ if cls.__module__.startswith("jupyter_flow"))]
+
+
 def check(body, schema_name: str):
     """Fail unless ``body`` matches ``components/schemas/<schema_name>`` of openapi.json."""
     schema = {"components": OPENAPI["components"], "$ref": f"#/components/schemas/{schema_name}"}
@@ -202,8 +208,14 @@ class ServerProcess:
         return self.log.read_text(errors="replace")
 
 
+#: Server options that load jupyter_flow alone (JupyterLab, LSP … take seconds to load).
+FLOW_ONLY = tuple(f"--ServerApp.jpserver_extensions={name}=False"
+                  for name in ("jupyterlab", "jupyter_lsp", "notebook_shim", "jupyter_server_terminals"))
+
+
 def start_server_process(workdir: Path, db_url: str, artifacts_url: str, *options: str) -> ServerProcess:
-    """Start a Jupyter server process serving ``workdir`` on a free port with a token."""
+    """Start a Jupyter server process serving ``workdir`` on a free port with a token
+    (pass ``*FLOW_ONLY`` among ``options`` for a quicker start)."""
     port, token = free_port(), secrets.token_hex(16)
     log = workdir / "server.log"
     with open(log, "w") as out:  # a pipe nobody reads would block the server

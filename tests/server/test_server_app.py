@@ -12,7 +12,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from jupyter_flow.server.handlers import routes
-from tests.server.conftest import OPENAPI, check, start_background_run
+from tests.server.conftest import OPENAPI, check, route_methods, start_background_run
 
 
 def test_extension_is_enabled_and_validates():
@@ -43,12 +43,6 @@ async def test_environment_wins_over_the_traitlet(env_store, jp_serverapp, api):
     assert (await api("health"))[0] == 200
 
 
-def _methods(handler) -> set[str]:
-    """HTTP methods a handler class itself defines (not tornado's 405 stubs)."""
-    return {m for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
-            if any(m.lower() in vars(cls) for cls in handler.__mro__ if cls.__module__.startswith("jupyter_flow"))}
-
-
 async def test_openapi_document_is_valid_and_lists_exactly_the_routes(api, jp_base_url):
     status, document = await api("openapi.json")
     assert status == 200
@@ -58,7 +52,7 @@ async def test_openapi_document_is_valid_and_lists_exactly_the_routes(api, jp_ba
     documented = {(re.sub(r"\{[^}]+\}", "{}", path), method.upper())
                   for path, operations in document["paths"].items() for method in operations}
     served = {(pattern.removeprefix("/jupyter-flow/api").replace("([^/]+)", "{}"), method)
-              for pattern, handler in routes() for method in _methods(handler)}
+              for pattern, handler in routes() for method in route_methods(handler)}
     assert documented == served
     assert {("/schedules", "POST"), ("/schedules/{}", "PATCH"), ("/schedules/{}", "DELETE"),
             ("/notebooks/params", "GET")} <= served

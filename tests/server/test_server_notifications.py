@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import pytest
 
-from tests.server.conftest import ME, make_run, start_server_process
+from tests.server.conftest import FLOW_ONLY, ME, make_run, start_server_process
 from tests.server.receivers import smtp_receiver, webhook_receiver
 from tests.waiting import stop
 
@@ -94,7 +94,7 @@ def test_failing_hooks_are_logged_without_secrets_and_later_runs_still_go_out(fl
         webhook.statuses.append(500)  # the first POST is refused
         monkeypatch.setenv("JUPYTER_FLOW_SMTP_PASSWORD", password)  # the documented way to keep it off argv
         server = start_server_process(
-            tmp_path, db_url, str(flow_home / "artifacts"),
+            tmp_path, db_url, str(flow_home / "artifacts"), *FLOW_ONLY,
             f"--FlowApp.notify_webhook_url={webhook.url}?token={WEBHOOK_TOKEN}",
             "--FlowApp.notify_email_to=ana@example.org", f"--FlowApp.smtp_host={smtp.host}",
             f"--FlowApp.smtp_port={smtp.port}", f"--FlowApp.smtp_username={smtp.username}",

@@ -18,7 +18,7 @@ import pytest
 from jupyter_flow.batch.schedules import fire_times
 from jupyter_flow.store import Store
 from tests.batch.test_batch import write_notebook
-from tests.server.conftest import start_server_process
+from tests.server.conftest import FLOW_ONLY, start_server_process
 from tests.server.test_server_schedules import PARAM_CELLS
 from tests.waiting import stop, wait_for
 
@@ -39,7 +39,8 @@ def test_misfire_policies_after_a_stopped_server_and_two_servers_fire_each_time_
         (tmp_path / name).mkdir()
     notebook = write_notebook(tmp_path / "first" / "train.ipynb", PARAM_CELLS)
     # The first server ticks once, at start: it holds the lease (120 s) until it stops.
-    first = start_server_process(tmp_path / "first", db_url, artifacts, "--FlowApp.scheduler_interval=60", "--FlowApp.lease_ttl=120",
+    first = start_server_process(tmp_path / "first", db_url, artifacts, *FLOW_ONLY,
+                                 "--FlowApp.scheduler_interval=60", "--FlowApp.lease_ttl=120",
                                  f"--FlowApp.schedule_grace={GRACE_S}")
     try:
         assert first.wait_for_api()[0] == 200
@@ -63,7 +64,8 @@ def test_misfire_policies_after_a_stopped_server_and_two_servers_fire_each_time_
         time.sleep(max(0.0, (back_at - store.now()).total_seconds()))
 
     # Two servers on the store, both ticking often; one lease, so one of them fires.
-    options = ("--FlowApp.scheduler_interval=0.3", "--FlowApp.lease_ttl=5", f"--FlowApp.schedule_grace={GRACE_S}")
+    options = (*FLOW_ONLY, "--FlowApp.scheduler_interval=0.3", "--FlowApp.lease_ttl=5",
+               f"--FlowApp.schedule_grace={GRACE_S}")
     servers = [start_server_process(tmp_path / name, db_url, artifacts, *options) for name in ("a", "b")]
     try:
         for server in servers:

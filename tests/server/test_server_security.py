@@ -8,7 +8,7 @@ import pytest
 
 from jupyter_flow.server.handlers import routes
 from jupyter_flow.server.service import FlowService
-from tests.server.conftest import check, make_run
+from tests.server.conftest import check, make_run, route_methods
 
 DIGEST = "a" * 64
 
@@ -19,12 +19,7 @@ def _concrete(pattern: str) -> str:
     return path.replace("([^/]+)", value)
 
 
-def _methods(handler) -> list[str]:
-    return [m for m in ("GET", "POST", "PATCH", "DELETE")
-            if any(m.lower() in vars(cls) for cls in handler.__mro__ if cls.__module__.startswith("jupyter_flow"))]
-
-
-ROUTES = [(_concrete(pattern), method) for pattern, handler in routes() for method in _methods(handler)]
+ROUTES = [(_concrete(pattern), method) for pattern, handler in routes() for method in route_methods(handler)]
 
 
 @pytest.mark.parametrize("path, method", ROUTES)

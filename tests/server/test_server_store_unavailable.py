@@ -16,7 +16,7 @@ import pytest
 
 from jupyter_flow.server.handlers import routes
 from jupyter_flow.store import Store
-from tests.server.conftest import check, free_port
+from tests.server.conftest import check, free_port, route_methods
 
 FUTURE_REVISION = "9999_from_a_newer_jupyter_flow"
 PASSWORD = "s3cret-pw"
@@ -72,9 +72,7 @@ def _requests():
     be fine in a good store."""
     for pattern, handler in routes():
         path = pattern.removeprefix("/jupyter-flow/api/").replace("([^/]+)", "a" * 64)
-        for method in ("GET", "POST", "PATCH", "DELETE"):
-            if method.lower() not in vars(handler):
-                continue
+        for method in route_methods(handler):
             body = BODIES.get((method, path), {} if method in ("POST", "PATCH") else None)
             query = "?path=sweep.ipynb" if path == "notebooks/params" else ""
             yield method, path + query, None if body is None else json.dumps(body)
