@@ -29,7 +29,7 @@ from typing import Any
 from ..core.errors import FlowError
 from ..core.ids import new_id
 from ..core.status import RunKind, RunStatus
-from .schedules import fire_times
+from .schedules import fire_times, previous_fire_time
 
 log = logging.getLogger("jupyter_flow.scheduler")
 
@@ -37,16 +37,18 @@ log = logging.getLogger("jupyter_flow.scheduler")
 LEASE = "scheduler"
 #: Catch-up fires at most this many missed times; the rest are skipped.
 MAX_CATCHUP = 100
-#: Cron times counted one by one after a long downtime (an every-second cron down for a
-#: day); beyond this the count is a lower bound and counting jumps to the recent past.
-MAX_SCAN = 100_000
+#: Cron times counted one by one after a long downtime (croniter takes ~0.1 ms per time,
+#: so at most about a second); beyond this the count is a lower bound (``at_least``) and
+#: counting jumps to the recent past.
+MAX_SCAN = 10_000
 
 
 class Scheduler:
     """Fires the due schedules of one store while it holds the store's scheduler lease.
 
     ``store_or_engine`` is a ``Store``, an engine (its store and artifact store are used),
-    a database URL, or None (the configured store).
+    a database URL, or None (the configured store). The batches it fires use that store
+    and ``artifacts_url`` (default: the engine's, else the configured artifact store).
 
     >>> scheduler = Scheduler(None, interval=1, grace=60, lease_ttl=15)   # doctest: +SKIP
     >>> scheduler.tick()                 # run ids of the batches fired now   # doctest: +SKIP
@@ -55,7 +57,7 @@ class Scheduler:
     """
 
     def __init__(self, store_or_engine: Any = None, *, holder: str | None = None, interval: float = 1.0,
-                 grace: float = 60.0, lease_ttl: float = 15.0):
+                 grace: float = 60.0, lease_ttl: float = 15.0, artifacts_url: str | None = None):
         from ..store import Store
         # Import what a firing needs (Dask, nbformat) now: the first firing must not stall
         # a tick for seconds, past the lease.
@@ -73,12 +75,12 @@ class Scheduler:
                 "or the lease runs out between two ticks"
             )
         self._own_store = False
-        self.artifacts_url: str | None = None
+        self.artifacts_url: str | None = artifacts_url
         if isinstance(store_or_engine, Store):
             self.store = store_or_engine
         elif hasattr(store_or_engine, "store") and hasattr(store_or_engine, "artifacts_url"):
             self.store = store_or_engine.store
-            self.artifacts_url = store_or_engine.artifacts_url
+            self.artifacts_url = artifacts_url or store_or_engine.artifacts_url
         else:
             self.store = Store(store_or_engine)
             self._own_store = True
@@ -140,6 +142,7 @@ class Scheduler:
                 missed.append(t)
             if n_missed >= MAX_SCAN:
                 at_least = True
+                latest_missed = max(t, previous_fire_time(cron, zone, late))
                 times = fire_times(cron, zone, late - timedelta(microseconds=1))
                 t = next(times)
                 break

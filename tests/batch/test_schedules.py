@@ -5,7 +5,6 @@ policies after a scheduler was down."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -121,7 +120,9 @@ def test_schedule_in_python(flow_home, store, notebook, tmp_path):
     assert made["params"] == {"lr": 0.5}          # coerced like an injected value
     berlin = made["next_fire_at"].astimezone(__import__("zoneinfo").ZoneInfo("Europe/Berlin"))
     assert (berlin.hour, berlin.minute) == (2, 30) and made["next_fire_at"] > store.now()
-    with pytest.raises(jf.FlowError, match="a schedule named 'sweep' already exists"):
+    from jupyter_flow.store import ScheduleExists, ScheduleNotFound
+
+    with pytest.raises(ScheduleExists, match="name: a schedule named 'sweep' already exists"):
         jf.schedule(notebook, "0 3 * * *")
     with pytest.raises(jf.FlowError, match="notebook .*missing.ipynb.* not found"):
         jf.schedule(tmp_path / "missing.ipynb", "0 3 * * *")
@@ -134,8 +135,9 @@ def test_schedule_in_python(flow_home, store, notebook, tmp_path):
     assert [s["name"] for s in jf.schedules()] == ["sweep"]
     assert jf.remove_schedule("sweep")["id"] == made["id"]
     assert jf.schedules() == []
-    with pytest.raises(jf.FlowError, match="no schedule 'sweep'"):
+    with pytest.raises(ScheduleNotFound, match="no schedule 'sweep'"):
         jf.pause_schedule("sweep")
+    assert issubclass(ScheduleExists, jf.FlowError) and issubclass(ScheduleNotFound, jf.FlowError)
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -322,6 +324,26 @@ def test_catchup_fires_at_most_100_oldest_first(flow_home, store, notebook):
     note = store.get_schedule(made["id"])["last_misfire"]
     assert (note["missed"], note["fired"], note["policy"]) == (270, 100, "catchup")
     assert store.get_schedule(made["id"])["next_fire_at"] == now + timedelta(seconds=2)
+    scheduler.close()
+
+
+def test_a_very_long_downtime_is_counted_up_to_a_bound(flow_home, store, notebook):
+    from jupyter_flow.batch.scheduler import MAX_SCAN, Scheduler
+
+    import jupyter_flow as jf
+
+    made = jf.schedule(notebook, EVERY_2S, misfire="once")
+    notebook.unlink()
+    start = _missed_minutes(store, made["id"], 24 * 60)     # a day of 2-second firings missed
+    now = start + timedelta(days=1, seconds=1)
+    scheduler = Scheduler(store, grace=0, lease_ttl=30)
+    (fired,) = scheduler.tick(now=now)
+    (run,) = schedule_runs(store, made["id"])
+    assert run["id"] == fired and run["scheduled_for"] == now - timedelta(seconds=1)   # the latest missed time
+    record = store.get_schedule(made["id"])
+    assert record["last_misfire"] == {"at": now.isoformat(), "missed": MAX_SCAN, "at_least": True,
+                                      "policy": "once", "fired": 1}
+    assert record["next_fire_at"] == now + timedelta(seconds=1)
     scheduler.close()
 
 
