@@ -301,6 +301,8 @@ def test_misfire_policy_after_downtime(jf, store, notebook, policy, expected_off
         start + timedelta(minutes=m) for m in expected_offsets]
     if fired:
         assert record["last_run_id"] == fired[-1] and record["last_fire_at"] == now
+        run = jf.get_run(fired[-1])
+        assert run.schedule_id == made["id"] and run.scheduled_for == start + timedelta(minutes=expected_offsets[-1])
     scheduler.close()
 
 
