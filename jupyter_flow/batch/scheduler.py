@@ -37,6 +37,8 @@ log = logging.getLogger("jupyter_flow.scheduler")
 LEASE = "scheduler"
 #: Catch-up fires at most this many missed times; the rest are skipped.
 MAX_CATCHUP = 100
+#: Batches a scheduler remembers (to cancel them when it stops) before it forgets ended ones.
+MAX_TRACKED = 200
 #: Cron times counted one by one after a long downtime (croniter takes ~0.1 ms per time,
 #: so at most about a second); beyond this the count is a lower bound (``at_least``) and
 #: counting jumps to the recent past.
@@ -58,12 +60,13 @@ class Scheduler:
 
     def __init__(self, store_or_engine: Any = None, *, holder: str | None = None, interval: float = 1.0,
                  grace: float = 60.0, lease_ttl: float = 15.0, artifacts_url: str | None = None):
-        from ..store import Store
         # Import what a firing needs (Dask, nbformat) now: the first firing must not stall
         # a tick for seconds, past the lease.
         import nbformat  # noqa: F401
 
+        from ..core.settings import resolve_db_url
         from ..engine import cluster, records, runtime  # noqa: F401
+        from ..store import Store
 
         if not interval > 0:
             raise FlowError(f"scheduler: interval must be > 0 seconds, got {interval!r}")
@@ -78,13 +81,16 @@ class Scheduler:
         self.artifacts_url: str | None = artifacts_url
         if isinstance(store_or_engine, Store):
             self.store = store_or_engine
+            self.db_url = self.store.url
         elif hasattr(store_or_engine, "store") and hasattr(store_or_engine, "artifacts_url"):
+            # The engine's own URL strings, so firings reuse that engine instead of opening another.
             self.store = store_or_engine.store
+            self.db_url = store_or_engine.db_url
             self.artifacts_url = artifacts_url or store_or_engine.artifacts_url
         else:
-            self.store = Store(store_or_engine)
+            self.db_url = resolve_db_url(store_or_engine)
+            self.store = Store(self.db_url)
             self._own_store = True
-        self.db_url = self.store.url
         self.holder = (holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")[:200]
         self.interval = float(interval)
         self.grace = float(grace)
@@ -124,7 +130,10 @@ class Scheduler:
         for schedule in self.store.due_schedules(now):
             if not self._still_holding():
                 break
-            fired += self._fire_due(schedule, now)
+            try:
+                fired += self._fire_due(schedule, now)
+            except Exception:  # one broken schedule must not stop the others
+                log.exception("jupyter_flow: schedule %r could not be fired", schedule["name"])
         return fired
 
     def _plan(self, schedule: dict, now: datetime) -> tuple[list[datetime], dict | None, datetime]:
@@ -204,6 +213,8 @@ class Scheduler:
                 log.exception("jupyter_flow: schedule %r could not fire", schedule["name"])
             return self._record_failure(schedule, when, err)
         self.started.append(run.id)
+        if len(self.started) > MAX_TRACKED:   # a long-lived scheduler forgets the batches that ended
+            self.started = [r for r in self.started if self._active(r)]
         log.info("jupyter_flow: schedule %r fired for %s: batch run %s", schedule["name"], when.isoformat(), run.id)
         return run.id
 
@@ -236,13 +247,16 @@ class Scheduler:
                 log.exception("jupyter_flow: scheduler tick failed; trying again in %g s", self.interval)
             stop_event.wait(max(0.0, self.interval - (time.monotonic() - began)))
 
+    def _active(self, run_id: str) -> bool:
+        run = self.store.get_run(run_id)
+        return run is not None and run["status"] in (RunStatus.PENDING.value, RunStatus.RUNNING.value)
+
     def cancel_started(self, timeout: float = 30.0) -> list[str]:
         """Ask the batches this scheduler fired that still run to cancel, and wait up to
         ``timeout`` seconds for them to end; returns those that did not end in time."""
         active = []
         for run_id in self.started:
-            run = self.store.get_run(run_id)
-            if run is not None and run["status"] in (RunStatus.PENDING.value, RunStatus.RUNNING.value):
+            if self._active(run_id):
                 try:
                     self.store.request_cancel(run_id, by=f"scheduler {self.holder} stopping")
                 except FlowError:   # it ended meanwhile
@@ -250,8 +264,7 @@ class Scheduler:
                 active.append(run_id)
         deadline = time.monotonic() + timeout
         while active and time.monotonic() < deadline:
-            active = [r for r in active
-                      if self.store.get_run(r)["status"] in (RunStatus.PENDING.value, RunStatus.RUNNING.value)]
+            active = [r for r in active if self._active(r)]
             if active:
                 time.sleep(0.2)
         return active

@@ -15,7 +15,7 @@ import pytest
 
 from tests.waiting import wait_for
 
-from .test_batch import flow, write_sweep_notebook
+from .test_batch import flow, write_notebook, write_sweep_notebook
 
 LEASE_TTL = 2.0
 EVERY_2S = "*/2 * * * * *"   # 6 fields: seconds first
@@ -222,6 +222,23 @@ def test_standalone_scheduler_fires_batches_that_share_the_cache(flow_home, stor
     code, out = scheduler.stop(signal.SIGTERM)
     assert code == 0 and out.strip().endswith("stopped"), out + scheduler.log_path.read_text()
     assert store.lease("scheduler") is None    # released: another scheduler may fire at once
+
+
+def test_stopping_the_scheduler_cancels_the_batches_it_started(flow_home, store, tmp_path, schedulers):
+    import jupyter_flow as jf
+
+    slow = write_notebook(tmp_path / "slow.ipynb", [("import time\ntime.sleep(300)", None)])
+    made = jf.schedule(slow, EVERY_2S, name="slow")
+    scheduler = schedulers()
+    (run,) = wait_for(lambda: schedule_runs(store, made["id"]), timeout=30)
+    jf.pause_schedule("slow")
+    wait_for(lambda: [r for r in store.list_runs(parent_id=run["id"]) if r["status"] == "RUNNING"], timeout=60)
+    code, out = scheduler.stop(signal.SIGTERM)
+    assert code == 0 and out.strip().endswith("stopped"), out + scheduler.log_path.read_text()
+    fired = [store.get_run(r["id"]) for r in schedule_runs(store, made["id"])]
+    assert [r["status"] for r in fired] == ["CANCELED"] * len(fired)
+    assert fired[0]["cancel_requested_by"].startswith(f"scheduler {scheduler.holder}")
+    assert store.lease("scheduler") is None
 
 
 def test_lease_takeover_when_the_holder_is_killed(flow_home, store, notebook, schedulers):
