@@ -29,7 +29,7 @@ from typing import Any
 from ..core.errors import FlowError
 from ..core.ids import new_id
 from ..core.status import RunKind, RunStatus
-from .schedules import fire_times
+from .schedules import fire_times, previous_fire_time
 
 log = logging.getLogger("jupyter_flow.scheduler")
 
@@ -37,16 +37,20 @@ log = logging.getLogger("jupyter_flow.scheduler")
 LEASE = "scheduler"
 #: Catch-up fires at most this many missed times; the rest are skipped.
 MAX_CATCHUP = 100
-#: Cron times counted one by one after a long downtime (an every-second cron down for a
-#: day); beyond this the count is a lower bound and counting jumps to the recent past.
-MAX_SCAN = 100_000
+#: Batches a scheduler remembers (to cancel them when it stops) before it forgets ended ones.
+MAX_TRACKED = 200
+#: Cron times counted one by one after a long downtime (croniter takes ~0.1 ms per time,
+#: so at most about a second); beyond this the count is a lower bound (``at_least``) and
+#: counting jumps to the recent past.
+MAX_SCAN = 10_000
 
 
 class Scheduler:
     """Fires the due schedules of one store while it holds the store's scheduler lease.
 
     ``store_or_engine`` is a ``Store``, an engine (its store and artifact store are used),
-    a database URL, or None (the configured store).
+    a database URL, or None (the configured store). The batches it fires use that store
+    and ``artifacts_url`` (default: the engine's, else the configured artifact store).
 
     >>> scheduler = Scheduler(None, interval=1, grace=60, lease_ttl=15)   # doctest: +SKIP
     >>> scheduler.tick()                 # run ids of the batches fired now   # doctest: +SKIP
@@ -55,13 +59,14 @@ class Scheduler:
     """
 
     def __init__(self, store_or_engine: Any = None, *, holder: str | None = None, interval: float = 1.0,
-                 grace: float = 60.0, lease_ttl: float = 15.0):
-        from ..store import Store
+                 grace: float = 60.0, lease_ttl: float = 15.0, artifacts_url: str | None = None):
         # Import what a firing needs (Dask, nbformat) now: the first firing must not stall
         # a tick for seconds, past the lease.
         import nbformat  # noqa: F401
 
+        from ..core.settings import resolve_db_url
         from ..engine import cluster, records, runtime  # noqa: F401
+        from ..store import Store
 
         if not interval > 0:
             raise FlowError(f"scheduler: interval must be > 0 seconds, got {interval!r}")
@@ -73,16 +78,19 @@ class Scheduler:
                 "or the lease runs out between two ticks"
             )
         self._own_store = False
-        self.artifacts_url: str | None = None
+        self.artifacts_url: str | None = artifacts_url
         if isinstance(store_or_engine, Store):
             self.store = store_or_engine
+            self.db_url = self.store.url
         elif hasattr(store_or_engine, "store") and hasattr(store_or_engine, "artifacts_url"):
+            # The engine's own URL strings, so firings reuse that engine instead of opening another.
             self.store = store_or_engine.store
-            self.artifacts_url = store_or_engine.artifacts_url
+            self.db_url = store_or_engine.db_url
+            self.artifacts_url = artifacts_url or store_or_engine.artifacts_url
         else:
-            self.store = Store(store_or_engine)
+            self.db_url = resolve_db_url(store_or_engine)
+            self.store = Store(self.db_url)
             self._own_store = True
-        self.db_url = self.store.url
         self.holder = (holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")[:200]
         self.interval = float(interval)
         self.grace = float(grace)
@@ -122,7 +130,10 @@ class Scheduler:
         for schedule in self.store.due_schedules(now):
             if not self._still_holding():
                 break
-            fired += self._fire_due(schedule, now)
+            try:
+                fired += self._fire_due(schedule, now)
+            except Exception:  # one broken schedule must not stop the others
+                log.exception("jupyter_flow: schedule %r could not be fired", schedule["name"])
         return fired
 
     def _plan(self, schedule: dict, now: datetime) -> tuple[list[datetime], dict | None, datetime]:
@@ -140,6 +151,7 @@ class Scheduler:
                 missed.append(t)
             if n_missed >= MAX_SCAN:
                 at_least = True
+                latest_missed = max(t, previous_fire_time(cron, zone, late))
                 times = fire_times(cron, zone, late - timedelta(microseconds=1))
                 t = next(times)
                 break
@@ -201,6 +213,8 @@ class Scheduler:
                 log.exception("jupyter_flow: schedule %r could not fire", schedule["name"])
             return self._record_failure(schedule, when, err)
         self.started.append(run.id)
+        if len(self.started) > MAX_TRACKED:   # a long-lived scheduler forgets the batches that ended
+            self.started = [r for r in self.started if self._active(r)]
         log.info("jupyter_flow: schedule %r fired for %s: batch run %s", schedule["name"], when.isoformat(), run.id)
         return run.id
 
@@ -233,13 +247,16 @@ class Scheduler:
                 log.exception("jupyter_flow: scheduler tick failed; trying again in %g s", self.interval)
             stop_event.wait(max(0.0, self.interval - (time.monotonic() - began)))
 
+    def _active(self, run_id: str) -> bool:
+        run = self.store.get_run(run_id)
+        return run is not None and run["status"] in (RunStatus.PENDING.value, RunStatus.RUNNING.value)
+
     def cancel_started(self, timeout: float = 30.0) -> list[str]:
         """Ask the batches this scheduler fired that still run to cancel, and wait up to
         ``timeout`` seconds for them to end; returns those that did not end in time."""
         active = []
         for run_id in self.started:
-            run = self.store.get_run(run_id)
-            if run is not None and run["status"] in (RunStatus.PENDING.value, RunStatus.RUNNING.value):
+            if self._active(run_id):
                 try:
                     self.store.request_cancel(run_id, by=f"scheduler {self.holder} stopping")
                 except FlowError:   # it ended meanwhile
@@ -247,8 +264,7 @@ class Scheduler:
                 active.append(run_id)
         deadline = time.monotonic() + timeout
         while active and time.monotonic() < deadline:
-            active = [r for r in active
-                      if self.store.get_run(r)["status"] in (RunStatus.PENDING.value, RunStatus.RUNNING.value)]
+            active = [r for r in active if self._active(r)]
             if active:
                 time.sleep(0.2)
         return active

@@ -84,6 +84,14 @@ def fire_times(cron: str, zone: str, after: datetime) -> Iterator[datetime]:
         yield times.get_next(datetime).astimezone(dt_timezone.utc)
 
 
+def previous_fire_time(cron: str, zone: str, before: datetime) -> datetime:
+    """The last cron time strictly before ``before`` (UTC)."""
+    from croniter import croniter
+
+    times = croniter(cron, before.astimezone(check_timezone(zone)), second_at_beginning=True)
+    return times.get_prev(datetime).astimezone(dt_timezone.utc)
+
+
 def next_fire_time(cron: str, zone: str, after: datetime) -> datetime:
     """The first cron time strictly after ``after`` (UTC)."""
     return next(fire_times(cron, zone, after))
@@ -102,9 +110,11 @@ def _open(store, db_url):
 
 
 def _find(store, id_or_name: str) -> dict:
+    from ..store import ScheduleNotFound
+
     found = store.get_schedule(str(id_or_name))
     if found is None:
-        raise FlowError(
+        raise ScheduleNotFound(
             f"no schedule {id_or_name!r}; list them with jf.schedules() or `jupyter flow schedule list`"
         )
     return found
@@ -142,6 +152,9 @@ def schedule(
 ) -> dict:
     """Fire a batch of ``notebook`` on a cron schedule; returns the schedule record.
 
+    Bad input raises FlowError naming the field (``cron: …``, ``timezone: …``,
+    ``parameter 'lr' …``); a name already taken raises its subclass ``ScheduleExists``.
+
     The batch is what ``jf.batch(notebook, params, grid, parallel=…, cluster=…)`` runs,
     started by the scheduler of a Jupyter server with jupyter_flow or of
     ``jupyter flow scheduler``. ``misfire`` says what happens to firings missed while no
@@ -172,16 +185,16 @@ def schedule(
     _refuse_secrets(dict(params or {}), dict(grid or {}))
     params, grid = validate_params(path, params, grid)
 
+    from ..store import ScheduleExists
+
     store, close = _open(store, db_url)
     try:
         taken = store.get_schedule(name)
         if taken is not None and taken["name"] == name:
-            raise FlowError(
+            raise ScheduleExists(
                 f"name: a schedule named {name!r} already exists; pass another name, or remove that one "
                 f"first (jf.remove_schedule({name!r}))"
             )
-        from ..store import ScheduleExists
-
         try:
             return store.create_schedule({
                 "name": name, "notebook": str(path), "cron": cron, "timezone": timezone,
@@ -190,7 +203,7 @@ def schedule(
                 "next_fire_at": next_fire_time(cron, timezone, store.now()),
             })
         except ScheduleExists as err:   # made by someone else just now
-            raise FlowError(f"name: {err}") from None
+            raise ScheduleExists(f"name: {err}") from None
     finally:
         if close:
             store.close()
@@ -223,7 +236,8 @@ def schedules(*, db_url: str | None = None, store=None) -> list[dict]:
 
 
 def pause_schedule(id_or_name: str, *, db_url: str | None = None, store=None) -> dict:
-    """Stop firing a schedule until it is resumed.
+    """Stop firing a schedule until it is resumed (``ScheduleNotFound``, a FlowError, if
+    there is none by that id or name).
 
     >>> jf.pause_schedule("train")["paused"]     # doctest: +SKIP
     True

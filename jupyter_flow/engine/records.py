@@ -119,6 +119,16 @@ class Run:
         return self._field("resumed_from")
 
     @property
+    def schedule_id(self) -> str | None:
+        """The schedule that fired this batch run (None for runs nobody scheduled)."""
+        return self._field("schedule_id")
+
+    @property
+    def scheduled_for(self) -> datetime | None:
+        """The cron time a scheduled batch run was fired for (UTC)."""
+        return self._field("scheduled_for")
+
+    @property
     def error(self) -> str | None:
         if self._execution is not None and self._execution.done.is_set():
             return self._execution.error

@@ -5,7 +5,6 @@ policies after a scheduler was down."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 
 from tests.waiting import wait_for
 
-from .test_batch import flow, write_sweep_notebook
+from .test_batch import flow, write_notebook, write_sweep_notebook
 
 LEASE_TTL = 2.0
 EVERY_2S = "*/2 * * * * *"   # 6 fields: seconds first
@@ -121,7 +120,9 @@ def test_schedule_in_python(flow_home, store, notebook, tmp_path):
     assert made["params"] == {"lr": 0.5}          # coerced like an injected value
     berlin = made["next_fire_at"].astimezone(__import__("zoneinfo").ZoneInfo("Europe/Berlin"))
     assert (berlin.hour, berlin.minute) == (2, 30) and made["next_fire_at"] > store.now()
-    with pytest.raises(jf.FlowError, match="a schedule named 'sweep' already exists"):
+    from jupyter_flow.store import ScheduleExists, ScheduleNotFound
+
+    with pytest.raises(ScheduleExists, match="name: a schedule named 'sweep' already exists"):
         jf.schedule(notebook, "0 3 * * *")
     with pytest.raises(jf.FlowError, match="notebook .*missing.ipynb.* not found"):
         jf.schedule(tmp_path / "missing.ipynb", "0 3 * * *")
@@ -134,8 +135,9 @@ def test_schedule_in_python(flow_home, store, notebook, tmp_path):
     assert [s["name"] for s in jf.schedules()] == ["sweep"]
     assert jf.remove_schedule("sweep")["id"] == made["id"]
     assert jf.schedules() == []
-    with pytest.raises(jf.FlowError, match="no schedule 'sweep'"):
+    with pytest.raises(ScheduleNotFound, match="no schedule 'sweep'"):
         jf.pause_schedule("sweep")
+    assert issubclass(ScheduleExists, jf.FlowError) and issubclass(ScheduleNotFound, jf.FlowError)
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -222,6 +224,23 @@ def test_standalone_scheduler_fires_batches_that_share_the_cache(flow_home, stor
     assert store.lease("scheduler") is None    # released: another scheduler may fire at once
 
 
+def test_stopping_the_scheduler_cancels_the_batches_it_started(flow_home, store, tmp_path, schedulers):
+    import jupyter_flow as jf
+
+    slow = write_notebook(tmp_path / "slow.ipynb", [("import time\ntime.sleep(300)", None)])
+    made = jf.schedule(slow, EVERY_2S, name="slow")
+    scheduler = schedulers()
+    (run,) = wait_for(lambda: schedule_runs(store, made["id"]), timeout=30)
+    jf.pause_schedule("slow")
+    wait_for(lambda: [r for r in store.list_runs(parent_id=run["id"]) if r["status"] == "RUNNING"], timeout=60)
+    code, out = scheduler.stop(signal.SIGTERM)
+    assert code == 0 and out.strip().endswith("stopped"), out + scheduler.log_path.read_text()
+    fired = [store.get_run(r["id"]) for r in schedule_runs(store, made["id"])]
+    assert [r["status"] for r in fired] == ["CANCELED"] * len(fired)
+    assert fired[0]["cancel_requested_by"].startswith(f"scheduler {scheduler.holder}")
+    assert store.lease("scheduler") is None
+
+
 def test_lease_takeover_when_the_holder_is_killed(flow_home, store, notebook, schedulers):
     import jupyter_flow as jf
 
@@ -299,6 +318,8 @@ def test_misfire_policy_after_downtime(jf, store, notebook, policy, expected_off
         start + timedelta(minutes=m) for m in expected_offsets]
     if fired:
         assert record["last_run_id"] == fired[-1] and record["last_fire_at"] == now
+        run = jf.get_run(fired[-1])
+        assert run.schedule_id == made["id"] and run.scheduled_for == start + timedelta(minutes=expected_offsets[-1])
     scheduler.close()
 
 
@@ -322,6 +343,26 @@ def test_catchup_fires_at_most_100_oldest_first(flow_home, store, notebook):
     note = store.get_schedule(made["id"])["last_misfire"]
     assert (note["missed"], note["fired"], note["policy"]) == (270, 100, "catchup")
     assert store.get_schedule(made["id"])["next_fire_at"] == now + timedelta(seconds=2)
+    scheduler.close()
+
+
+def test_a_very_long_downtime_is_counted_up_to_a_bound(flow_home, store, notebook):
+    from jupyter_flow.batch.scheduler import MAX_SCAN, Scheduler
+
+    import jupyter_flow as jf
+
+    made = jf.schedule(notebook, EVERY_2S, misfire="once")
+    notebook.unlink()
+    start = _missed_minutes(store, made["id"], 24 * 60)     # a day of 2-second firings missed
+    now = start + timedelta(days=1, seconds=1)
+    scheduler = Scheduler(store, grace=0, lease_ttl=30)
+    (fired,) = scheduler.tick(now=now)
+    (run,) = schedule_runs(store, made["id"])
+    assert run["id"] == fired and run["scheduled_for"] == now - timedelta(seconds=1)   # the latest missed time
+    record = store.get_schedule(made["id"])
+    assert record["last_misfire"] == {"at": now.isoformat(), "missed": MAX_SCAN, "at_least": True,
+                                      "policy": "once", "fired": 1}
+    assert record["next_fire_at"] == now + timedelta(seconds=1)
     scheduler.close()
 
 
