@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from types import SimpleNamespace
 
 from jupyter_flow.server.errors import StoreUnavailable
 from jupyter_flow.server.store_access import StoreAccess
@@ -53,10 +52,10 @@ class ScheduleFirer:
         if self._scheduler is None or self._store is not store:
             from jupyter_flow.batch.scheduler import Scheduler
 
-            # Given as an engine-like pair, the scheduler's batches write their artifacts
-            # where the server's configuration says (FlowApp.artifacts_url), not the default.
-            target = SimpleNamespace(store=store, artifacts_url=self._artifacts_url)
-            self._scheduler = Scheduler(target, holder=self.holder, **self._options)
+            # The batches write their artifacts where the server's configuration says
+            # (FlowApp.artifacts_url), not to the default artifact store.
+            self._scheduler = Scheduler(store, holder=self.holder, artifacts_url=self._artifacts_url,
+                                        **self._options)
             self._store = store
         try:
             fired = self._scheduler.tick()

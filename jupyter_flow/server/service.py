@@ -31,7 +31,7 @@ from jupyter_flow.server.errors import (  # noqa: F401  (ApiError and kin are th
     Unprocessable,
 )
 from jupyter_flow.server.store_access import StoreAccess
-from jupyter_flow.store import CancelConflict, RunNotFound, Store
+from jupyter_flow.store import CancelConflict, RunNotFound, ScheduleExists, ScheduleNotFound, Store
 
 # Task fields too large for listings; ``tasks/{id}/logs`` serves them.
 LOG_FIELDS = ("stdout", "stderr", "traceback")
@@ -343,19 +343,14 @@ class FlowService:
                 if not isinstance(body[field_name], str):
                     raise Unprocessable(f"'{field_name}' must be a string")
                 options[field_name] = limits.check_length(body[field_name], field_name, limit)
-        name = fields["name"]
-        if name is None:  # jf.schedule's default: the notebook's file name without .ipynb
-            name = os.path.splitext(os.path.basename(fields["notebook"]))[0]
-        taken = self.store.get_schedule(name)
-        if taken is not None and taken["name"] == name:
-            raise Conflict(f"'name': a schedule named {name!r} already exists; choose another name or remove "
-                           "that schedule first")
         try:
             schedule = schedules.schedule(
                 fields["notebook"], cron, params=fields["params"], grid=fields["grid"],
-                parallel=fields["parallel"], cluster=fields["cluster"], name=name,
+                parallel=fields["parallel"], cluster=fields["cluster"], name=fields["name"],
                 created_by=created_by, store=self.store, **options,
             )
+        except ScheduleExists as err:  # a FlowError too: this one is a conflict, not bad input
+            raise Conflict(str(err)) from None
         except FlowError as err:
             raise Unprocessable(str(err)) from None
         return self.get_schedule(schedule["id"])
@@ -369,7 +364,10 @@ class FlowService:
             raise Unprocessable('the body must be {"paused": true} or {"paused": false}')
         schedule = self._schedule(ident)
         change = schedules.pause_schedule if body["paused"] else schedules.resume_schedule
-        change(schedule["id"], store=self.store)
+        try:
+            change(schedule["id"], store=self.store)
+        except ScheduleNotFound:  # removed meanwhile
+            raise NotFound(f"no schedule {ident!r} in the store") from None
         return self.get_schedule(schedule["id"])
 
     def delete_schedule(self, ident: str) -> None:

@@ -10,6 +10,7 @@ import urllib.parse
 
 import pytest
 
+from jupyter_flow.artifacts import artifact_store
 from tests.batch.test_batch import write_notebook
 from tests.server.conftest import check
 
@@ -178,8 +179,9 @@ async def test_notebook_params_refuses_what_is_not_a_notebook_under_the_root(api
 
 
 @pytest.fixture
-def flow_config(flow_config):
-    return {**flow_config, "scheduler_interval": 0.5}
+def flow_config(flow_config, flow_home):
+    # Not the default artifact store, so a firing that ignored FlowApp.artifacts_url shows.
+    return {**flow_config, "scheduler_interval": 0.5, "artifacts_url": str(flow_home / "served-artifacts")}
 
 
 async def _wait(predicate, timeout: float, what: str):
@@ -192,7 +194,7 @@ async def _wait(predicate, timeout: float, what: str):
         await asyncio.sleep(0.2)
 
 
-async def test_a_schedule_fires_a_batch_run_on_a_real_server(api, store, served_notebook, dask_cluster):
+async def test_a_schedule_fires_a_batch_run_on_a_real_server(api, store, served_notebook, dask_cluster, flow_config):
     status, created = await api("schedules", method="POST", body=_body(
         name="every-2s", cron="*/2 * * * * *", params={"epochs": 4},
         cluster=dask_cluster.scheduler_address))
@@ -217,6 +219,9 @@ async def test_a_schedule_fires_a_batch_run_on_a_real_server(api, store, served_
     scheduled_for = run["scheduled_for"]
     assert scheduled_for and int(scheduled_for[17:19]) % 2 == 0, scheduled_for  # an even second
     assert run["params"]["params"] == {"epochs": 4}
+    (execution,) = store.list_runs(parent_id=run["id"])
+    executed = execution["outputs"]["output_notebook"]  # the executed notebook, kept as an artifact
+    assert artifact_store(flow_config["artifacts_url"]).exists(executed)
 
     _, page = await api("runs", kind="batch")
     listed = next(r for r in page["runs"] if r["id"] == run["id"])
