@@ -27,6 +27,7 @@ from jupyter_flow.server.handlers import routes
 from jupyter_flow.server.notifications import Notifier, RunEndWatcher, webhook_label
 from jupyter_flow.server.periodic import PeriodicJob
 from jupyter_flow.server.reconciler import Reconciler
+from jupyter_flow.server.schedule_firer import ScheduleFirer
 from jupyter_flow.server.service import FlowService
 from jupyter_flow.server.store_access import StoreAccess
 
@@ -154,10 +155,16 @@ class FlowApp(ExtensionApp):
             raise TraitError(f"FlowApp.notify_kinds: unknown run kind(s) {unknown}; use {allowed}")
         return proposal["value"]
 
-    @validate("scheduler_interval", "schedule_grace", "lease_ttl", "notify_interval")
+    @validate("scheduler_interval", "lease_ttl", "notify_interval")
     def _check_positive(self, proposal) -> float:
         if not proposal["value"] > 0:
             raise TraitError(f"FlowApp.{proposal['trait'].name} must be a positive number of seconds")
+        return proposal["value"]
+
+    @validate("schedule_grace")
+    def _check_grace(self, proposal) -> float:
+        if not proposal["value"] >= 0:
+            raise TraitError("FlowApp.schedule_grace must be 0 or more seconds")
         return proposal["value"]
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -189,8 +196,6 @@ class FlowApp(ExtensionApp):
         self.schedule_firer = None
         if not self.scheduler:
             return
-        from jupyter_flow.server.schedule_firer import ScheduleFirer
-
         if not self.lease_ttl > self.scheduler_interval:
             # Refusing to start would take the whole extension down; say why and go on without.
             self.log.error("jupyter_flow: schedules are not fired by this server: FlowApp.lease_ttl (%g s) must be "

@@ -6,6 +6,7 @@ the whole suite, so only the server tests get its autouse event loop and environ
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -100,6 +101,21 @@ def api(jp_serverapp, http_server_client, jp_auth_header, jp_base_url):
         return response.code, response
 
     return call
+
+
+async def until(predicate, timeout: float = 30.0, what: str = "condition"):
+    """Await ``predicate()`` (a function or a coroutine function) until it returns something
+    truthy, which is returned; the in-process server keeps running meanwhile (a blocking
+    wait would stop its event loop)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
+        await asyncio.sleep(0.1)
 
 
 def route_methods(handler) -> list[str]:

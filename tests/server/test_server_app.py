@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import subprocess
@@ -10,9 +11,11 @@ import time
 
 import pytest
 from openapi_spec_validator import validate
+from traitlets import TraitError
 
+from jupyter_flow.server.app import FlowApp
 from jupyter_flow.server.handlers import routes
-from tests.server.conftest import OPENAPI, check, route_methods, start_background_run
+from tests.server.conftest import OPENAPI, check, route_methods, start_background_run, until
 
 
 def test_extension_is_enabled_and_validates():
@@ -60,9 +63,39 @@ async def test_openapi_document_is_valid_and_lists_exactly_the_routes(api, jp_ba
 
 
 @pytest.fixture
-def flow_config(flow_config):
+def app_settings() -> dict:
+    """More FlowApp settings of the test server (parametrize to change them)."""
+    return {}
+
+
+@pytest.fixture
+def flow_config(flow_config, app_settings):
     # The engine heartbeats every 5 s; 6 s without one means its process is gone.
-    return {**flow_config, "heartbeat_timeout": 6.0}
+    return {**flow_config, "heartbeat_timeout": 6.0, **app_settings}
+
+
+async def test_the_server_takes_the_scheduler_lease(jp_serverapp, store):
+    holder = (await until(lambda: store.lease("scheduler"), what="a lease"))["holder"]
+    assert holder == _flow_app(jp_serverapp).schedule_firer.holder and f":{os.getpid()}" in holder
+
+
+@pytest.mark.parametrize("app_settings", [{"scheduler": False}, {"scheduler_interval": 20.0, "lease_ttl": 15.0}])
+async def test_a_server_told_not_to_fire_has_no_scheduler(jp_serverapp, app_settings):
+    # scheduler_interval >= lease_ttl would lose the lease between ticks: refused, and said.
+    assert _flow_app(jp_serverapp).schedule_firer is None
+
+
+@pytest.mark.parametrize("setting, value, words", [
+    ("notify_kinds", ["python"], ["notify_kinds", "python", "api"]),
+    ("notify_statuses", ["RUNNING"], ["notify_statuses", "RUNNING", "FAILED"]),
+    ("scheduler_interval", 0.0, ["scheduler_interval", "positive"]),
+    ("schedule_grace", -1.0, ["schedule_grace"]),
+])
+def test_bad_flowapp_settings_are_refused_naming_the_setting(setting, value, words):
+    with pytest.raises(TraitError) as refused:
+        FlowApp(**{setting: value})
+    for word in words:
+        assert word in str(refused.value)
 
 
 async def test_reconciler_marks_runs_of_a_killed_process_lost(api, subprocess_env, tmp_path):

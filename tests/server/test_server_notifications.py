@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import pytest
 
-from tests.server.conftest import FLOW_ONLY, ME, make_run, start_server_process
+from tests.server.conftest import FLOW_ONLY, ME, make_run, start_server_process, until
 from tests.server.receivers import smtp_receiver, webhook_receiver
 from tests.waiting import stop
 
@@ -109,8 +109,6 @@ def test_failing_hooks_are_logged_without_secrets_and_later_runs_still_go_out(fl
                 for run_id in ("R1", "R2"):
                     make_run(store, owner, run_id, kind="cell", name=f"cell-{run_id}")
                     store.finish_run(run_id, owner, "SUCCESS")
-            import asyncio
-
             async def deliveries():
                 return ([(await webhook.next_post())[2]["run"]["id"] for _ in range(2)],
                         [(await smtp.next_message())["Subject"] for _ in range(1)])
@@ -150,10 +148,7 @@ async def test_the_notifier_is_swappable_and_statuses_filter(api, store, owner, 
     for run_id, status in (("OK", "SUCCESS"), ("BAD", "FAILED")):
         make_run(store, owner, run_id, kind="notebook")
         store.finish_run(run_id, owner, status)
-    deadline = asyncio.get_running_loop().time() + 30
-    while not notifier.events:
-        assert asyncio.get_running_loop().time() < deadline, "the notifier was never called"
-        await asyncio.sleep(0.05)
+    await until(lambda: notifier.events, what="a call of the notifier")
     assert [(e["run"]["id"], e["url"]) for e in notifier.events] == [
         ("BAD", "https://hub.example.org/user/ana/lab?flow-run=BAD")]
     assert webhook.posts.empty()  # the swapped-in notifier replaced the default one

@@ -3,16 +3,14 @@ CRUD, validation (4xx naming the field), authorization, and a schedule firing a 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import urllib.parse
 
 import pytest
 
 from jupyter_flow.artifacts import artifact_store
 from tests.batch.test_batch import write_notebook
-from tests.server.conftest import check
+from tests.server.conftest import check, until
 
 #: A notebook declaring typed parameters (bounds, choices, a secret) and assigning one
 #: plain parameter; quick to execute (no cluster work).
@@ -184,16 +182,6 @@ def flow_config(flow_config, flow_home):
     return {**flow_config, "scheduler_interval": 0.5, "artifacts_url": str(flow_home / "served-artifacts")}
 
 
-async def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} within {timeout} s"
-        await asyncio.sleep(0.2)
-
-
 async def test_a_schedule_fires_a_batch_run_on_a_real_server(api, store, served_notebook, dask_cluster, flow_config):
     status, created = await api("schedules", method="POST", body=_body(
         name="every-2s", cron="*/2 * * * * *", params={"epochs": 4},
@@ -204,7 +192,7 @@ async def test_a_schedule_fires_a_batch_run_on_a_real_server(api, store, served_
         _, page = await api("runs", kind="batch")
         return [r for r in page["runs"] if r.get("schedule_id") == created["id"]]
 
-    first = (await _wait(fired, 30, "the schedule fired no batch run"))[-1]
+    first = (await until(fired, 30, "the schedule fired no batch run"))[-1]
     # One firing is enough (each runs a kernel); paused, it fires no more.
     assert (await api(f"schedules/{created['id']}", method="PATCH", body='{"paused": true}'))[0] == 200
 
@@ -212,7 +200,7 @@ async def test_a_schedule_fires_a_batch_run_on_a_real_server(api, store, served_
         _, run = await api(f"runs/{first['id']}")
         return run if run["status"] != "RUNNING" else None
 
-    run = await _wait(ended, 120, "the fired batch run did not end")
+    run = await until(ended, 120, "the fired batch run did not end")
     assert run["status"] == "SUCCESS", run.get("error")
     check(run, "Run")
     assert run["kind"] == "batch" and run["schedule_id"] == created["id"]
@@ -232,7 +220,7 @@ async def test_a_schedule_fires_a_batch_run_on_a_real_server(api, store, served_
         return runs if all(r["status"] != "RUNNING" for r in runs) else None
 
     # A firing may have started before the pause landed: the newest one is the last run.
-    newest = (await _wait(all_ended, 120, "a fired batch run was still running"))[0]
+    newest = (await until(all_ended, 120, "a fired batch run was still running"))[0]
     _, schedule = await api(f"schedules/{created['id']}")
     check(schedule, "Schedule")
     assert schedule["paused"] is True and schedule["last_fire_at"]

@@ -12,7 +12,7 @@ import pytest
 
 from jupyter_flow.store import Store
 from tests.server.conftest import start_server_process
-from tests.waiting import stop
+from tests.waiting import stop, wait_for
 
 EXIT_DEADLINE_S = 30.0
 STORE_FAILURE = "cannot open its store"
@@ -67,8 +67,8 @@ def test_sigterm_stops_a_server_whose_reconciler_and_scheduler_are_busy(flow_hom
         while server.api("runs/R1")[1]["status"] != "LOST":  # the reconciler is at work
             assert time.monotonic() < deadline, "the reconciler never ran"
             time.sleep(0.1)
-        with Store(url) as store:  # so is the scheduler, renewing its lease
-            assert f":{server.proc.pid}" in store.lease("scheduler")["holder"]
+        with Store(url) as store:  # so is the scheduler (once it has loaded), renewing its lease
+            assert f":{server.proc.pid}" in wait_for(lambda: store.lease("scheduler"))["holder"]
         _stop_and_time(server)
     finally:
         stop(server.proc)
