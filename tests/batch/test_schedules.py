@@ -17,7 +17,7 @@ from tests.waiting import wait_for
 
 from .test_batch import flow, write_notebook, write_sweep_notebook
 
-LEASE_TTL = 2.0
+LEASE_TTL = 3.0   # short, yet longer than a stall of a loaded 2-core machine
 EVERY_2S = "*/2 * * * * *"   # 6 fields: seconds first
 
 
@@ -230,7 +230,7 @@ def test_stopping_the_scheduler_cancels_the_batches_it_started(flow_home, store,
     slow = write_notebook(tmp_path / "slow.ipynb", [("import time\ntime.sleep(300)", None)])
     made = jf.schedule(slow, EVERY_2S, name="slow")
     scheduler = schedulers()
-    (run,) = wait_for(lambda: schedule_runs(store, made["id"]), timeout=30)
+    run = wait_for(lambda: schedule_runs(store, made["id"]), timeout=30)[0]
     jf.pause_schedule("slow")
     wait_for(lambda: [r for r in store.list_runs(parent_id=run["id"]) if r["status"] == "RUNNING"], timeout=60)
     code, out = scheduler.stop(signal.SIGTERM)
