@@ -35,11 +35,14 @@ class Lab:
     flow_home: Path
     log: Path
 
-    def api(self, path: str) -> dict:
-        request = urllib.request.Request(f"{self.url}jupyter-flow/api/{path}",
+    def api(self, path: str, method: str = "GET", body: dict | None = None) -> dict | None:
+        """The REST API's JSON answer (None for an empty one, such as a DELETE's 204)."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}jupyter-flow/api/{path}", data=data, method=method,
                                          headers={"Authorization": f"token {self.token}"})
         with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
+            text = response.read()
+        return json.loads(text) if text else None
 
 
 def _free_port() -> int:
@@ -49,10 +52,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_lab(base: Path, healthy: bool = True):
+def running_lab(base: Path, healthy: bool = True, args: tuple[str, ...] = (), env: dict | None = None):
     """``jupyter lab`` with a token, ``base/flow`` as JUPYTER_FLOW_HOME and no user settings,
     loading this checkout's build of the sidebar. Ready once the extension answers: health
-    200, or (``healthy=False``, a store prepared to be unusable) a JSON 503."""
+    200, or (``healthy=False``, a store prepared to be unusable) a JSON 503. ``args`` go on
+    its command line (``--FlowApp.scheduler_interval=0.5``), ``env`` into its environment."""
     if not LABEXTENSION.exists():
         pytest.fail("the JupyterLab extension is not built: run `pip install -e .` (builds js/)")
     root, home, config = base / "notebooks", base / "flow", base / "config"
@@ -66,7 +70,7 @@ def running_lab(base: Path, healthy: bool = True):
     jupyter_path = base / "jupyter_path"
     shutil.copytree(LABEXTENSION.parent, jupyter_path / "labextensions" / "jupyter-flow")
     token, port = secrets.token_hex(16), _free_port()
-    env = dict(os.environ, JUPYTER_FLOW_HOME=str(home), JUPYTER_CONFIG_DIR=str(config),
+    env = dict(os.environ, **(env or {}), JUPYTER_FLOW_HOME=str(home), JUPYTER_CONFIG_DIR=str(config),
                JUPYTER_PATH=str(jupyter_path),
                JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"))
@@ -77,7 +81,7 @@ def running_lab(base: Path, healthy: bool = True):
         proc = subprocess.Popen(
             [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
              f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *args]
             + (["--allow-root"] if os.geteuid() == 0 else []),
             env=env, stdout=out, stderr=subprocess.STDOUT)
     server = Lab(f"http://127.0.0.1:{port}/", token, root, home, log)
