@@ -42,6 +42,11 @@ _LAZY = {
     "param": "jupyter_flow.kernel.params",
     "batch": "jupyter_flow.batch.runner",
     "compare": "jupyter_flow.batch.runner",
+    "schedule": "jupyter_flow.batch.schedules",
+    "schedules": "jupyter_flow.batch.schedules",
+    "pause_schedule": "jupyter_flow.batch.schedules",
+    "resume_schedule": "jupyter_flow.batch.schedules",
+    "remove_schedule": "jupyter_flow.batch.schedules",
 }
 
 __all__ = [

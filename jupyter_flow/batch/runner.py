@@ -16,68 +16,18 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import FlowError
 from ..core.ids import new_id
 from ..core.status import RunKind, RunStatus
+from .declared import read_notebook, validate_params
 from .grid import load_grid, points
-from .secrets import check_not_redacted, redact_notebook, scrub_text, secret_values
+from .secrets import redact_notebook, scrub_text, secret_values
 
 CANCEL_POLL_S = 0.5
-
-
-def _check_notebook(notebook: str | Path) -> tuple[Path, dict]:
-    import nbformat
-
-    path = Path(notebook)
-    if not path.is_file():
-        raise FlowError(f"notebook {str(path)!r} not found")
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception as err:  # nbformat raises several kinds for a bad file
-        raise FlowError(f"{str(path)!r} is not a readable notebook: {err}") from None
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    declared: set[str] = set()
-    for cell in cells:
-        declared |= _assigned_names(cell.source)
-    return path.resolve(), {"has_parameters": bool(cells), "declared": declared, "nb": nb}
-
-
-def _assigned_names(source: str) -> set[str]:
-    """Names a parameters cell assigns at top level (``lr = 0.1``, ``n: int = 3``,
-    ``top_n = jf.param("top_n", 5)``) — what papermill's injected cell can override."""
-    import ast
-
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return set()
-    names = set()
-    for stmt in tree.body:
-        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
-        for target in targets:
-            for node in ast.walk(target):
-                if isinstance(node, ast.Name):
-                    names.add(node.id)
-    return names
-
-
-def _check_params(path: Path, info: dict, names: set[str]) -> None:
-    if not names:
-        return
-    if not info["has_parameters"]:
-        raise FlowError(
-            f"notebook {path.name!r} has no cell tagged 'parameters', so it takes no parameters "
-            f"(got {sorted(names)}); tag the cell that sets the defaults"
-        )
-    unknown = sorted(names - set(info["declared"]))
-    if unknown:
-        raise FlowError(
-            f"unknown parameter(s) {unknown} for notebook {path.name!r}; its parameters cell "
-            f"defines {sorted(info['declared'])}"
-        )
 
 
 def batch(
@@ -93,8 +43,15 @@ def batch(
     progress: bool = False,
     db_url: str | None = None,
     artifacts_url: str | None = None,
+    schedule_id: str | None = None,
+    scheduled_for: datetime | None = None,
 ):
     """Run ``notebook`` once per point of ``params`` × ``grid``; returns the batch ``Run``.
+
+    Values are checked against the notebook's declared parameters first (``validate_params``:
+    the names its parameters cell defines, the types, bounds and choices of its ``jf.param``
+    calls); a bad one raises FlowError and records nothing. A scheduler passes
+    ``schedule_id`` and ``scheduled_for`` (the cron time), which the batch run records.
 
     >>> run = jf.batch("train.ipynb", params={"epochs": 3}, grid={"lr": [0.1, 0.01]}, parallel=2)  # doctest: +SKIP
     >>> jf.compare(run.id)                                                                       # doctest: +SKIP
@@ -105,16 +62,17 @@ def batch(
 
     if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
         raise FlowError(f"batch: parallel must be a whole number >= 1, got {parallel!r}")
-    path, info = _check_notebook(notebook)
+    path, nb = read_notebook(notebook)
     if isinstance(grid, (str, Path)):
         grid = load_grid(grid)
+    # Unknown names, wrong types, values out of bounds, and secrets passed back redacted
+    # ("Rerun as batch" of a run whose secrets were not stored) all stop here.
+    params, grid = validate_params(path, params, grid)
     all_points = points(params, grid)
-    _check_params(path, info, set(params or {}) | set(grid or {}))
-    check_not_redacted(params, grid)  # "Rerun as batch" of a run whose secrets were not stored
     engine = get_engine(db_url, artifacts_url)
     handle = clusters.connect(cluster)  # unknown profile: FlowError, nothing recorded
     engine.register_cluster(handle)
-    kernel = kernel or info["nb"].metadata.get("kernelspec", {}).get("name") or "python3"
+    kernel = kernel or nb.metadata.get("kernelspec", {}).get("name") or "python3"
 
     engine.writer.flush()
     store = engine.store
@@ -123,6 +81,7 @@ def batch(
         "id": batch_id, "kind": RunKind.BATCH.value, "status": RunStatus.RUNNING.value, "name": name or path.stem,
         "owner_id": engine.owner_id, "notebook": str(path), "cluster": handle.name,
         "params": {"grid": grid or {}, "params": params or {}, "parallel": parallel},
+        "schedule_id": schedule_id, "scheduled_for": scheduled_for,
     }, [])
     children = []
     for point in all_points:

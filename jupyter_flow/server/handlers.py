@@ -252,6 +252,61 @@ class BatchesHandler(FlowHandler):
         self.write_json(run, status=202)
 
 
+class SchedulesHandler(FlowHandler):
+    """GET: every schedule; POST: a new schedule of a notebook under the server root."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_json(await self.call(self.service.list_schedules))
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.json_body()
+        schedule = await self.call(self.service.create_schedule, body, self.settings.get("server_root_dir", "."),
+                                   created_by=self.current_user.username)
+        self.write_json(schedule, status=201)
+
+
+class ScheduleHandler(FlowHandler):
+    """GET a schedule; PATCH ``{"paused": bool}`` pauses or resumes it; DELETE removes it
+    (its past runs stay)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, schedule_id: str) -> None:
+        self.check_id(schedule_id, "schedule")
+        self.write_json(await self.call(self.service.get_schedule, schedule_id))
+
+    @web.authenticated
+    @authorized
+    async def patch(self, schedule_id: str) -> None:
+        self.check_id(schedule_id, "schedule")
+        body = self.json_body()
+        self.write_json(await self.call(self.service.update_schedule, schedule_id, body))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, schedule_id: str) -> None:
+        self.check_id(schedule_id, "schedule")
+        await self.call(self.service.delete_schedule, schedule_id)
+        self.set_status(204)
+        self.finish()
+
+
+class NotebookParamsHandler(FlowHandler):
+    """GET ``?path=NB``: the parameters a notebook declares, for the launch form."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        path = self.arg("path")
+        if not path:
+            raise _bad_request("query parameter 'path' is required: the notebook's path under the server root")
+        self.write_json(await self.call(self.service.notebook_params, path, self.settings.get("server_root_dir", ".")))
+
+
 class TaskHandler(FlowHandler):
     @web.authenticated
     @authorized
@@ -332,6 +387,9 @@ def routes() -> list[tuple[str, type]]:
         (f"{API_PREFIX}/runs/{part}/tasks", RunTasksHandler),
         (f"{API_PREFIX}/runs/{part}/cancel", RunCancelHandler),
         (f"{API_PREFIX}/batches", BatchesHandler),
+        (f"{API_PREFIX}/schedules", SchedulesHandler),
+        (f"{API_PREFIX}/schedules/{part}", ScheduleHandler),
+        (f"{API_PREFIX}/notebooks/params", NotebookParamsHandler),
         (f"{API_PREFIX}/tasks/{part}", TaskHandler),
         (f"{API_PREFIX}/tasks/{part}/logs", TaskLogsHandler),
         (f"{API_PREFIX}/graphs", GraphsHandler),

@@ -26,6 +26,11 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
 #: Names stored in String(255) columns: run names, cluster profiles, parameter names.
 MAX_NAME_LENGTH = 255
+#: Schedule names (String(200) in the store).
+MAX_SCHEDULE_NAME_LENGTH = 200
+#: Cron expressions and IANA time zone names (String(120), String(64) in the store).
+MAX_CRON_LENGTH = 120
+MAX_TIMEZONE_LENGTH = 64
 #: Notebook paths (PATH_MAX on Linux).
 MAX_PATH_LENGTH = 4096
 #: Run, task and graph ids in URLs (ids are 26 characters; artifact hashes 64).

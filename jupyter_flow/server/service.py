@@ -11,6 +11,7 @@ blocks) and translate ``ApiError`` back into a status code. Nothing here knows t
 from __future__ import annotations
 
 import math
+import os
 from datetime import datetime
 from typing import Any, Callable
 
@@ -69,6 +70,85 @@ def _hide_secrets(record: dict) -> dict:
             out[holder] = {k: redact(v) if k in _VALUE_FIELDS and isinstance(v, dict) else v
                            for k, v in part.items()}
     return out
+
+
+BATCH_FIELDS = frozenset({"notebook", "params", "grid", "parallel", "cluster", "name"})
+SCHEDULE_FIELDS = BATCH_FIELDS | {"cron", "misfire", "timezone"}
+
+
+def notebook_path(notebook: Any, root_dir: str, *, field: str = "notebook") -> str:
+    """The real path of a notebook given relative to the server root, or absolute (as runs
+    record it) but under the root; 422 naming ``field`` otherwise.
+
+    >>> notebook_path("work/a.ipynb", "/srv/nb")
+    '/srv/nb/work/a.ipynb'
+    >>> notebook_path("../a.ipynb", "/srv/nb")
+    Traceback (most recent call last):
+    ...
+    jupyter_flow.server.errors.Unprocessable: 'notebook' must be inside the server's root directory
+    """
+    if not isinstance(notebook, str) or not notebook.endswith(".ipynb"):
+        raise Unprocessable(f"'{field}' must be the path of an .ipynb file under the server root")
+    limits.check_length(notebook, field, limits.MAX_PATH_LENGTH)
+    root = os.path.realpath(root_dir)
+    path = os.path.realpath(notebook if os.path.isabs(notebook) else os.path.join(root, notebook))
+    if os.path.commonpath([root, path]) != root:
+        raise Unprocessable(f"'{field}' must be inside the server's root directory")
+    return path
+
+
+def _launch_fields(body: Any, root_dir: str, *, allowed: frozenset, name_limit: int) -> dict:
+    """The fields a batch and a schedule share, checked against the API's limits: the
+    notebook's real path, params, grid, parallel, cluster and name (422 naming the field)."""
+    if not isinstance(body, dict):
+        raise Unprocessable("the body must be a JSON object with at least 'notebook'")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise Unprocessable(f"unknown field(s) {[name[:40] for name in unknown[:10]]}; allowed: {sorted(allowed)}")
+    path = notebook_path(body.get("notebook"), root_dir)
+    for field_name in ("params", "grid"):
+        if body.get(field_name) is not None and not isinstance(body[field_name], dict):
+            raise Unprocessable(f"'{field_name}' must be a JSON object")
+        for param in body.get(field_name) or {}:
+            if len(param) > limits.MAX_NAME_LENGTH:
+                raise Unprocessable(
+                    f"a parameter name in '{field_name}' has {len(param)} characters; the limit "
+                    f"is {limits.MAX_NAME_LENGTH}"
+                )
+    grid = body.get("grid") or None
+    if grid is not None and not all(isinstance(v, list) and v for v in grid.values()):
+        raise Unprocessable("every 'grid' value must be a non-empty list")
+    points = math.prod(len(values) for values in (grid or {}).values())
+    if points > limits.MAX_BATCH_POINTS:
+        raise Unprocessable(
+            f"'grid' makes {points} notebook executions; the limit is {limits.MAX_BATCH_POINTS} "
+            "per batch (split the sweep into several batches)"
+        )
+    parallel = body.get("parallel", 1)
+    if not isinstance(parallel, int) or isinstance(parallel, bool) or not 1 <= parallel <= limits.MAX_BATCH_PARALLEL:
+        raise Unprocessable(f"'parallel' must be an integer from 1 to {limits.MAX_BATCH_PARALLEL}")
+    for field_name, limit in (("cluster", limits.MAX_NAME_LENGTH), ("name", name_limit)):
+        if body.get(field_name) is not None:
+            if not isinstance(body[field_name], str):
+                raise Unprocessable(f"'{field_name}' must be a string")
+            limits.check_length(body[field_name], field_name, limit)
+    return {"notebook": path, "params": body.get("params") or None, "grid": grid, "parallel": parallel,
+            "cluster": body.get("cluster"), "name": body.get("name")}
+
+
+def _public_schedule(schedule: dict) -> dict:
+    """A schedule as the API shows it: times in ISO 8601, secret-named values redacted."""
+    out = dict(schedule)
+    for field_name in ("params", "grid"):
+        if isinstance(out.get(field_name), dict):
+            out[field_name] = redact(out[field_name])
+    return to_json(out)
+
+
+def _hide_secret_defaults(params: list[dict]) -> list[dict]:
+    """Declared parameters with the defaults of secret-named ones hidden (a notebook may
+    carry a development token as its default)."""
+    return [{**p, "default": redact(p.get("default"), p["name"])} for p in params]
 
 
 def _redact(value: Any, name: str = "") -> Any:
@@ -218,59 +298,99 @@ class FlowService:
         """Start a papermill batch of a notebook under the server's root directory; the
         same implementation as ``jf.batch`` and ``jupyter flow batch``. Returns the batch
         run as it is once its notebook runs are recorded (it goes on in the background)."""
-        import os
-
         from jupyter_flow.batch.runner import batch
-        from jupyter_flow.core.errors import FlowError
 
-        if not isinstance(body, dict):
-            raise Unprocessable("the body must be a JSON object with at least 'notebook'")
-        allowed = {"notebook", "params", "grid", "parallel", "cluster", "name"}
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            raise Unprocessable(f"unknown field(s) {[name[:40] for name in unknown[:10]]}; allowed: {sorted(allowed)}")
-        notebook = body.get("notebook")
-        if not isinstance(notebook, str) or not notebook.endswith(".ipynb"):
-            raise Unprocessable("'notebook' must be the path of an .ipynb file under the server root")
-        limits.check_length(notebook, "notebook", limits.MAX_PATH_LENGTH)
-        root = os.path.realpath(root_dir)
-        # Relative to the server root, or absolute (as runs record it) but under the root.
-        path = os.path.realpath(notebook if os.path.isabs(notebook) else os.path.join(root, notebook))
-        if os.path.commonpath([root, path]) != root:
-            raise Unprocessable("'notebook' must be inside the server's root directory")
-        for field_name in ("params", "grid"):
-            if body.get(field_name) is not None and not isinstance(body[field_name], dict):
-                raise Unprocessable(f"'{field_name}' must be a JSON object")
-            for param in body.get(field_name) or {}:
-                if len(param) > limits.MAX_NAME_LENGTH:
-                    raise Unprocessable(
-                        f"a parameter name in '{field_name}' has {len(param)} characters; the limit "
-                        f"is {limits.MAX_NAME_LENGTH}"
-                    )
-        grid = body.get("grid") or None
-        if grid is not None and not all(isinstance(v, list) and v for v in grid.values()):
-            raise Unprocessable("every 'grid' value must be a non-empty list")
-        points = math.prod(len(values) for values in (grid or {}).values())
-        if points > limits.MAX_BATCH_POINTS:
-            raise Unprocessable(
-                f"'grid' makes {points} notebook executions; the limit is {limits.MAX_BATCH_POINTS} "
-                "per batch (split the sweep into several batches)"
-            )
-        parallel = body.get("parallel", 1)
-        if not isinstance(parallel, int) or isinstance(parallel, bool) or not 1 <= parallel <= limits.MAX_BATCH_PARALLEL:
-            raise Unprocessable(f"'parallel' must be an integer from 1 to {limits.MAX_BATCH_PARALLEL}")
-        for field_name in ("cluster", "name"):
-            if body.get(field_name) is not None:
-                if not isinstance(body[field_name], str):
-                    raise Unprocessable(f"'{field_name}' must be a string")
-                limits.check_length(body[field_name], field_name, limits.MAX_NAME_LENGTH)
+        fields = _launch_fields(body, root_dir, allowed=BATCH_FIELDS, name_limit=limits.MAX_NAME_LENGTH)
         try:
-            run = batch(path, params=body.get("params") or None, grid=grid, parallel=parallel,
-                        cluster=body.get("cluster"), name=body.get("name"), wait=False,
-                        db_url=db_url, artifacts_url=artifacts_url)
+            # batch() checks params and grid against the notebook's declarations first
+            # (validate_params), so a refused value records nothing.
+            run = batch(fields["notebook"], params=fields["params"], grid=fields["grid"],
+                        parallel=fields["parallel"], cluster=fields["cluster"], name=fields["name"],
+                        wait=False, db_url=db_url, artifacts_url=artifacts_url)
         except FlowError as err:
             raise Unprocessable(str(err)) from None
         return self.get_run(run.id)
+
+    # -- schedules ------------------------------------------------------------------------
+
+    def list_schedules(self) -> dict:
+        """Every schedule, with its next firing, last run and last misfire decision."""
+        return {"schedules": [_public_schedule(s) for s in self.store.list_schedules()]}
+
+    def _schedule(self, ident: str) -> dict:
+        schedule = self.store.get_schedule(ident)
+        if schedule is None:
+            raise NotFound(f"no schedule {ident!r} in the store")
+        return schedule
+
+    def get_schedule(self, ident: str) -> dict:
+        return _public_schedule(self._schedule(ident))
+
+    def create_schedule(self, body: Any, root_dir: str, *, created_by: str | None = None) -> dict:
+        """A new schedule firing a batch of a notebook under the server's root directory;
+        the same validation as ``jf.schedule`` (cron, timezone, misfire, parameters)."""
+        from jupyter_flow.batch import schedules
+
+        fields = _launch_fields(body, root_dir, allowed=SCHEDULE_FIELDS, name_limit=limits.MAX_SCHEDULE_NAME_LENGTH)
+        cron = body.get("cron")
+        if not isinstance(cron, str) or not cron.strip():
+            raise Unprocessable("'cron' is required: a cron expression such as \"0 3 * * *\" (5 fields, or 6 "
+                                "with seconds last)")
+        limits.check_length(cron, "cron", limits.MAX_CRON_LENGTH)
+        options = {}
+        for field_name, limit in (("misfire", 16), ("timezone", limits.MAX_TIMEZONE_LENGTH)):
+            if body.get(field_name) is not None:
+                if not isinstance(body[field_name], str):
+                    raise Unprocessable(f"'{field_name}' must be a string")
+                options[field_name] = limits.check_length(body[field_name], field_name, limit)
+        name = fields["name"] if fields["name"] is not None else os.path.splitext(os.path.basename(fields["notebook"]))[0]
+        taken = self.store.get_schedule(name)
+        if taken is not None and taken["name"] == name:
+            raise Conflict(f"'name': a schedule named {name!r} already exists; choose another name or remove "
+                           "that schedule first")
+        try:
+            schedule = schedules.schedule(
+                fields["notebook"], cron, params=fields["params"], grid=fields["grid"],
+                parallel=fields["parallel"], cluster=fields["cluster"], name=name,
+                created_by=created_by, store=self.store, **options,
+            )
+        except FlowError as err:
+            raise Unprocessable(str(err)) from None
+        return self.get_schedule(schedule["id"])
+
+    def update_schedule(self, ident: str, body: Any) -> dict:
+        """Pause (``{"paused": true}``) or resume a schedule; resuming fires next at the
+        first cron time from now (no misfire for the paused time)."""
+        from jupyter_flow.batch import schedules
+
+        if not isinstance(body, dict) or set(body) != {"paused"} or not isinstance(body["paused"], bool):
+            raise Unprocessable('the body must be {"paused": true} or {"paused": false}')
+        schedule = self._schedule(ident)
+        change = schedules.pause_schedule if body["paused"] else schedules.resume_schedule
+        change(schedule["id"], store=self.store)
+        return self.get_schedule(schedule["id"])
+
+    def delete_schedule(self, ident: str) -> None:
+        """Remove a schedule; the runs it fired stay."""
+        schedule = self._schedule(ident)
+        if not self.store.delete_schedule(schedule["id"]):
+            raise NotFound(f"no schedule {ident!r} in the store")
+
+    # -- notebooks ------------------------------------------------------------------------
+
+    def notebook_params(self, notebook: str, root_dir: str) -> dict:
+        """The parameters a notebook declares (``jf.param`` calls and the parameters
+        cell): type, default, bounds, choices and help, for the launch form."""
+        from jupyter_flow.batch.declared import declared_params
+
+        path = notebook_path(notebook, root_dir, field="path")
+        if not os.path.isfile(path):
+            raise NotFound(f"notebook {notebook!r} not found under the server's root directory")
+        try:
+            params = declared_params(path)
+        except FlowError as err:
+            raise Unprocessable(str(err)) from None
+        return {"notebook": path, "params": to_json(_hide_secret_defaults(params))}
 
     # -- tasks ----------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ The only package that opens SQL sessions. ``Store()`` opens (and migrates) the s
 ``resolve_db_url()``: a SQLite file under ``JUPYTER_FLOW_HOME`` unless configured.
 """
 
-from jupyter_flow.store.errors import CancelConflict, RunActive, RunNotFound
+from jupyter_flow.store.errors import CancelConflict, RunActive, RunNotFound, ScheduleExists, ScheduleNotFound
 from jupyter_flow.store.repository import Store
 
-__all__ = ["CancelConflict", "RunActive", "RunNotFound", "Store"]
+__all__ = ["CancelConflict", "RunActive", "RunNotFound", "ScheduleExists", "ScheduleNotFound", "Store"]

@@ -15,3 +15,11 @@ class CancelConflict(FencedWrite):
 
 class RunActive(StoreError):
     """The run is still PENDING or RUNNING; cancel it first (or delete with ``force=True``)."""
+
+
+class ScheduleNotFound(StoreError):
+    """No schedule with that id (or name) exists in the store."""
+
+
+class ScheduleExists(StoreError):
+    """Another schedule already has that name (names are unique)."""

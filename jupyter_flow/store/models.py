@@ -132,6 +132,9 @@ class Run(Base):
     cancel_requested_at: Mapped[datetime | None]
     cancel_requested_by: Mapped[str | None] = mapped_column(String(255))
     seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0", index=True)
+    # A batch fired by a schedule: which one, and the cron time the firing was for.
+    schedule_id: Mapped[str | None] = mapped_column(String(26), index=True)
+    scheduled_for: Mapped[datetime | None]
 
     # The sidebar and the API list runs newest first within a status, kind or parent:
     # these let the database read one index range instead of sorting every match.
@@ -258,6 +261,50 @@ class Cluster(Base):
     dashboard: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
+
+
+class Schedule(Base):
+    """A notebook batch fired on a cron schedule (``jf.schedule``, ``jupyter flow schedule``).
+
+    ``next_fire_at`` is the next cron time in UTC; a scheduler advances it with a
+    compare-and-set (``Store.advance_schedule``), so each time fires at most once.
+    """
+
+    __tablename__ = "schedules"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    notebook: Mapped[str] = mapped_column(Text)
+    cron: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    params: Mapped[dict[str, Any] | None]
+    grid: Mapped[dict[str, Any] | None]
+    parallel: Mapped[int] = mapped_column(Integer, default=1)
+    cluster: Mapped[str | None] = mapped_column(String(200))
+    misfire: Mapped[str] = mapped_column(String(16), default="once")
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    next_fire_at: Mapped[datetime | None]
+    last_fire_at: Mapped[datetime | None]
+    last_run_id: Mapped[str | None] = mapped_column(String(26))
+    # {"at", "missed", "policy", "fired"} of the last firing that came too late.
+    last_misfire: Mapped[dict[str, Any] | None]
+
+    # Every tick asks "which unpaused schedules are due?": one index range.
+    __table_args__ = (Index("ix_schedules_paused_next_fire_at", "paused", "next_fire_at"),)
+
+
+class Lease(Base):
+    """A named role only one process may hold at a time (``scheduler``), until it expires."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
 
 
 class Counter(Base):

@@ -43,15 +43,25 @@ async def test_environment_wins_over_the_traitlet(env_store, jp_serverapp, api):
     assert (await api("health"))[0] == 200
 
 
+def _methods(handler) -> set[str]:
+    """HTTP methods a handler class itself defines (not tornado's 405 stubs)."""
+    return {m for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+            if any(m.lower() in vars(cls) for cls in handler.__mro__ if cls.__module__.startswith("jupyter_flow"))}
+
+
 async def test_openapi_document_is_valid_and_lists_exactly_the_routes(api, jp_base_url):
     status, document = await api("openapi.json")
     assert status == 200
     validate(document)
     assert document["servers"] == [{"url": f"{jp_base_url}jupyter-flow/api"}]
-    documented = {re.sub(r"\{[^}]+\}", "{}", path) for path in document["paths"]}
-    served = {pattern.removeprefix("/jupyter-flow/api").replace("([^/]+)", "{}")
-              for pattern, _ in routes()}
+    # Every route with every method it answers (schedules: GET/POST, PATCH, DELETE …).
+    documented = {(re.sub(r"\{[^}]+\}", "{}", path), method.upper())
+                  for path, operations in document["paths"].items() for method in operations}
+    served = {(pattern.removeprefix("/jupyter-flow/api").replace("([^/]+)", "{}"), method)
+              for pattern, handler in routes() for method in _methods(handler)}
     assert documented == served
+    assert {("/schedules", "POST"), ("/schedules/{}", "PATCH"), ("/schedules/{}", "DELETE"),
+            ("/notebooks/params", "GET")} <= served
     assert document["components"] == OPENAPI["components"]
 
 

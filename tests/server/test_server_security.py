@@ -19,15 +19,20 @@ def _concrete(pattern: str) -> str:
     return path.replace("([^/]+)", value)
 
 
-ROUTES = [_concrete(pattern) for pattern, _ in routes()]
+def _methods(handler) -> list[str]:
+    return [m for m in ("GET", "POST", "PATCH", "DELETE")
+            if any(m.lower() in vars(cls) for cls in handler.__mro__ if cls.__module__.startswith("jupyter_flow"))]
 
 
-@pytest.mark.parametrize("path", ROUTES)
+ROUTES = [(_concrete(pattern), method) for pattern, handler in routes() for method in _methods(handler)]
+
+
+@pytest.mark.parametrize("path, method", ROUTES)
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "token wrong"}])
-async def test_every_route_refuses_requests_without_valid_credentials(api, store, owner, path, headers):
+async def test_every_route_refuses_requests_without_valid_credentials(api, store, owner, path, method, headers):
     make_run(store, owner, "R1", name="secret-run-name")
-    method = "POST" if path.endswith("cancel") else "GET"
-    status, body = await api(path, method=method, auth=False, headers=headers)
+    body = "{}" if method in ("POST", "PATCH") else None
+    status, body = await api(path, method=method, body=body, auth=False, headers=headers)
     assert status in (401, 403), (path, status)
     text = json.dumps(body) if isinstance(body, dict) else body.body.decode(errors="replace")
     assert "secret-run-name" not in text and "Traceback" not in text

@@ -3,6 +3,8 @@
     python store_worker.py write URL RUNS TASKS   # waits for a line on stdin, then writes
     python store_worker.py hold URL               # owns a RUNNING run and heartbeats forever
     python store_worker.py key URL                # waits for a line, prints the artifact key
+    python store_worker.py lease URL HOLDER       # waits for a line, prints acquire_lease's answer
+    python store_worker.py advance URL HOLDER SCHEDULE ISO   # … advance_schedule's answer
 """
 
 from __future__ import annotations
@@ -58,8 +60,33 @@ def key(url: str) -> None:
     store.close()
 
 
+def lease(url: str, holder: str) -> None:
+    store = Store(url)
+    store.now()            # connected before the go, so all of them ask at once
+    print("ready", flush=True)
+    sys.stdin.readline()
+    print(store.acquire_lease("scheduler", holder, 30), flush=True)
+    store.close()
+
+
+def advance(url: str, holder: str, schedule_id: str, expected: str) -> None:
+    from datetime import datetime, timedelta
+
+    store = Store(url)
+    store.now()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    due = datetime.fromisoformat(expected)
+    print(store.advance_schedule(schedule_id, due, due + timedelta(days=1), fired_at=due), flush=True)
+    store.close()
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "write":
+    if sys.argv[1] == "lease":
+        lease(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "advance":
+        advance(*sys.argv[2:6])
+    elif sys.argv[1] == "write":
         write(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[1] == "key":
         key(sys.argv[2])
