@@ -5,12 +5,16 @@ A notebook declaring three ``jf.param`` parameters sits in the lab's root. The u
 (the server's message is shown, nothing starts), runs it with valid values (the batch ends
 SUCCESS and the notification area says so, with "Open run"), then schedules it every 3 s
 (the lab's own scheduler fires it), and pauses, resumes and removes the schedule. A link
-with ``?flow-run=<id>`` opens that run.
+with ``?flow-run=<id>`` opens that run. Set FLOW_UPDATE_SCREENSHOTS=1 to refresh
+docs/screenshots/flow-launch.png and flow-schedules.png from it.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -18,6 +22,7 @@ import pytest
 from tests.ui.conftest import running_lab
 from tests.waiting import wait_for
 
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 NOTEBOOK = "tune.ipynb"
 CELLS = [
     ("%load_ext jupyter_flow\nimport jupyter_flow as jf", None),
@@ -45,7 +50,12 @@ def lab(tmp_path_factory, dask_cluster):
 
 
 def batches(lab) -> list[dict]:
-    return [run for run in lab.api("runs?kind=batch")["runs"]]
+    return lab.api("runs?kind=batch")["runs"]
+
+
+def keep_for_docs(shot: Path) -> None:
+    if os.environ.get("FLOW_UPDATE_SCREENSHOTS") == "1":
+        shutil.copy(shot, DOCS_SCREENSHOTS / shot.name)
 
 
 @pytest.mark.timeout(240)
@@ -81,6 +91,8 @@ def test_launch_form_runs_and_schedules_a_notebook_with_notifications(lab, brows
     expect(error).to_contain_text("epochs")
     expect(error).to_contain_text("10")
     page.screenshot(path=str(screenshots / "flow-launch-refused.png"))
+    form.screenshot(path=str(screenshots / "flow-launch.png"))
+    keep_for_docs(screenshots / "flow-launch.png")
     assert batches(lab) == []
 
     # Valid values: a batch starts, its run view opens, and its end is announced.
@@ -131,6 +143,7 @@ def test_launch_form_runs_and_schedules_a_notebook_with_notifications(lab, brows
     # The firing it started ends SUCCESS, and its badge opens that run.
     expect(last).to_have_text("SUCCESS", timeout=90_000)
     sidebar.screenshot(path=str(screenshots / "flow-schedules.png"))
+    keep_for_docs(screenshots / "flow-schedules.png")
     fired = lab.api(f"schedules/{schedule['id']}")["last_run"]
     row.get_by_role("button", name="open the last run of tune-every-3s, SUCCESS").click()
     expect(page.locator(f"#jupyter-flow-run-{fired['id']}")).to_be_visible()

@@ -170,28 +170,53 @@ function ScheduleRow(props: {
       data-paused={schedule.paused ? 'true' : 'false'}
     >
       <div className="jp-flow-schedule-body">
-        <div className="jp-flow-run-line">
+        <div className="jp-flow-run-line jp-flow-schedule-head">
           <span className="jp-flow-run-name">{schedule.name}</span>
           {schedule.paused ? <span className="jp-flow-badge jp-flow-paused">PAUSED</span> : null}
+          <span className="jp-flow-spacer" />
+          <span className="jp-flow-row-actions">
+            <button
+              type="button"
+              className="jp-flow-button jp-flow-small"
+              aria-label={`${schedule.paused ? 'resume' : 'pause'} schedule ${schedule.name}`}
+              disabled={props.busy}
+              onClick={props.onToggle}
+            >
+              {schedule.paused ? 'Resume' : 'Pause'}
+            </button>
+            <button
+              type="button"
+              className="jp-flow-icon-button"
+              aria-label={`remove schedule ${schedule.name}`}
+              title="Remove schedule"
+              disabled={props.busy}
+              onClick={props.onRemove}
+            >
+              <closeIcon.react tag="span" className="jp-flow-icon" />
+            </button>
+          </span>
+        </div>
+        <div className="jp-flow-run-line jp-flow-muted">
           <code className="jp-flow-mono jp-flow-cron" title={`cron, in ${schedule.timezone}`}>
             {schedule.cron}
           </code>
-          {schedule.timezone !== 'UTC' ? <span className="jp-flow-muted">{schedule.timezone}</span> : null}
-        </div>
-        <div className="jp-flow-run-line jp-flow-muted">
+          {schedule.timezone !== 'UTC' ? <span>{schedule.timezone}</span> : null}
           <span title={schedule.notebook}>{baseName(schedule.notebook)}</span>
+        </div>
+        <div className="jp-flow-run-line">
           <span className="jp-flow-next-fire" title={schedule.paused ? '' : absoluteTime(schedule.next_fire_at)}>
             next: {nextFireText(schedule, now)}
           </span>
         </div>
         <div className="jp-flow-run-line jp-flow-last-result">
-          <span className="jp-flow-muted">last:</span>
+          <span>last:</span>
           {last ? (
             <>
               <button
                 type="button"
                 className="jp-flow-link"
                 aria-label={`open the last run of ${schedule.name}, ${last.status}`}
+                title="Open this run"
                 onClick={() => flow.openRun?.(last.id, `${schedule.name} ${last.id.slice(-6)}`)}
               >
                 <StatusBadge status={last.status} />
@@ -215,27 +240,6 @@ function ScheduleRow(props: {
           ) : null}
         </div>
       </div>
-      <span className="jp-flow-row-actions">
-        <button
-          type="button"
-          className="jp-flow-button jp-flow-small"
-          aria-label={`${schedule.paused ? 'resume' : 'pause'} schedule ${schedule.name}`}
-          disabled={props.busy}
-          onClick={props.onToggle}
-        >
-          {schedule.paused ? 'Resume' : 'Pause'}
-        </button>
-        <button
-          type="button"
-          className="jp-flow-icon-button"
-          aria-label={`remove schedule ${schedule.name}`}
-          title="Remove schedule"
-          disabled={props.busy}
-          onClick={props.onRemove}
-        >
-          <closeIcon.react tag="span" className="jp-flow-icon" />
-        </button>
-      </span>
     </li>
   );
 }
