@@ -70,12 +70,16 @@ export function useVisible(source: VisibilitySource | null): boolean {
 /**
  * The runs feed's state, re-rendering when it changes (and after each poll while some run
  * is still going, so running durations tick); while `demandMs` is set the feed polls at
- * least that often for `consumer`.
+ * least that often for `consumer`. With `demandMs` null (hidden) it does not re-render.
  */
 export function useFeed(feed: RunFeed, consumer: string, demandMs: number | null): FeedState {
   const [state, setState] = useState<FeedState>(feed.state);
   const [, setTicks] = useState(0);
+  const listening = demandMs !== null;
   useEffect(() => {
+    if (!listening) {
+      return; // hidden: no re-renders; the state is caught up when shown again
+    }
     const polled = (_: RunFeed, next: FeedState): void => {
       setState(next);
       if (next.runs.some(run => !TERMINAL_RUN.has(run.status))) {
@@ -87,7 +91,7 @@ export function useFeed(feed: RunFeed, consumer: string, demandMs: number | null
     return () => {
       feed.polled.disconnect(polled);
     };
-  }, [feed]);
+  }, [feed, listening]);
   useEffect(() => {
     feed.demand(consumer, demandMs);
     return () => feed.demand(consumer, null);
