@@ -282,6 +282,100 @@ def cmd_batch(args) -> int:
     return 0 if run.status == "SUCCESS" else 1
 
 
+def _in_zone(value: Any, zone: str) -> str:
+    """A stored UTC time shown in a schedule's time zone: ``2030-01-01 03:00:00 CET``."""
+    if not isinstance(value, datetime):
+        return "-"
+    from zoneinfo import ZoneInfo
+
+    return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _misfire_text(schedule: dict) -> str:
+    note = schedule.get("last_misfire")
+    if not note:
+        return schedule["misfire"]
+    at = note.get("at", "")[:19].replace("T", " ")
+    return f"{schedule['misfire']} (at {at} UTC: missed {note['missed']}, fired {note['fired']})"
+
+
+def cmd_schedule(args) -> int:
+    from .batch import schedules
+
+    action = args.schedule_command
+    if action == "add":
+        from .batch.grid import parse_value
+
+        params = {name: parse_value(value) for name, value in args.param}
+        record = schedules.schedule(args.notebook, args.cron, params=params or None, grid=args.grid,
+                                    parallel=args.parallel, cluster=args.cluster, name=args.name,
+                                    misfire=args.misfire, timezone=args.timezone)
+        if args.json:
+            _print_json(record)
+        else:
+            print(f"added schedule {record['name']} ({record['id']}): {record['cron']} ({record['timezone']}), "
+                  f"next fire at {_in_zone(record['next_fire_at'], record['timezone'])}")
+        return 0
+    if action == "list":
+        listed = schedules.schedules()
+        if args.json:
+            _print_json(listed)
+            return 0
+        if not listed:
+            print("no schedules; add one with `jupyter flow schedule add NOTEBOOK --cron EXPR`")
+            return 0
+        rows = []
+        for s in listed:
+            last = s.get("last_run")
+            result = f"{last['status']} {last['id']}" if last else "-"
+            rows.append([s["name"], s["cron"], "-" if s["paused"] else _in_zone(s["next_fire_at"], s["timezone"]),
+                         result, "yes" if s["paused"] else "no", _misfire_text(s)])
+        _table(rows, ["NAME", "CRON", "NEXT FIRE", "LAST RESULT", "PAUSED", "MISFIRE"])
+        return 0
+    change = {"pause": schedules.pause_schedule, "resume": schedules.resume_schedule,
+              "rm": schedules.remove_schedule}[action]
+    record = change(args.schedule)
+    if args.json:
+        _print_json(record)
+    elif action == "resume":
+        print(f"resumed {record['name']}: next fire at {_in_zone(record['next_fire_at'], record['timezone'])}")
+    else:
+        print(f"{'paused' if action == 'pause' else 'removed'} {record['name']}")
+    return 0
+
+
+def cmd_scheduler(args) -> int:
+    import logging
+    import signal
+    import threading
+
+    from .batch.scheduler import Scheduler
+    from .engine import runtime
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+
+    def request_stop(signum, frame) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    scheduler = Scheduler(None, interval=args.interval, grace=args.grace, lease_ttl=args.lease_ttl)
+    print(f"scheduler {scheduler.holder} firing the schedules of {scheduler.store.location}; "
+          "stop it with Ctrl-C or SIGTERM", flush=True)
+    try:
+        scheduler.run_forever(stop)
+    finally:
+        # The lease goes first, so another scheduler can take over while batches wind down.
+        left = scheduler.close(cancel_timeout=args.cancel_timeout)
+        runtime.shutdown()
+    if left:
+        print(f"stopped; batch run(s) {', '.join(left)} did not end in time and were marked LOST", flush=True)
+    else:
+        print("stopped", flush=True)
+    return 0
+
+
 def cmd_compare(args) -> int:
     from .batch.runner import compare
 
@@ -375,6 +469,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", help="profile or scheduler address for the notebooks' %%%%flow ops")
     p.add_argument("--name")
     p.add_argument("--json", action="store_true")
+
+    p = add("schedule", cmd_schedule, "add, list, pause, resume or remove notebook batch schedules")
+    schedule_sub = p.add_subparsers(dest="schedule_command", required=True, metavar="add|list|pause|resume|rm")
+    sp = schedule_sub.add_parser("add", help="fire a batch of a notebook on a cron schedule")
+    sp.add_argument("notebook")
+    sp.add_argument("--cron", required=True,
+                    help="5 fields (minute hour day month weekday), or 6 with seconds first; e.g. '0 3 * * *'")
+    sp.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    sp.add_argument("--grid", help="YAML file: parameter name -> list of values (cartesian product)")
+    sp.add_argument("--parallel", type=int, default=1)
+    sp.add_argument("--cluster", help="profile or scheduler address for the notebooks' %%%%flow ops")
+    sp.add_argument("--name", help="unique name (default: the notebook's name)")
+    sp.add_argument("--misfire", choices=["skip", "once", "catchup"], default="once",
+                    help="what to do with firings missed while no scheduler ran (default: once)")
+    sp.add_argument("--timezone", default="UTC", help="IANA time zone the cron is read in (default: UTC)")
+    sp.add_argument("--json", action="store_true")
+    sp = schedule_sub.add_parser("list", help="schedules with their next fire time and last result")
+    sp.add_argument("--json", action="store_true")
+    for action, text in (("pause", "stop firing a schedule"), ("resume", "fire a paused schedule again"),
+                         ("rm", "remove a schedule (its runs stay)")):
+        sp = schedule_sub.add_parser(action, help=text)
+        sp.add_argument("schedule", metavar="NAME|ID")
+        sp.add_argument("--json", action="store_true")
+
+    p = add("scheduler", cmd_scheduler, "fire due schedules until stopped (one process per store fires at a time)")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between two looks at the schedules (1)")
+    p.add_argument("--grace", type=float, default=60.0,
+                   help="seconds a firing may be late before it counts as missed (60)")
+    p.add_argument("--lease-ttl", type=float, default=15.0,
+                   help="seconds another scheduler waits after this one dies before taking over (15)")
+    p.add_argument("--cancel-timeout", type=float, default=20.0,
+                   help="on stop, seconds to wait for the batches it fired to cancel (20)")
 
     p = add("compare", cmd_compare, "params and metrics of each execution of a batch")
     p.add_argument("batch")

@@ -57,6 +57,11 @@ class Scheduler:
     def __init__(self, store_or_engine: Any = None, *, holder: str | None = None, interval: float = 1.0,
                  grace: float = 60.0, lease_ttl: float = 15.0):
         from ..store import Store
+        # Import what a firing needs (Dask, nbformat) now: the first firing must not stall
+        # a tick for seconds, past the lease.
+        import nbformat  # noqa: F401
+
+        from ..engine import cluster, records, runtime  # noqa: F401
 
         if not interval > 0:
             raise FlowError(f"scheduler: interval must be > 0 seconds, got {interval!r}")
@@ -248,11 +253,17 @@ class Scheduler:
                 time.sleep(0.2)
         return active
 
-    def close(self) -> None:
-        """Release the lease (another scheduler may take over at once)."""
+    def close(self, cancel_timeout: float | None = None) -> list[str]:
+        """Release the lease (another scheduler may take over at once); with
+        ``cancel_timeout``, also cancel the batches this scheduler fired that still run
+        (``cancel_started``). Returns the batches that did not end in time."""
+        left: list[str] = []
         try:
             self.store.release_lease(LEASE, self.holder)
-        finally:
             self.holding = False
+            if cancel_timeout is not None:
+                left = self.cancel_started(cancel_timeout)
+        finally:
             if self._own_store:
                 self.store.close()
+        return left

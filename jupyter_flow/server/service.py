@@ -335,7 +335,7 @@ class FlowService:
         cron = body.get("cron")
         if not isinstance(cron, str) or not cron.strip():
             raise Unprocessable("'cron' is required: a cron expression such as \"0 3 * * *\" (5 fields, or 6 "
-                                "with seconds last)")
+                                "with seconds first)")
         limits.check_length(cron, "cron", limits.MAX_CRON_LENGTH)
         options = {}
         for field_name, limit in (("misfire", 16), ("timezone", limits.MAX_TIMEZONE_LENGTH)):

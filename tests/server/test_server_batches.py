@@ -39,6 +39,9 @@ async def test_post_batches_runs_a_grid(api, store, served_notebook, dask_cluste
 
 @pytest.mark.parametrize("body, message", [
     ({"notebook": "work/sweep.ipynb", "params": {"momentum": 0.9}}, "unknown parameter"),
+    # Checked with jf.param's rule before anything runs: the parameters cell says lr is a float.
+    ({"notebook": "work/sweep.ipynb", "params": {"lr": "fast"}}, "parameter 'lr' must be float"),
+    ({"notebook": "work/sweep.ipynb", "grid": {"lr": [0.1, "x"]}}, "grid: parameter 'lr' must be float"),
     ({"notebook": "../outside.ipynb"}, "inside the server's root"),
     ({"notebook": "/etc/outside.ipynb"}, "inside the server's root"),
     ({"notebook": "work/missing.ipynb"}, "not found"),

@@ -3,6 +3,7 @@ ended top-level run once; secrets stay out of the server's log."""
 
 from __future__ import annotations
 
+import asyncio
 import pytest
 
 from tests.server.conftest import ME, make_run, start_server_process
@@ -25,7 +26,13 @@ def smtp():
 
 
 @pytest.fixture
-def flow_config(flow_config, webhook, smtp):
+def notify_settings() -> dict:
+    """More FlowApp settings of the test server (parametrize to change them)."""
+    return {}
+
+
+@pytest.fixture
+def flow_config(flow_config, webhook, smtp, notify_settings):
     return {
         **flow_config,
         "notify_webhook_url": f"{webhook.url}?token={WEBHOOK_TOKEN}",
@@ -36,6 +43,7 @@ def flow_config(flow_config, webhook, smtp):
         "smtp_password": smtp.password,
         "smtp_from": "flow@example.org",
         "notify_interval": 0.1,
+        **notify_settings,
     }
 
 
@@ -118,3 +126,34 @@ def test_failing_hooks_are_logged_without_secrets_and_later_runs_still_go_out(fl
     assert f"http://127.0.0.1:{webhook.url.split(':')[2].split('/')[0]}" in log
     assert WEBHOOK_TOKEN not in log and password not in log
     assert "Traceback" not in log, log[-4000:]
+
+
+class RecordingNotifier:
+    """A site's own notifier, plugged in by dotted name like any traitlets ``Type``."""
+
+    def __init__(self, **settings):
+        self.settings = settings
+        self.events = []
+
+    def notify(self, event: dict) -> None:
+        self.events.append(event)
+
+
+@pytest.mark.parametrize("notify_settings", [{
+    "notifier_class": f"{__name__}.RecordingNotifier", "notify_statuses": ["FAILED"],
+    "notify_lab_url": "https://hub.example.org/user/ana/"}])
+async def test_the_notifier_is_swappable_and_statuses_filter(api, store, owner, jp_serverapp, webhook):
+    watcher = jp_serverapp.extension_manager.extension_points["jupyter_flow"].app.run_end_watcher
+    notifier = watcher.notifier
+    assert isinstance(notifier, RecordingNotifier)
+    assert notifier.settings["webhook_url"].startswith(webhook.url) and notifier.settings["email_to"]
+    for run_id, status in (("OK", "SUCCESS"), ("BAD", "FAILED")):
+        make_run(store, owner, run_id, kind="notebook")
+        store.finish_run(run_id, owner, status)
+    deadline = asyncio.get_running_loop().time() + 30
+    while not notifier.events:
+        assert asyncio.get_running_loop().time() < deadline, "the notifier was never called"
+        await asyncio.sleep(0.05)
+    assert [(e["run"]["id"], e["url"]) for e in notifier.events] == [
+        ("BAD", "https://hub.example.org/user/ana/lab?flow-run=BAD")]
+    assert webhook.posts.empty()  # the swapped-in notifier replaced the default one

@@ -31,12 +31,14 @@ ROUTES = [(_concrete(pattern), method) for pattern, handler in routes() for meth
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "token wrong"}])
 async def test_every_route_refuses_requests_without_valid_credentials(api, store, owner, path, method, headers):
     make_run(store, owner, "R1", name="secret-run-name")
-    body = "{}" if method in ("POST", "PATCH") else None
+    store.create_schedule({"id": "R1", "name": "secret-schedule", "notebook": "/nb/a.ipynb", "cron": "0 3 * * *"})
+    body = {"POST": "{}", "PATCH": '{"paused": true}'}.get(method)
     status, body = await api(path, method=method, body=body, auth=False, headers=headers)
     assert status in (401, 403), (path, status)
     text = json.dumps(body) if isinstance(body, dict) else body.body.decode(errors="replace")
-    assert "secret-run-name" not in text and "Traceback" not in text
+    assert "secret-run-name" not in text and "secret-schedule" not in text and "Traceback" not in text
     assert not store.cancel_requested(["R1"])
+    assert store.get_schedule("R1")["paused"] is False and [s["id"] for s in store.list_schedules()] == ["R1"]
 
 
 async def test_cookie_authenticated_post_needs_the_xsrf_token(api, store, owner):

@@ -55,9 +55,11 @@ def _stop_and_time(server) -> float:
 
 
 @pytest.mark.timeout(180)
-def test_sigterm_stops_a_server_whose_reconciler_is_busy(flow_home, tmp_path):
-    server = start_server_process(tmp_path, _healthy(flow_home), str(flow_home / "artifacts"),
-                                  "--FlowApp.reconcile_interval=0.02", "--FlowApp.heartbeat_timeout=1")
+def test_sigterm_stops_a_server_whose_reconciler_and_scheduler_are_busy(flow_home, tmp_path):
+    url = _healthy(flow_home)
+    server = start_server_process(tmp_path, url, str(flow_home / "artifacts"),
+                                  "--FlowApp.reconcile_interval=0.02", "--FlowApp.heartbeat_timeout=1",
+                                  "--FlowApp.scheduler_interval=0.02", "--FlowApp.lease_ttl=60")
     try:
         status, health = server.wait_for_api()
         assert status == 200 and health["status"] == "ok"
@@ -65,10 +67,14 @@ def test_sigterm_stops_a_server_whose_reconciler_is_busy(flow_home, tmp_path):
         while server.api("runs/R1")[1]["status"] != "LOST":  # the reconciler is at work
             assert time.monotonic() < deadline, "the reconciler never ran"
             time.sleep(0.1)
+        with Store(url) as store:  # so is the scheduler, renewing its lease
+            assert f":{server.proc.pid}" in store.lease("scheduler")["holder"]
         _stop_and_time(server)
     finally:
         stop(server.proc)
     assert "Traceback" not in server.log_text()
+    with Store(url) as store:  # released on the way out: another server may fire at once
+        assert store.lease("scheduler") is None
 
 
 @pytest.mark.timeout(180)

@@ -59,16 +59,25 @@ def flow_config(flow_config, broken_store):
     return {**flow_config, "db_url": broken_store["db_url"], "store_retry_interval": 0.2}
 
 
+#: Well-formed bodies, so that only the store can be what is wrong.
+BODIES = {
+    ("POST", "batches"): {"notebook": "sweep.ipynb"},
+    ("POST", "schedules"): {"notebook": "sweep.ipynb", "cron": "0 3 * * *"},
+    ("PATCH", "schedules/" + "a" * 64): {"paused": True},
+}
+
+
 def _requests():
-    """(method, path, body) for every route, with ids that would exist in a good store."""
-    for pattern, _ in routes():
+    """(method, path, body) for every route and method, with ids and queries that would
+    be fine in a good store."""
+    for pattern, handler in routes():
         path = pattern.removeprefix("/jupyter-flow/api/").replace("([^/]+)", "a" * 64)
-        if path.endswith("cancel"):
-            yield "POST", path, "{}"
-        elif path == "batches":
-            yield "POST", path, json.dumps({"notebook": "sweep.ipynb"})
-        else:
-            yield "GET", path, None
+        for method in ("GET", "POST", "PATCH", "DELETE"):
+            if method.lower() not in vars(handler):
+                continue
+            body = BODIES.get((method, path), {} if method in ("POST", "PATCH") else None)
+            query = "?path=sweep.ipynb" if path == "notebooks/params" else ""
+            yield method, path + query, None if body is None else json.dumps(body)
 
 
 async def test_every_route_says_the_store_cannot_be_opened_and_jupyter_still_runs(
