@@ -171,7 +171,7 @@ export const DEFAULT_OPTIONS: LaunchOptions = {
 
 export const CRON_HINT =
   'minute hour day-of-month month day-of-week, e.g. "0 3 * * *" (03:00 daily) or "*/15 * * * 1-5"; ' +
-  'a sixth field counts seconds ("*/30 * * * * *")';
+  'with six fields the first counts seconds ("*/30 * * * * *": every 30 s)';
 
 export const MISFIRE_HELP: Record<MisfirePolicy, string> = {
   skip: 'skip: firings missed while no server ran are dropped',
