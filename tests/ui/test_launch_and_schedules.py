@@ -101,19 +101,21 @@ def test_launch_form_runs_and_schedules_a_notebook_with_notifications(lab, brows
     form.get_by_role("button", name="Run now").click()
     expect(form.locator(".jp-flow-launch-done")).to_contain_text("Started batch")
     batch = wait_for(lambda: batches(lab), timeout=10)[0]
-    expect(page.locator(f"#jupyter-flow-run-{batch['id']}")).to_be_visible()
+    run_view = page.locator(f"#jupyter-flow-run-{batch['id']}")
+    expect(run_view).to_be_visible()
+    # Closed while the batch runs, the run view comes back from the notification's "Open run".
+    page.locator(".lm-DockPanel .lm-TabBar-tab", has_text=f"Flow: {batch['name']}").locator(
+        ".lm-TabBar-tabCloseIcon").click()
+    expect(run_view).to_have_count(0)
     toast = page.locator(".jp-Notification-Toast-success").filter(has_text="succeeded")
     expect(toast.locator(".jp-toast-message")).to_have_text(f"Run {batch['name']} succeeded", timeout=90_000)
     page.screenshot(path=str(screenshots / "flow-run-notification.png"))
+    toast.get_by_role("button", name="Open run").click()
+    expect(run_view).to_be_visible()
+    expect(run_view.locator(".jp-flow-run-header .jp-flow-badge")).to_have_text("SUCCESS")
     assert lab.api(f"runs/{batch['id']}")["status"] == "SUCCESS"
     (execution,) = lab.api(f"runs?parent_id={batch['id']}")["runs"]
     assert execution["params"]["epochs"] == 4 and execution["params"]["model"] == "large"
-    # Closed, the run view comes back from the notification's "Open run".
-    page.locator(".lm-DockPanel .lm-TabBar-tab", has_text=f"Flow: {batch['name']}").locator(
-        ".lm-TabBar-tabCloseIcon").click()
-    expect(page.locator(f"#jupyter-flow-run-{batch['id']}")).to_have_count(0)
-    toast.get_by_role("button", name="Open run").click()
-    expect(page.locator(f"#jupyter-flow-run-{batch['id']}")).to_be_visible()
 
     # Schedule it every 3 s: the Schedules view shows it, with a last result once it fires.
     page.get_by_role("tab", name=re.compile(f"Launch: {NOTEBOOK}")).click()
