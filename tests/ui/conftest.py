@@ -35,14 +35,11 @@ class Lab:
     flow_home: Path
     log: Path
 
-    def api(self, path: str, method: str = "GET", body: dict | None = None) -> dict | None:
-        """The REST API's JSON answer (None for an empty one, such as a DELETE's 204)."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.url}jupyter-flow/api/{path}", data=data, method=method,
+    def api(self, path: str) -> dict:
+        request = urllib.request.Request(f"{self.url}jupyter-flow/api/{path}",
                                          headers={"Authorization": f"token {self.token}"})
         with urllib.request.urlopen(request, timeout=10) as response:
-            text = response.read()
-        return json.loads(text) if text else None
+            return json.loads(response.read())
 
 
 def _free_port() -> int:
