@@ -8,14 +8,20 @@ import { ServerConnection } from '@jupyterlab/services';
 
 import type {
   ArtifactPreview,
+  BatchRequest,
+  Clusters,
   Health,
   Lineage,
+  NotebookParams,
   Run,
   RunChanges,
   RunGraph,
   RunKind,
   RunPage,
   RunStatus,
+  Schedule,
+  ScheduleList,
+  ScheduleRequest,
   Task,
   TaskList,
   TaskLogs
@@ -153,6 +159,14 @@ export class FlowClient {
     return requestAPI<T>(endPoint + queryString(query), { method: 'GET' }, this.settings);
   }
 
+  private send<T>(method: 'POST' | 'PATCH' | 'DELETE', endPoint: string, body?: unknown): Promise<T> {
+    const init: RequestInit = { method };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+    }
+    return requestAPI<T>(endPoint, init, this.settings);
+  }
+
   health(): Promise<Health> {
     return this.get('health');
   }
@@ -186,14 +200,42 @@ export class FlowClient {
 
   /** Run a notebook run's notebook again, with the same parameters, as a new batch. */
   rerunAsBatch(run: Run): Promise<Run> {
-    return requestAPI<Run>(
-      'batches',
-      {
-        method: 'POST',
-        body: JSON.stringify({ notebook: run.notebook, params: run.params ?? {} })
-      },
-      this.settings
-    );
+    return this.startBatch({ notebook: run.notebook ?? '', params: run.params ?? {} });
+  }
+
+  /** Start a batch (the server validates the parameters: 422 names the bad one). */
+  startBatch(request: BatchRequest): Promise<Run> {
+    return this.send('POST', 'batches', request);
+  }
+
+  /** The parameters a notebook (path relative to the server root) declares. */
+  notebookParams(path: string): Promise<NotebookParams> {
+    return this.get('notebooks/params', { path });
+  }
+
+  schedules(): Promise<ScheduleList> {
+    return this.get('schedules');
+  }
+
+  schedule(id: string): Promise<Schedule> {
+    return this.get(`schedules/${encodeURIComponent(id)}`);
+  }
+
+  createSchedule(request: ScheduleRequest): Promise<Schedule> {
+    return this.send('POST', 'schedules', request);
+  }
+
+  /** Pause (`true`) or resume (`false`): resuming computes the next firing from now. */
+  setSchedulePaused(id: string, paused: boolean): Promise<Schedule> {
+    return this.send('PATCH', `schedules/${encodeURIComponent(id)}`, { paused });
+  }
+
+  deleteSchedule(id: string): Promise<void> {
+    return this.send<void>('DELETE', `schedules/${encodeURIComponent(id)}`);
+  }
+
+  clusters(): Promise<Clusters> {
+    return this.get('clusters');
   }
 
   task(taskId: string): Promise<Task> {

@@ -1,6 +1,9 @@
 import { useEffect, useRef, useState } from 'react';
 import type { ISignal } from '@lumino/signaling';
 
+import type { FeedState, RunFeed } from './feed';
+import { TERMINAL_RUN } from './types';
+
 /**
  * Calls `tick` now and then every `intervalMs` after the previous call settles, while
  * `active`; stops when it turns false or the component unmounts (no overlapping calls).
@@ -62,4 +65,36 @@ export function useVisible(source: VisibilitySource | null): boolean {
     return () => document.removeEventListener('visibilitychange', changed);
   }, []);
   return shown && pageVisible;
+}
+
+/**
+ * The runs feed's state, re-rendering when it changes (and after each poll while some run
+ * is still going, so running durations tick); while `demandMs` is set the feed polls at
+ * least that often for `consumer`. With `demandMs` null (hidden) it does not re-render.
+ */
+export function useFeed(feed: RunFeed, consumer: string, demandMs: number | null): FeedState {
+  const [state, setState] = useState<FeedState>(feed.state);
+  const [, setTicks] = useState(0);
+  const listening = demandMs !== null;
+  useEffect(() => {
+    if (!listening) {
+      return; // hidden: no re-renders; the state is caught up when shown again
+    }
+    const polled = (_: RunFeed, next: FeedState): void => {
+      setState(next);
+      if (next.runs.some(run => !TERMINAL_RUN.has(run.status))) {
+        setTicks(n => n + 1);
+      }
+    };
+    feed.polled.connect(polled);
+    setState(feed.state);
+    return () => {
+      feed.polled.disconnect(polled);
+    };
+  }, [feed, listening]);
+  useEffect(() => {
+    feed.demand(consumer, demandMs);
+    return () => feed.demand(consumer, null);
+  }, [feed, consumer, demandMs]);
+  return state;
 }

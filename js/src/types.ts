@@ -46,6 +46,9 @@ export interface Run {
   started_at?: string | null;
   ended_at?: string | null;
   cancel_requested_at?: string | null;
+  /** The schedule whose firing started this batch, and the cron time it was for. */
+  schedule_id?: string | null;
+  scheduled_for?: string | null;
   seq: number;
   task_counts: Partial<Record<TaskStatus, number>>;
   pinned: boolean;
@@ -171,6 +174,82 @@ export interface Lineage {
   artifacts: string[];
   edges: Edge[];
   truncated: boolean;
+}
+
+/** A parameter a notebook declares (`jf.param(...)`, or `x = 1` in its parameters cell). */
+export interface DeclaredParam {
+  name: string;
+  type: 'int' | 'float' | 'bool' | 'str' | string;
+  default: unknown;
+  min?: number | null;
+  max?: number | null;
+  choices?: unknown[] | null;
+  help?: string | null;
+}
+
+export interface NotebookParams {
+  notebook: string;
+  params: DeclaredParam[];
+}
+
+export type MisfirePolicy = 'skip' | 'once' | 'catchup';
+export const MISFIRE_POLICIES: MisfirePolicy[] = ['skip', 'once', 'catchup'];
+
+/** What the scheduler decided after missed firings (downtime). */
+export interface Misfire {
+  at: string;
+  missed: number;
+  policy: MisfirePolicy | string;
+  fired: number;
+}
+
+export interface Schedule {
+  id: string;
+  name: string;
+  notebook: string;
+  cron: string;
+  timezone: string;
+  params?: Record<string, unknown> | null;
+  grid?: Record<string, unknown[]> | null;
+  parallel: number;
+  cluster?: string | null;
+  misfire: MisfirePolicy | string;
+  paused: boolean;
+  created_by?: string | null;
+  created_at: string;
+  updated_at?: string | null;
+  next_fire_at?: string | null;
+  last_fire_at?: string | null;
+  last_run_id?: string | null;
+  last_misfire?: Misfire | null;
+  last_run?: { id: string; status: RunStatus; ended_at?: string | null } | null;
+}
+
+export interface ScheduleList {
+  schedules: Schedule[];
+}
+
+/** POST batches: run a notebook now (once per grid point). */
+export interface BatchRequest {
+  notebook: string;
+  params?: Record<string, unknown>;
+  grid?: Record<string, unknown[]>;
+  parallel?: number;
+  cluster?: string;
+  name?: string;
+}
+
+/** POST schedules: run a notebook as a batch on a cron schedule. */
+export interface ScheduleRequest extends BatchRequest {
+  cron: string;
+  timezone?: string;
+  misfire?: MisfirePolicy;
+}
+
+export interface Clusters {
+  clusters: { name: string; [other: string]: unknown }[];
+  profiles: Record<string, unknown>;
+  default_profile?: string | null;
 }
 
 export interface Health {

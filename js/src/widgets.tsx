@@ -11,6 +11,9 @@ import { GraphView } from './components/GraphView';
 import { notebookGraphItems } from './notebookGraph';
 import { RunsPanel } from './components/RunsPanel';
 import { RunView } from './components/RunView';
+import { SchedulesPanel } from './components/SchedulesPanel';
+import { LaunchForm } from './components/LaunchForm';
+import type { LaunchMode } from './launch';
 import type { NotebookGraph } from './types';
 
 /** A ReactWidget that tells its view when it is shown or hidden (polling pauses then). */
@@ -47,19 +50,57 @@ function Visible(props: { source: VisibilitySource; children: (active: boolean) 
   return props.children(active);
 }
 
+export type SidebarView = 'runs' | 'schedules';
+
 export class FlowSidebar extends FlowWidget {
+  private view: SidebarView = 'runs';
+  private highlight: string | null = null;
+
   constructor(private readonly services: FlowServices) {
     super();
     this.addClass('jp-flow-sidebar');
   }
 
+  /** Show the runs list or the schedules (`highlight`: a schedule id to point at). */
+  showView(view: SidebarView, highlight: string | null = null): void {
+    this.view = view;
+    this.highlight = highlight;
+    this.update();
+  }
+
   render(): JSX.Element {
+    const tab = (view: SidebarView, label: string): JSX.Element => (
+      <button
+        type="button"
+        role="tab"
+        className={`jp-flow-tab${this.view === view ? ' jp-mod-current' : ''}`}
+        aria-selected={this.view === view}
+        onClick={() => this.showView(view)}
+      >
+        {label}
+      </button>
+    );
     return (
       <FlowContext.Provider value={this.services}>
         <div className="jp-flow-sidebar-header">
-          <h2>Flow runs</h2>
+          <div className="jp-flow-tabs" role="tablist" aria-label="Flow views">
+            {tab('runs', 'Runs')}
+            {tab('schedules', 'Schedules')}
+          </div>
         </div>
-        <Visible source={this}>{active => <RunsPanel active={active} />}</Visible>
+        {/* Both stay mounted (filters and scroll survive a switch); only the shown one polls. */}
+        <Visible source={this}>
+          {active => (
+            <>
+              <div className="jp-flow-view" role="tabpanel" aria-label="Runs" hidden={this.view !== 'runs'}>
+                <RunsPanel active={active && this.view === 'runs'} />
+              </div>
+              <div className="jp-flow-view" role="tabpanel" aria-label="Schedules" hidden={this.view !== 'schedules'}>
+                <SchedulesPanel active={active && this.view === 'schedules'} highlight={this.highlight} />
+              </div>
+            </>
+          )}
+        </Visible>
       </FlowContext.Provider>
     );
   }
@@ -78,6 +119,31 @@ export class FlowRunWidget extends FlowWidget {
     return (
       <FlowContext.Provider value={this.services}>
         <Visible source={this}>{active => <RunView runId={this.runId} active={active} />}</Visible>
+      </FlowContext.Provider>
+    );
+  }
+}
+
+/** The launch form of one notebook, in the main area. */
+export class FlowLaunchWidget extends ReactWidget {
+  constructor(
+    private readonly services: FlowServices,
+    readonly path: string,
+    private mode: LaunchMode
+  ) {
+    super();
+    this.addClass('jp-flow-launch-widget');
+  }
+
+  setMode(mode: LaunchMode): void {
+    this.mode = mode;
+    this.update();
+  }
+
+  render(): JSX.Element {
+    return (
+      <FlowContext.Provider value={this.services}>
+        <LaunchForm path={this.path} mode={this.mode} />
       </FlowContext.Provider>
     );
   }

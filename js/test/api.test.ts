@@ -83,6 +83,45 @@ describe('FlowClient', () => {
     expect(JSON.parse(calls[0].body as string)).toEqual({ notebook: '/work/train.ipynb', params: { lr: 0.1 } });
   });
 
+  it('reads a notebook\'s declared parameters', async () => {
+    const { flow, calls } = client(() => json({ notebook: '/w/a b.ipynb', params: [{ name: 'n', type: 'int', default: 1 }] }));
+    const answer = await flow.notebookParams('dir/a b.ipynb');
+    expect(answer.params[0].name).toBe('n');
+    expect(calls[0].url).toMatch(/\/jupyter-flow\/api\/notebooks\/params\?path=dir%2Fa%20b\.ipynb$/);
+  });
+
+  it('lists, creates, pauses, resumes and deletes schedules', async () => {
+    const { flow, calls } = client(call =>
+      call.method === 'DELETE'
+        ? new Response(null, { status: 204 })
+        : json({ id: 's/1', name: 'nightly', paused: call.body?.includes('true') ?? false }, call.method === 'POST' ? 201 : 200)
+    );
+    await flow.schedules();
+    const made = await flow.createSchedule({ notebook: 'a.ipynb', cron: '0 3 * * *', params: { n: 2 }, misfire: 'skip' });
+    expect(made.name).toBe('nightly');
+    expect((await flow.setSchedulePaused('s/1', true)).paused).toBe(true);
+    await flow.setSchedulePaused('s/1', false);
+    expect(await flow.deleteSchedule('s/1')).toBeNull();
+    expect(calls.map(c => `${c.method} ${c.url.replace(/^.*\/jupyter-flow\/api\//, '')}`)).toEqual([
+      'GET schedules',
+      'POST schedules',
+      'PATCH schedules/s%2F1',
+      'PATCH schedules/s%2F1',
+      'DELETE schedules/s%2F1'
+    ]);
+    expect(JSON.parse(calls[1].body as string)).toEqual({ notebook: 'a.ipynb', cron: '0 3 * * *', params: { n: 2 }, misfire: 'skip' });
+    expect(JSON.parse(calls[2].body as string)).toEqual({ paused: true });
+    expect(JSON.parse(calls[3].body as string)).toEqual({ paused: false });
+  });
+
+  it('passes on the server\'s 422 message for a launch', async () => {
+    const { flow } = client(() => json({ message: "parameter 'epochs' = 99 is above its maximum 10", reason: 'x' }, 422));
+    const error = await flow.startBatch({ notebook: 'a.ipynb', params: { epochs: 99 } }).catch(e => e as FlowApiError);
+    expect(error).toBeInstanceOf(FlowApiError);
+    expect(error.kind).toBe('invalid');
+    expect(error.message).toBe("parameter 'epochs' = 99 is above its maximum 10");
+  });
+
   it('builds the artifact download link and previews with a size bound', async () => {
     const { flow, calls } = client(() => json({ hash: 'ab', kind: 'json', data: 1, producers: [] }));
     await flow.artifact('ab'.repeat(32), 4096);

@@ -49,10 +49,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_lab(base: Path, healthy: bool = True):
+def running_lab(base: Path, healthy: bool = True, args: tuple[str, ...] = (), env: dict | None = None):
     """``jupyter lab`` with a token, ``base/flow`` as JUPYTER_FLOW_HOME and no user settings,
     loading this checkout's build of the sidebar. Ready once the extension answers: health
-    200, or (``healthy=False``, a store prepared to be unusable) a JSON 503."""
+    200, or (``healthy=False``, a store prepared to be unusable) a JSON 503. ``args`` go on
+    its command line (``--FlowApp.scheduler_interval=0.5``), ``env`` into its environment."""
     if not LABEXTENSION.exists():
         pytest.fail("the JupyterLab extension is not built: run `pip install -e .` (builds js/)")
     root, home, config = base / "notebooks", base / "flow", base / "config"
@@ -66,7 +67,7 @@ def running_lab(base: Path, healthy: bool = True):
     jupyter_path = base / "jupyter_path"
     shutil.copytree(LABEXTENSION.parent, jupyter_path / "labextensions" / "jupyter-flow")
     token, port = secrets.token_hex(16), _free_port()
-    env = dict(os.environ, JUPYTER_FLOW_HOME=str(home), JUPYTER_CONFIG_DIR=str(config),
+    env = dict(os.environ, **(env or {}), JUPYTER_FLOW_HOME=str(home), JUPYTER_CONFIG_DIR=str(config),
                JUPYTER_PATH=str(jupyter_path),
                JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"))
@@ -77,7 +78,7 @@ def running_lab(base: Path, healthy: bool = True):
         proc = subprocess.Popen(
             [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
              f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *args]
             + (["--allow-root"] if os.geteuid() == 0 else []),
             env=env, stdout=out, stderr=subprocess.STDOUT)
     server = Lab(f"http://127.0.0.1:{port}/", token, root, home, log)

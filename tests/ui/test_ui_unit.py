@@ -1,4 +1,5 @@
-"""The TypeScript unit tests (layout, runs list model, API client), run by vitest in js/."""
+"""The TypeScript unit tests (layout, runs list and feed, launch form, schedules, notices, API
+client), run by vitest in js/."""
 
 from __future__ import annotations
 

@@ -2,88 +2,39 @@
  * The sidebar: runs newest first, children nested under parents, search and filters,
  * kept live through the change feed (one cheap request a second while visible).
  */
-import React, { useCallback, useMemo, useState } from 'react';
+import React, { useMemo, useState } from 'react';
 
 import { stopIcon } from '@jupyterlab/ui-components';
 
 import { FlowApiError } from '../api';
 import { useFlow } from '../context';
-import { usePoll } from '../hooks';
+import { useFeed } from '../hooks';
 import {
   baseName,
   elapsed,
   formatDuration,
   formatStarted,
-  mergeRuns,
   panelFailure,
   POLL_MS,
   runRows,
   taskCounts,
   type RunFilter
 } from '../runs';
-import { RUN_KINDS, RUN_STATUSES, TERMINAL_RUN, type Run, type RunKind, type RunStatus } from '../types';
+import { RUN_KINDS, RUN_STATUSES, TERMINAL_RUN, type RunKind, type RunStatus } from '../types';
 import { cancelRun } from './actions';
 import { CopyButton, StatusBadge } from './StatusBadge';
 
-const PAGE = 100;
-
-interface Feed {
-  runs: Run[];
-  cursor: number | null;
-  nextBefore: string | null;
-}
-
-const EMPTY_FEED: Feed = { runs: [], cursor: null, nextBefore: null };
-
 export function RunsPanel(props: { active: boolean }): JSX.Element {
   const flow = useFlow();
-  const [feed, setFeed] = useState<Feed>(EMPTY_FEED);
-  const [failure, setFailure] = useState<FlowApiError | Error | null>(null);
-  const [loading, setLoading] = useState(true);
+  // One cheap change-feed request a second while the list is on screen.
+  const feed = useFeed(flow.feed, 'runs-list', props.active ? POLL_MS : null);
+  const failure = feed.failure;
   const [filter, setFilter] = useState<RunFilter>({ search: '', statuses: [], kinds: [] });
   const [collapsed, setCollapsed] = useState<Set<string>>(new Set());
-  const [now, setNow] = useState(Date.now());
   const [actionError, setActionError] = useState<string | null>(null);
+  const now = Date.now(); // running durations tick with each poll (useFeed re-renders then)
 
-  const poll = useCallback(async () => {
-    try {
-      if (feed.cursor === null) {
-        const page = await flow.client.runs({ limit: PAGE });
-        setFeed({ runs: page.runs, cursor: page.cursor, nextBefore: page.next_before });
-      } else {
-        const changes = await flow.client.changes(feed.cursor);
-        if (changes.runs.length || changes.cursor !== feed.cursor) {
-          setFeed(prev => ({ ...prev, runs: mergeRuns(prev.runs, changes.runs), cursor: changes.cursor }));
-        }
-      }
-      setFailure(null);
-      if (feed.runs.some(run => !TERMINAL_RUN.has(run.status))) {
-        setNow(Date.now()); // running durations tick
-      }
-    } catch (error) {
-      setFailure(error as Error);
-      if (error instanceof FlowApiError && error.kind === 'store') {
-        // Once the store opens again (perhaps a new, empty one) start from its first page:
-        // the old cursor and runs may mean nothing there.
-        setFeed(prev => (prev.cursor === null && !prev.runs.length ? prev : EMPTY_FEED));
-      }
-    } finally {
-      setLoading(false);
-    }
-  }, [flow, feed.cursor, feed.runs]);
-  usePoll(poll, failure ? panelFailure(failure).retryMs : POLL_MS, props.active);
-
-  const loadOlder = async (): Promise<void> => {
-    if (!feed.nextBefore) {
-      return;
-    }
-    try {
-      const page = await flow.client.runs({ limit: PAGE, before: feed.nextBefore });
-      setFeed(prev => ({ ...prev, runs: mergeRuns(prev.runs, page.runs), nextBefore: page.next_before }));
-    } catch (error) {
-      setFailure(error as Error);
-    }
-  };
+  const loadOlder = (): Promise<void> => flow.feed.loadOlder();
 
   const rows = useMemo(() => runRows(feed.runs, filter, collapsed), [feed.runs, filter, collapsed]);
 
@@ -226,7 +177,7 @@ export function RunsPanel(props: { active: boolean }): JSX.Element {
                     onClick={() => {
                       setActionError(null);
                       cancelRun(flow, run).then(
-                        updated => updated && setFeed(prev => ({ ...prev, runs: mergeRuns(prev.runs, [updated]) })),
+                        updated => updated && flow.feed.merge([updated]),
                         err => setActionError(String((err as Error).message))
                       );
                     }}
@@ -239,7 +190,7 @@ export function RunsPanel(props: { active: boolean }): JSX.Element {
           );
         })}
       </ul>
-      {!loading && rows.length === 0 ? (
+      {!feed.loading && rows.length === 0 ? (
         <p className="jp-flow-muted jp-flow-empty">
           {feed.runs.length ? 'No run matches the filters.' : 'No runs yet. Run a %%flow cell or jf.run(...) to see it here.'}
         </p>
