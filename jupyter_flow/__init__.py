@@ -55,6 +55,15 @@ __all__ = [
 ]
 
 
+# ``jf.batch`` is a function, and ``jupyter_flow.batch`` a subpackage. Whenever that
+# subpackage is first imported, Python sets this module's ``batch`` attribute to it, so a
+# later ``jf.batch(...)`` would fail with "'module' object is not callable". Importing the
+# (light) subpackage now and dropping the attribute leaves ``batch`` to ``__getattr__``.
+from . import batch as _batch_package  # noqa: E402,F401
+
+del globals()["batch"]
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:

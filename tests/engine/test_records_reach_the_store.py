@@ -99,11 +99,11 @@ def small_disk(tmp_path):
 
 def _fill(directory: Path) -> Path:
     filler = directory / "filler"
-    with open(filler, "wb") as handle:
+    # Unbuffered: a buffered file would fail again when closed, flushing what did not fit.
+    with open(filler, "wb", buffering=0) as handle:
         try:
             while True:
                 handle.write(b"\0" * 65536)
-                handle.flush()
         except OSError:
             pass
     return filler
