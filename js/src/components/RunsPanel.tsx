@@ -22,7 +22,7 @@ import {
 } from '../runs';
 import { RUN_KINDS, RUN_STATUSES, TERMINAL_RUN, type RunKind, type RunStatus } from '../types';
 import { cancelRun } from './actions';
-import { CopyButton, StatusBadge } from './StatusBadge';
+import { CopyButton, ErrorMessage, StatusBadge, UpdatesPaused } from './StatusBadge';
 
 export function RunsPanel(props: { active: boolean }): JSX.Element {
   const flow = useFlow();
@@ -108,16 +108,8 @@ export function RunsPanel(props: { active: boolean }): JSX.Element {
           ))}
         </select>
       </div>
-      {failure ? (
-        <div className="jp-flow-error" role="status">
-          Updates paused: {failure.message}
-        </div>
-      ) : null}
-      {actionError ? (
-        <div className="jp-flow-error" role="alert">
-          {actionError}
-        </div>
-      ) : null}
+      <UpdatesPaused failure={failure} />
+      <ErrorMessage error={actionError} />
       <ul className="jp-flow-run-list" aria-label="runs, newest first">
         {rows.map(({ run, depth, children }) => {
           const counts = taskCounts(run.task_counts);

@@ -20,7 +20,7 @@ import {
   SCHEDULES_POLL_MS
 } from '../schedules';
 import type { Schedule } from '../types';
-import { ErrorMessage, StatusBadge } from './StatusBadge';
+import { ErrorMessage, StatusBadge, UpdatesPaused } from './StatusBadge';
 
 const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
@@ -115,11 +115,7 @@ export function SchedulesPanel(props: { active: boolean; highlight: string | nul
           New schedule…
         </button>
       </div>
-      {failure ? (
-        <div className="jp-flow-error" role="status">
-          Updates paused: {failure.message}
-        </div>
-      ) : null}
+      <UpdatesPaused failure={failure} />
       <ErrorMessage error={actionError} />
       <ul className="jp-flow-run-list" aria-label="schedules">
         {(schedules ?? []).map(schedule => (

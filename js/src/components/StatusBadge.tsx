@@ -44,3 +44,15 @@ export function ErrorMessage(props: { error: string | null; title?: string }): J
     </div>
   );
 }
+
+/** A list that polls says so when its last poll failed (it keeps retrying). */
+export function UpdatesPaused(props: { failure: { message: string } | null }): JSX.Element | null {
+  if (!props.failure) {
+    return null;
+  }
+  return (
+    <div className="jp-flow-error" role="status">
+      Updates paused: {props.failure.message}
+    </div>
+  );
+}
