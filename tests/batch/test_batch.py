@@ -7,25 +7,14 @@ import sys
 import nbformat
 import pytest
 
+from tests.notebook_files import write_notebook
+
 NOTEBOOK_CELLS = [
     ("%load_ext jupyter_flow\nimport jupyter_flow as jf", None),
     ("lr = 0.1\nfail = False", ["parameters"]),
     ("%%flow train\nif fail:\n    raise ValueError('asked to fail')\nscore = round(1 - lr, 6)", None),
     ("jf.record('accuracy', score)", None),
 ]
-
-
-def write_notebook(path, cells):
-    """A Python 3 notebook of code cells given as (source, tags or None)."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    for source, tags in cells:
-        cell = nbformat.v4.new_code_cell(source)
-        if tags:
-            cell.metadata["tags"] = tags
-        nb.cells.append(cell)
-    nbformat.write(nb, path)
-    return path
 
 
 def write_sweep_notebook(path):

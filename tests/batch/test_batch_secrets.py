@@ -9,7 +9,9 @@ import pytest
 
 from tests.planted import files_holding
 
-from .test_batch import flow, runs, write_notebook
+from tests.notebook_files import write_notebook
+
+from .test_batch import flow, runs
 
 SECRET_CELLS = [
     ("%load_ext jupyter_flow\nimport jupyter_flow as jf", None),

@@ -9,7 +9,7 @@ from jupyter_flow.batch.declared import declared_params, validate_params
 from jupyter_flow.core.errors import FlowError
 from jupyter_flow.kernel.params import Parameter
 
-from .test_batch import write_notebook
+from tests.notebook_files import write_notebook
 from .test_batch_secrets import write_secret_notebook
 
 CELLS = [

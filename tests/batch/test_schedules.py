@@ -15,7 +15,9 @@ import pytest
 
 from tests.waiting import wait_for
 
-from .test_batch import flow, write_notebook, write_sweep_notebook
+from tests.notebook_files import write_notebook
+
+from .test_batch import flow, write_sweep_notebook
 
 LEASE_TTL = 3.0   # short, yet longer than a stall of a loaded 2-core machine
 EVERY_2S = "*/2 * * * * *"   # 6 fields: seconds first

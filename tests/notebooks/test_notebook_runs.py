@@ -6,6 +6,8 @@ import sys
 import nbformat
 import pytest
 
+from tests.notebook_files import write_notebook
+
 CELLS = [
     "%load_ext jupyter_flow\nimport jupyter_flow as jf",
     "%%flow roots\nimport math\nroot = math.sqrt(16)\njf.record('root', root)\nprint('root is', root)",
@@ -14,11 +16,7 @@ CELLS = [
 
 
 def _notebook(path):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
-    nbformat.write(nb, path)
-    return path
+    return write_notebook(path, [(source, None) for source in CELLS])
 
 
 @pytest.mark.parametrize("tool", ["papermill", "nbconvert"])

@@ -17,7 +17,7 @@ import pytest
 
 from jupyter_flow.batch.schedules import fire_times
 from jupyter_flow.store import Store
-from tests.batch.test_batch import write_notebook
+from tests.notebook_files import write_notebook
 from tests.server.conftest import FLOW_ONLY, start_server_process
 from tests.server.test_server_schedules import PARAM_CELLS
 from tests.waiting import stop, wait_for

@@ -9,7 +9,7 @@ import urllib.parse
 import pytest
 
 from jupyter_flow.artifacts import artifact_store
-from tests.batch.test_batch import write_notebook
+from tests.notebook_files import write_notebook
 from tests.server.conftest import check, until
 
 #: A notebook declaring typed parameters (bounds, choices, a secret) and assigning one

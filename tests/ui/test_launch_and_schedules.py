@@ -16,9 +16,9 @@ import re
 import shutil
 from pathlib import Path
 
-import nbformat
 import pytest
 
+from tests.notebook_files import write_notebook
 from tests.ui.conftest import running_lab
 from tests.waiting import wait_for
 
@@ -38,14 +38,7 @@ def lab(tmp_path_factory, dask_cluster):
     """A lab whose scheduler ticks twice a second and whose batches use the session cluster."""
     with running_lab(tmp_path_factory.mktemp("lab"), args=("--FlowApp.scheduler_interval=0.5",),
                      env={"DASK_FLOW__DEFAULT_CLUSTER": dask_cluster.scheduler_address}) as server:
-        nb = nbformat.v4.new_notebook()
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        for source, tags in CELLS:
-            cell = nbformat.v4.new_code_cell(source)
-            if tags:
-                cell.metadata["tags"] = tags
-            nb.cells.append(cell)
-        nbformat.write(nb, server.root / NOTEBOOK)
+        write_notebook(server.root / NOTEBOOK, CELLS)
         yield server
 
 
