@@ -139,20 +139,16 @@ class FlowApp(ExtensionApp):
     def _password_from_environment(self) -> str:
         return os.environ.get("JUPYTER_FLOW_SMTP_PASSWORD", "")
 
-    @validate("notify_statuses")
-    def _check_statuses(self, proposal) -> list[str]:
-        allowed = sorted(status.value for status in RUN_TERMINAL)
+    @validate("notify_statuses", "notify_kinds")
+    def _check_known_values(self, proposal) -> list[str]:
+        name = proposal["trait"].name
+        if name == "notify_statuses":
+            what, allowed = "final status(es)", sorted(status.value for status in RUN_TERMINAL)
+        else:
+            what, allowed = "run kind(s)", sorted(kind.value for kind in RunKind)
         unknown = sorted(set(proposal["value"]) - set(allowed))
         if unknown:
-            raise TraitError(f"FlowApp.notify_statuses: unknown final status(es) {unknown}; use {allowed}")
-        return proposal["value"]
-
-    @validate("notify_kinds")
-    def _check_kinds(self, proposal) -> list[str]:
-        allowed = sorted(kind.value for kind in RunKind)
-        unknown = sorted(set(proposal["value"]) - set(allowed))
-        if unknown:
-            raise TraitError(f"FlowApp.notify_kinds: unknown run kind(s) {unknown}; use {allowed}")
+            raise TraitError(f"FlowApp.{name}: unknown {what} {unknown}; use {allowed}")
         return proposal["value"]
 
     @validate("scheduler_interval", "lease_ttl", "notify_interval")
