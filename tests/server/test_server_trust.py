@@ -11,6 +11,7 @@ import time
 import pytest
 
 from jupyter_flow.artifacts import artifact_store
+from jupyter_flow.artifacts.keyring import load_keyring
 from tests.batch.test_batch_secrets import write_secret_notebook
 from tests.planted import files_holding, plant
 from tests.server.conftest import check, make_run
@@ -18,7 +19,7 @@ from tests.server.conftest import check, make_run
 
 @pytest.fixture
 def artifacts(flow_config, store):
-    return artifact_store(flow_config["artifacts_url"], signing_key=store.artifact_key())
+    return artifact_store(flow_config["artifacts_url"], keyring=load_keyring())
 
 
 @pytest.mark.parametrize("serializer", ["cloudpickle", "pandas"])
@@ -28,7 +29,7 @@ async def test_planted_pickle_is_neither_unpickled_nor_served(api, flow_config, 
     status, preview = await api(f"artifacts/{digest}")
     assert status == 200, preview
     check(preview, "ArtifactPreview")
-    assert preview["kind"] == "untrusted" and "not written with this store's key" in preview["data"]
+    assert preview["kind"] == "untrusted" and "has no signature" in preview["data"]
     status, error = await api(f"artifacts/{digest}", download="1")
     assert status == 409, error
     check(error, "Error")
