@@ -66,8 +66,19 @@ class ArtifactCorrupt(ArtifactError):
 
 
 class ArtifactUntrusted(ArtifactError):
-    """A pickled artifact is not signed with this store's key, so it is never unpickled
-    (it may have been planted in the artifact directory, or come from another store)."""
+    """A pickled artifact has no valid signature of a key this user holds or trusts, so it
+    is never unpickled (it may have been planted, or come from another user)."""
+
+
+class ArtifactForeign(ArtifactUntrusted):
+    """A pickled artifact signed by another user's key, one this user does not trust
+    (``jupyter flow trust add USER`` trusts it); ``producer`` names them."""
+
+    def __init__(self, message: str, digest: str | None = None, *, signer: str | None = None,
+                 producer: str | None = None):
+        super().__init__(message, digest)
+        self.signer = signer
+        self.producer = producer
 
 
 class SerializationError(FlowError):

@@ -205,10 +205,11 @@ class RunExecution:
                     for m in msg["outputs"].values()
                 ], self.run_id)
                 if task.cacheable and task.key:
+                    signers = {m["signer"] for m in msg["outputs"].values() if m.get("signer")}
                     self.engine.writer.cache_entry({
                         "key": task.key, "outputs": task.outputs, "components": task.components,
                         "op_name": task.name, "task_id": task.id, "replace": task.forced,
-                        "metrics": dict(task.metrics) or None,
+                        "metrics": dict(task.metrics) or None, "signer": min(signers) if signers else None,
                     }, self.run_id)
             elif kind == "failed":
                 task.attempts = max(task.attempts, int(msg.get("attempt") or 1))
@@ -446,8 +447,9 @@ class RunExecution:
         # The mapped tasks go to the pool their op's request fits (FlowError if none does).
         pool_lib.annotations(fresh, getattr(self.handle, "pools", None))
         store = self.engine.store
-        hits = store.lookup_cache([s.key for s in fresh if s.cacheable and s.position not in forced],
-                                  components=False)
+        hits = self.engine.usable_hits(
+            fresh, store.lookup_cache([s.key for s in fresh if s.cacheable and s.position not in forced],
+                                      components=False))
         misses = {s.position for s in fresh if s.position in forced or not s.cacheable or s.key not in hits}
         previous = store.last_components([inner.name]) if misses else {}
         for s in fresh:
@@ -504,7 +506,18 @@ class RunExecution:
                 tasks = self._waits.get(key)
                 if not tasks:
                     continue
-                if state["state"] == "cached":
+                if state["state"] == "cached" and not self.engine.usable_entry(state):
+                    # The other run was another user's, whom this user does not trust: compute
+                    # it here (the cache entry stays theirs).
+                    for task in tasks:
+                        task.reason = self.engine.untrusted_reason(state)
+                        self.engine.writer.task_update({"id": task.id, "reason": task.reason}, self.run_id)
+                        if isinstance(task.node.op, MapOp):
+                            self._expand.add(task.position)
+                        else:
+                            took_over.add(task.position)
+                    del self._waits[key]
+                elif state["state"] == "cached":
                     for task in tasks:
                         self._restore(task, state)
                     del self._waits[key]

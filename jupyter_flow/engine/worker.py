@@ -43,9 +43,9 @@ class Ref:
 class TaskSpec:
     """Everything a worker needs to run one task (sent inside the task graph)."""
 
-    __slots__ = ("run_id", "task_id", "op", "args", "kwargs", "artifacts_url", "captured", "artifacts_key")
+    __slots__ = ("run_id", "task_id", "op", "args", "kwargs", "artifacts_url", "captured", "keyring")
 
-    def __init__(self, run_id, task_id, op, args, kwargs, artifacts_url, captured=None, artifacts_key=None):
+    def __init__(self, run_id, task_id, op, args, kwargs, artifacts_url, captured=None, keyring=None):
         self.run_id = run_id
         self.task_id = task_id
         self.op = op
@@ -53,11 +53,11 @@ class TaskSpec:
         self.kwargs = kwargs
         self.artifacts_url = artifacts_url
         self.captured = captured
-        self.artifacts_key = artifacts_key  # the store's signing key (Store.artifact_key)
+        self.keyring = keyring  # the submitting user's keys (artifacts/keyring.py)
 
     def __reduce__(self):
         return (TaskSpec, (self.run_id, self.task_id, self.op, self.args, self.kwargs,
-                           self.artifacts_url, self.captured, self.artifacts_key))
+                           self.artifacts_url, self.captured, self.keyring))
 
 
 # ----------------------------------------------------------------- log capture
@@ -342,7 +342,7 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
                     **where,
                 })
                 raise
-        store = artifact_store(spec.artifacts_url, signing_key=spec.artifacts_key)
+        store = artifact_store(spec.artifacts_url, keyring=spec.keyring)
         written = {}
         by_identity: dict[int, dict] = {}  # one object bound to several names is stored once
         replaced = {}
@@ -383,8 +383,11 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
 
 
 def _describe(info) -> dict:
-    return {"hash": info.digest, "size": info.size, "serializer": info.serializer,
-            "serializer_version": info.serializer_version, "type": info.type, "uri": info.uri}
+    described = {"hash": info.digest, "size": info.size, "serializer": info.serializer,
+                 "serializer_version": info.serializer_version, "type": info.type, "uri": info.uri}
+    if info.signer:
+        described["signer"] = info.signer
+    return described
 
 
 def execute_chain(specs: list[TaskSpec], *deps: Any) -> Any:
@@ -405,9 +408,9 @@ def _split_outputs(op: Op, value: Any) -> dict[str, Any]:
     return {name: value[name] for name in op.outputs}
 
 
-def load_cached(artifacts_url: str, outputs: dict[str, str], multi: bool, artifacts_key: bytes | None = None) -> Any:
+def load_cached(artifacts_url: str, outputs: dict[str, str], multi: bool, keyring=None) -> Any:
     """Task that restores a cache hit's value on a worker for the tasks that need it."""
-    store = artifact_store(artifacts_url, signing_key=artifacts_key)
+    store = artifact_store(artifacts_url, keyring=keyring)
     values = {name: store.get(digest) for name, digest in outputs.items() if name not in displays.RESERVED}
     if multi and displays.DISPLAYS in outputs:
         values.update(displays.restore_modules(store.get(outputs[displays.DISPLAYS])))

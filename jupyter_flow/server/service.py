@@ -10,6 +10,7 @@ blocks) and translate ``ApiError`` back into a status code. Nothing here knows t
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from datetime import datetime
@@ -32,6 +33,8 @@ from jupyter_flow.server.errors import (  # noqa: F401  (ApiError and kin are th
 )
 from jupyter_flow.server.store_access import StoreAccess
 from jupyter_flow.store import CancelConflict, RunNotFound, ScheduleExists, ScheduleNotFound, Store
+
+log = logging.getLogger("jupyter_flow.server")
 
 # Task fields too large for listings; ``tasks/{id}/logs`` serves them.
 LOG_FIELDS = ("stdout", "stderr", "traceback")
@@ -185,11 +188,19 @@ class FlowService:
 
     @property
     def artifacts(self) -> ArtifactStore:
-        """The artifact store, reading pickles only when signed with the store's key."""
+        """The artifact store, opened so that nothing is ever unpickled in the server: it checks
+        signatures with the server user's keyring (and serves or previews, in a child
+        process, only pickles that user trusts)."""
         if self._artifacts is None:
             from jupyter_flow.artifacts import artifact_store
+            from jupyter_flow.artifacts.keyring import KeyringError, load_keyring
 
-            self._artifacts = artifact_store(self._artifacts_url, signing_key=self.store.artifact_key())
+            try:
+                keyring = load_keyring()
+            except KeyringError as err:
+                log.warning("jupyter_flow: pickled artifacts are neither previewed nor served: %s", err)
+                keyring = None
+            self._artifacts = artifact_store(self._artifacts_url, keyring=keyring, unpickle=False)
         return self._artifacts
 
     @property
@@ -492,8 +503,9 @@ class FlowService:
     def artifact_bytes(self, digest: str) -> tuple[bytes, str]:
         """The serialized value (what its serializer wrote) and that serializer's name.
 
-        A pickle is served only when it carries this store's signature (a client that
-        unpickles a download trusts the server); sealed artifacts are never served.
+        A pickle is served only when it carries a valid signature of a key the server's user
+        holds or trusts (a client that unpickles a download trusts the server); sealed
+        artifacts are never served.
         """
         digest = self._digest(digest)
         if not self.artifacts.exists(digest):
@@ -505,7 +517,7 @@ class FlowService:
         except ArtifactError as err:
             raise NotFound(str(err)) from None
         if header.get("sealed"):
-            raise Conflict(f"artifact {digest} is sealed (encrypted with the store's key, e.g. a graph "
+            raise Conflict(f"artifact {digest} is sealed (encrypted with its owner's key, e.g. a graph "
                            "snapshot, which may hold secrets); it is not served for download")
         return payload, str(header.get("serializer"))
 

@@ -9,6 +9,7 @@ upgrading from a read lock) and plain deferred ``BEGIN`` for reads.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -114,13 +115,37 @@ def _configure_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN")
 
 
+def create_private(path: Path) -> None:
+    """Create the SQLite file (and missing parent directories) private to its owner before
+    SQLite opens it: SQLite gives the ``-wal`` and ``-shm`` files the database file's mode.
+    In a directory that an administrator made group-accessible (a team store) the group
+    may read and write it too. An existing file keeps its mode."""
+    if path.exists():
+        return
+    missing = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o700)  # whatever the umask
+    shared = path.parent.stat().st_mode & stat.S_IRWXG
+    mode = 0o660 if shared else 0o600
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return
+    os.fchmod(fd, mode)
+    os.close(fd)
+
+
 def make_engine(url: URL) -> Engine:
     """Engine for ``url``, with the per-backend settings the store relies on."""
     backend = url.get_backend_name()
     if backend == "sqlite":
         path = sqlite_path(url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(path)
             warn_if_network_filesystem(path)
         engine = create_engine(url)
         _configure_sqlite(engine)

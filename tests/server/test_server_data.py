@@ -6,6 +6,7 @@ import dask.config
 import pytest
 
 from jupyter_flow.artifacts import artifact_store
+from jupyter_flow.artifacts.keyring import load_keyring
 from tests.server.conftest import check, make_run
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -13,8 +14,8 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 @pytest.fixture
 def artifacts(flow_config, store):
-    """The server's artifact store, signing pickles with the store's key as the engine does."""
-    return artifact_store(flow_config["artifacts_url"], signing_key=store.artifact_key())
+    """The artifact store as a kernel of the server's user opens it (signing with their key)."""
+    return artifact_store(flow_config["artifacts_url"], keyring=load_keyring())
 
 
 @pytest.fixture
