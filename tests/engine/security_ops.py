@@ -18,3 +18,8 @@ def size(values):
 @jf.op
 def call_api(n):
     return len(API_TOKEN) + n
+
+
+@jf.op
+def connect(creds, pg_dsn, pwd, apikey, credential, url, n):
+    return len(creds + pg_dsn + pwd + apikey + credential + url) + n
