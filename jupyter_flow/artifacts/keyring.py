@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_flow.core.errors import FlowError
+from jupyter_flow.core.settings import keys_dir
 
 SIGNING_FILE = "signing.key"
 SEAL_FILE = "seal.key"
@@ -46,16 +47,6 @@ SIG_PREFIX = "ed25519:"
 
 class KeyringError(FlowError):
     """The user's key files cannot be used (unsafe permissions, damaged, unwritable)."""
-
-
-def keys_dir() -> Path:
-    """``JUPYTER_FLOW_KEYS``, else ``jupyter_data_dir()/flow-keys`` (in the user's home)."""
-    env = os.environ.get("JUPYTER_FLOW_KEYS")
-    if env:
-        return Path(env).expanduser()
-    from jupyter_core.paths import jupyter_data_dir
-
-    return Path(jupyter_data_dir()) / "flow-keys"
 
 
 def key_id(public: bytes) -> str:

@@ -17,6 +17,20 @@ def flow_home() -> Path:
     return Path(jupyter_data_dir()) / "flow"
 
 
+def keys_dir() -> Path:
+    """``JUPYTER_FLOW_KEYS``, else ``jupyter_data_dir()/flow-keys``: this user's private keys.
+
+    Kept apart from :func:`flow_home` so that a team can share the store while each person's
+    keys stay in their own home directory.
+    """
+    env = os.environ.get("JUPYTER_FLOW_KEYS")
+    if env:
+        return Path(env).expanduser()
+    from jupyter_core.paths import jupyter_data_dir
+
+    return Path(jupyter_data_dir()) / "flow-keys"
+
+
 def resolve_db_url(explicit: str | None = None, configured: str | None = None) -> str:
     """SQLAlchemy URL of the store.
 

@@ -13,6 +13,7 @@ from typing import Any
 import dask.config
 
 from ..core.errors import FlowError
+from ..core.secrets import redact
 from . import pools as pool_lib
 
 # Profile keys other than ``kwargs``: ``module``/``class`` name the cluster class,
@@ -354,7 +355,7 @@ def describe(store=None) -> dict:
         handle = connected.get(name)
         listing.append({
             "name": name, "module": module, "class": spec.get("class"),
-            "kwargs": _redact(spec.get("kwargs") or {}), "adapt": spec.get("adapt"),
+            "kwargs": redact(spec.get("kwargs") or {}), "adapt": spec.get("adapt"),
             "gpus": spec.get("gpus"), "pools": spec.get("pools"), "available": available,
             "package": spec.get("package"),
             "connected": handle is not None,
@@ -373,17 +374,6 @@ def describe(store=None) -> dict:
         if own_store:
             store.close()
     return {"default": default_profile(), "current": _current[0], "profiles": listing, "in_use": in_use}
-
-
-_SECRET_WORDS = ("password", "token", "secret", "key")
-
-
-def _redact(kwargs: dict) -> dict:
-    """Profile settings fit to show: anything named like a secret is masked."""
-    return {
-        k: ("***" if any(word in str(k).lower() for word in _SECRET_WORDS) else v)
-        for k, v in kwargs.items()
-    }
 
 
 def close_all() -> None:

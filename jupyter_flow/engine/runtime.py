@@ -25,6 +25,7 @@ from ..core.ids import new_id
 from ..core.op import MapOp, Node, Op, OutputRef
 from ..core.provenance import current_user, host_facts
 from ..core.resources import strict as strict_resources
+from ..core.secrets import redact
 from ..core.settings import heartbeat_timeout, resolve_artifacts_url, resolve_db_url
 from ..core.status import RunKind, RunStatus, TaskStatus
 from ..store import Store
@@ -626,7 +627,8 @@ def _task_row(run_id: str, s: TaskState, extra: dict | None) -> dict:
     if shell is not None:
         kwargs = s.node.kwargs
         provenance["shell"] = {
-            "command": shell, "environment": kwargs.get("environment") or {},
+            # Environment variables named like secrets (API_TOKEN) are not stored as they are.
+            "command": shell, "environment": redact(kwargs.get("environment") or {}),
             "inputs": {k: (str(v) if isinstance(v, str) else "(output of an upstream op)")
                        for k, v in (kwargs.get("inputs") or {}).items()},
             "outputs": dict(kwargs.get("outputs") or {}), "cwd": kwargs.get("cwd"),

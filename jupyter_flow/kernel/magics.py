@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import sys
 from typing import Any, Callable
@@ -16,6 +17,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from ..core import shell as shell_lib
 from ..core.errors import FlowError
 from ..core.resources import normalise as normalise_resources
 from ..core.status import RunKind
@@ -179,6 +181,11 @@ class FlowMagics(Magics):
             if not sep or not variable.isidentifier() or not path:
                 raise CellError(f"cell {name!r}: in a --shell cell, --out takes VAR=PATH pairs "
                                 f"(the files the command writes), got {item!r}")
+            if not shell_lib.inside(os.getcwd(), path):
+                raise CellError(f"cell {name!r}: --out {item} is outside the working directory {os.getcwd()}; "
+                                f"write the cell's files under it (e.g. --out {variable}=results/"
+                                f"{os.path.basename(path) or 'out'}), or write elsewhere from Python with "
+                                f"jf.shell(..., absolute_outputs=[{variable!r}])")
             files[variable] = path
         if args.timeout is not None and args.timeout <= 0:
             raise CellError(f"cell {name!r}: --timeout must be a positive number of seconds")

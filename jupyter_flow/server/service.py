@@ -19,7 +19,7 @@ from typing import Any, Callable
 from jupyter_flow import __version__
 from jupyter_flow.artifacts import ArtifactStore, validate_digest
 from jupyter_flow.core.errors import ArtifactError, ArtifactUntrusted, FlowError
-from jupyter_flow.core.secrets import looks_secret, redact
+from jupyter_flow.core.secrets import redact, redact_text
 from jupyter_flow.engine import cluster as clusters
 from jupyter_flow.server import limits
 from jupyter_flow.server.errors import (  # noqa: F401  (ApiError and kin are this API's errors)
@@ -59,7 +59,7 @@ def _task_summary(task: dict) -> dict:
 # secret-named value in plain text there; redacting again on the way out is defence in
 # depth (rows written by older versions). Record fields themselves ("key": the cache
 # key) are not user names, so only these sub-dicts are redacted.
-_VALUE_FIELDS = ("params", "globals")
+_VALUE_FIELDS = ("params", "globals", "shell")
 
 
 def _hide_secrets(record: dict) -> dict:
@@ -154,17 +154,17 @@ def _hide_secret_defaults(params: list[dict]) -> list[dict]:
     return [{**p, "default": redact(p.get("default"), p["name"])} for p in params]
 
 
-def _redact(value: Any, name: str = "") -> Any:
-    """Cluster profile settings with anything that looks like a secret hidden."""
+def _profile_settings(value: Any) -> Any:
+    """Cluster profile settings as JSON: secrets hidden (``core.secrets.redact``), objects
+    that are not JSON shown by their repr (with its secret-looking parts hidden too)."""
+    value = redact(value)
     if isinstance(value, dict):
-        return {k: _redact(v, str(k)) for k, v in value.items()}
-    if name and looks_secret(name) and value not in (None, "", False):
-        return "***"
-    if isinstance(value, (list, tuple)):
-        return [_redact(v) for v in value]
+        return {str(k): _profile_settings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_profile_settings(v) for v in value]
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
-    return repr(value)
+    return redact_text(repr(value))
 
 
 class FlowService:
@@ -537,7 +537,7 @@ class FlowService:
     def clusters(self) -> dict:
         """Clusters in use (registered by the processes that own them) and the profiles."""
         profiles = {
-            name: _redact({k: spec.get(k) for k in ("module", "class", "kwargs", "adapt")})
+            name: _profile_settings({k: spec.get(k) for k in ("module", "class", "kwargs", "adapt")})
             for name, spec in clusters.profiles().items()
         }
         return {

@@ -35,3 +35,8 @@ class Trojan:
 @jf.op
 def trojan(marker):
     return Trojan(marker)
+
+
+@jf.op
+def connect(creds, pg_dsn, pwd, apikey, credential, url, n):
+    return len(creds + pg_dsn + pwd + apikey + credential + url) + n

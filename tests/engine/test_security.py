@@ -109,3 +109,39 @@ def test_secrets_are_never_stored_in_plain_text_and_resume_works(jf, flow_home):
     resumed = jf.resume(run.id)  # the sealed snapshot opens with its owner's seal key
     assert resumed.status == "SUCCESS" and resumed.result() == 7
     assert resumed.params == {"api_token": "***", "lr": 0.1}
+
+
+def test_every_secret_name_and_password_url_is_kept_as_a_keyed_hash_only(jf, flow_home):
+    import hashlib
+    import os
+    import stat
+
+    from jupyter_flow.core.secrets import hash_key_path
+    from jupyter_flow.server.service import FlowService
+
+    guessable = "hunter2"
+    values = {"creds": guessable + "-c", "pg_dsn": f"host=db user=app password={guessable}-d",
+              "pwd": guessable + "-p", "apikey": guessable + "-a", "credential": guessable + "-cr",
+              "url": f"https://app:{guessable}-u@db.example/x"}
+    run = jf.run(sec.connect(**values, n=1))
+    assert run.status == "SUCCESS", run.error
+    engine = runtime.get_engine()
+    engine.writer.flush()
+    (task,) = engine.store.get_tasks(run.id)
+    shown = task["components"]["params"]
+    assert {k: shown[k] for k in values} == {
+        "creds": "***", "pg_dsn": "***", "pwd": "***", "apikey": "***", "credential": "***",
+        "url": "https://app:***@db.example/x"}
+    assert shown["n"] == 1
+    # What the store keeps is an HMAC with a key of the user's own, outside the store: no
+    # plain value, and no unsalted hash one could test guesses against.
+    assert files_holding(flow_home, guessable.encode()) == []
+    for value in values.values():
+        for unsalted in (hashlib.sha256(repr(value).encode()).hexdigest()[:16],
+                         hashlib.sha256(f"str:{value!r}".encode()).hexdigest()[:16]):
+            assert files_holding(flow_home, unsalted.encode()) == []
+    key_file = hash_key_path()
+    assert key_file.parent == flow_home.parent / "keys" and stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    service = FlowService(engine.store, engine.artifacts)
+    assert guessable not in json.dumps([service.get_run(run.id), service.run_tasks(run.id)], default=str)
+    assert [t.status for t in jf.run(sec.connect(**values, n=1)).tasks] == ["CACHED"]  # the key is stable
