@@ -21,6 +21,7 @@ from jupyter_server.utils import ensure_async, url_path_join
 from tornado import web
 from tornado.ioloop import IOLoop
 
+from jupyter_flow.artifacts.store import STREAM_CHUNK
 from jupyter_flow.core.status import RunKind, RunStatus
 from jupyter_flow.server import limits
 from jupyter_flow.server.errors import ApiError
@@ -357,15 +358,30 @@ class ArtifactHandler(FlowHandler):
         if download not in (None, "", "0", "1", "true", "false"):
             raise _bad_request("query parameter 'download' must be 1 or 0")
         if download in ("1", "true"):
-            payload, serializer = await self.call(self.service.artifact_bytes, digest)
-            mime, extension = _EXTENSIONS.get(serializer, ("application/octet-stream", serializer))
-            self.set_header("X-Content-Type-Options", "nosniff")
-            self.set_header("X-Flow-Serializer", serializer)
-            self.set_header("Content-Disposition", f'attachment; filename="{digest}.{extension}"')
-            self.finish(payload, set_content_type=mime)
+            await self._download(digest)
             return
         max_bytes = self.int_arg("max_bytes", limits.PREVIEW_DEFAULT, 64, limits.PREVIEW_MAX)
         self.write_json(await self.call(self.service.artifact_preview, digest, max_bytes))
+
+
+    async def _download(self, digest: str) -> None:
+        """Send the checked file in pieces, each read in a worker thread and flushed before the
+        next (a slow client holds one piece of memory, not the artifact)."""
+        file, length, serializer = await self.call(self.service.artifact_download, digest)
+        loop, executor = IOLoop.current(), self.settings["jupyter_flow_executor"]
+        mime, extension = _EXTENSIONS.get(serializer, ("application/octet-stream", serializer))
+        try:
+            self.set_header("Content-Type", mime)
+            self.set_header("Content-Length", str(length))
+            self.set_header("X-Content-Type-Options", "nosniff")
+            self.set_header("X-Flow-Serializer", serializer)
+            self.set_header("Content-Disposition", f'attachment; filename="{digest}.{extension}"')
+            while chunk := await loop.run_in_executor(executor, file.read, STREAM_CHUNK):
+                self.write(chunk)
+                await self.flush()
+        finally:
+            await loop.run_in_executor(executor, file.close)
+        self.finish(set_content_type=mime)
 
 
 class LineageHandler(FlowHandler):

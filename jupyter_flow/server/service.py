@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 from jupyter_flow import __version__
 from jupyter_flow.artifacts import ArtifactStore, validate_digest
@@ -489,8 +489,9 @@ class FlowService:
              "producers": [task["id"] for task in self.store.artifact_runs(digest)]}
         )
 
-    def artifact_bytes(self, digest: str) -> tuple[bytes, str]:
-        """The serialized value (what its serializer wrote) and that serializer's name.
+    def artifact_download(self, digest: str) -> tuple[BinaryIO, int, str]:
+        """An open file at the serialized value (what its serializer wrote), its length and
+        that serializer's name; the caller streams it in pieces and closes it.
 
         A pickle is served only when it carries this store's signature (a client that
         unpickles a download trusts the server); sealed artifacts are never served.
@@ -499,15 +500,16 @@ class FlowService:
         if not self.artifacts.exists(digest):
             raise NotFound(f"no artifact {digest} in the artifact store")
         try:
-            header, payload = self.artifacts.payload(digest)
+            header, file, length = self.artifacts.open_payload(digest)
         except ArtifactUntrusted as err:
             raise Conflict(f"{err} It is not served for download.") from None
         except ArtifactError as err:
             raise NotFound(str(err)) from None
         if header.get("sealed"):
+            file.close()
             raise Conflict(f"artifact {digest} is sealed (encrypted with the store's key, e.g. a graph "
                            "snapshot, which may hold secrets); it is not served for download")
-        return payload, str(header.get("serializer"))
+        return file, length, str(header.get("serializer"))
 
     def lineage(self, ident: str) -> dict:
         """Where a task's inputs or an artifact came from, back to the graph's sources
