@@ -836,13 +836,17 @@ class Store:
         notebook: str | None = None,
         started_after: datetime | None = None,
         parent_id: str | None = None,
+        user: str | None = None,
     ) -> list[dict]:
         """Runs newest first; page on with ``before=<id of the last run of a page>``.
 
         ``name`` matches a substring (case-insensitive); ``status`` and ``kind`` take one
-        value or a list; ``started_after`` compares with the run's ``created_at``.
+        value or a list; ``started_after`` compares with the run's ``created_at``; ``user``
+        keeps the runs that OS user started.
         """
         query = select(RUNS)
+        if user is not None:
+            query = query.where(RUNS.c.user == user)
         if before is not None:
             query = query.where(RUNS.c.id < before)
         if name:
@@ -864,16 +868,26 @@ class Store:
         with self._read() as conn:
             return self._run_dicts(conn, conn.execute(query).all())
 
-    def changes_since(self, cursor: int, limit: int = 500) -> tuple[list[dict], int]:
+    def changes_since(self, cursor: int, limit: int = 500, user: str | None = None) -> tuple[list[dict], int]:
         """Runs changed after ``cursor`` in change order, and the cursor to ask with next.
 
         Start with cursor 0. Every write touching a run or its tasks gives the run a new,
-        larger ``seq``, so polling with the returned cursor sees each change once.
+        larger ``seq``, so polling with the returned cursor sees each change once. ``user``
+        keeps the runs that OS user started; the cursor still moves past the others' changes.
         """
-        query = select(RUNS).where(RUNS.c.seq > cursor).order_by(RUNS.c.seq).limit(limit)
+        query = select(RUNS).where(RUNS.c.seq > cursor)
+        if user is not None:
+            query = query.where(RUNS.c.user == user)
+        query = query.order_by(RUNS.c.seq).limit(limit)
         with self._read() as conn:
             runs = self._run_dicts(conn, conn.execute(query).all())
-        return runs, (runs[-1]["seq"] if runs else cursor)
+            if len(runs) == limit:
+                return runs, runs[-1]["seq"]
+            if user is None:
+                return runs, (runs[-1]["seq"] if runs else cursor)
+            # Commits take seqs in order, so nothing below the largest one seen can still come.
+            last = conn.execute(select(func.max(RUNS.c.seq))).scalar()
+        return runs, max(cursor, last or 0)
 
     def feed_cursor(self) -> int:
         """The change-feed position now: ``changes_since(feed_cursor())`` sees only later changes."""
