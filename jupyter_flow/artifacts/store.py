@@ -52,7 +52,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from jupyter_flow.artifacts import serializers
 from jupyter_flow.artifacts.keyring import Keyring
@@ -67,6 +67,8 @@ PREVIEW_ROWS = 20
 PREVIEW_COLUMNS = 100
 # Pickled artifacts are decoded whole to preview them; above this they are only described.
 PREVIEW_DECODE_LIMIT = 64 * 2**20
+# Downloads are hashed and sent in pieces of this size.
+STREAM_CHUNK = 2**20
 
 SEALED = "fernet"  # the header's "sealed" value: the payload is a Fernet token
 _SIG_CONTEXT = b"jupyter-flow-artifact-sig/2\n"
@@ -126,9 +128,15 @@ def _header_line(header: dict[str, Any]) -> bytes:
     return MAGIC + _header_json(header) + b"\n"
 
 
+def _signed_start(header: dict[str, Any]) -> Any:
+    """A sha256 fed the header without its ``sig``; the payload follows."""
+    unsigned = {name: value for name, value in header.items() if name != "sig"}
+    return hashlib.sha256(_SIG_CONTEXT + _header_json(unsigned) + b"\n")
+
+
 def _signed_message(header: dict[str, Any], payload: Sequence) -> bytes:
     """What a signature covers: the sha256 of the header (without ``sig``) and the payload."""
-    digest = hashlib.sha256(_SIG_CONTEXT + _header_json(header) + b"\n")
+    digest = _signed_start(header)
     for part in payload:
         digest.update(part)
     return digest.digest()
@@ -408,15 +416,19 @@ class ArtifactStore:
                 return self._fs.cat_file(path)
             return self._fs.cat_file(path, start=0, end=length)
         except FileNotFoundError:
-            raise ArtifactMissing(
-                f"artifact {digest} is not in the store at {self.url}; the op that produced it "
-                "will be recomputed. If this keeps happening, check that the client and all "
-                "workers use the same artifacts location (JUPYTER_FLOW_ARTIFACTS).",
-                digest,
-            ) from None
+            raise self._missing(digest) from None
 
-    def _verify(self, digest: str, data: bytes | bytearray) -> None:
-        actual = hashlib.sha256(data).hexdigest()
+    def _missing(self, digest: str) -> ArtifactMissing:
+        return ArtifactMissing(
+            f"artifact {digest} is not in the store at {self.url}; the op that produced it "
+            "will be recomputed. If this keeps happening, check that the client and all "
+            "workers use the same artifacts location (JUPYTER_FLOW_ARTIFACTS).",
+            digest,
+        )
+
+    def _verify(self, digest: str, data: bytes | bytearray, actual: str | None = None) -> None:
+        """ArtifactCorrupt (the file moved aside) unless ``data`` (or its sha256 ``actual``) matches."""
+        actual = actual or hashlib.sha256(data).hexdigest()
         if actual != digest:
             moved = self._quarantine(digest)
             raise ArtifactCorrupt(
@@ -433,9 +445,11 @@ class ArtifactStore:
             self._verify(digest, data)
         return data
 
-    def _authenticate(self, digest: str, header: dict[str, Any], payload: memoryview) -> None:
+    def _authenticate(self, digest: str, header: dict[str, Any], payload: memoryview,
+                      streamed: Any = None) -> None:
         """Check the signature of an artifact that must have one: valid, and by a key this
-        user holds or trusts. Raises ArtifactUntrusted (or ArtifactForeign) if not."""
+        user holds or trusts. Raises ArtifactUntrusted (or ArtifactForeign) if not.
+        ``streamed``: a sha256 from :func:`_signed_start` already fed the payload, used instead."""
         if not _needs_signature(header):
             return
         what = f"artifact {digest} ({header.get('type')}, {header.get('serializer')}"
@@ -469,8 +483,8 @@ class ArtifactStore:
                 f"`jupyter flow trust add {producer}`.",
                 digest, signer=signer, producer=producer,
             )
-        unsigned = {name: value for name, value in header.items() if name != "sig"}
-        if not self.keyring.verify(signer, _signed_message(unsigned, [payload]), signature):
+        message = streamed.digest() if streamed is not None else _signed_message(header, [payload])
+        if not self.keyring.verify(signer, message, signature):
             raise ArtifactUntrusted(
                 f"{what} claims to be signed by {producer} (key {signer}), but its signature does not "
                 "match: it was modified or planted, so it was not unpickled; its op will be recomputed.",
@@ -498,6 +512,44 @@ class ArtifactStore:
         :meth:`verify`; sealed payloads stay encrypted."""
         data, header, offset = self._load_checked(digest)
         return header, bytes(memoryview(data)[offset:])
+
+    def open_payload(self, digest: str, chunk_size: int = STREAM_CHUNK) -> tuple[dict[str, Any], BinaryIO, int]:
+        """The header, an open file positioned at the payload, and the payload's length,
+        after the same hash and signature checks as :meth:`verify`, made in ``chunk_size``
+        pieces: a download of a large artifact never holds it in memory. The caller closes
+        the file. Both passes read one open file, which a writer only ever replaces (by a
+        rename), so what is streamed is what was checked.
+
+        >>> import tempfile
+        >>> store = ArtifactStore(tempfile.mkdtemp())
+        >>> header, file, length = store.open_payload(store.put(b"abc").digest)
+        >>> header["serializer"], file.read(), length
+        ('bytes', b'abc', 3)
+        >>> file.close()
+        """
+        path = self.path(digest)
+        try:
+            file = open(path, "rb") if self._local is not None else self._fs.open(path, "rb")
+        except FileNotFoundError:
+            raise self._missing(digest) from None
+        try:
+            header, offset = _parse_header(file.read(HEADER_LIMIT), digest)
+            streamed = _signed_start(header) if self.keyring is not None and _needs_signature(header) else None
+            whole = hashlib.sha256()
+            file.seek(0)
+            position = 0
+            while chunk := file.read(chunk_size):
+                whole.update(chunk)
+                if streamed is not None and position + len(chunk) > offset:
+                    streamed.update(memoryview(chunk)[max(offset - position, 0) :])
+                position += len(chunk)
+            self._verify(digest, b"", whole.hexdigest())
+            self._authenticate(digest, header, memoryview(b""), streamed)
+            file.seek(offset)
+            return header, file, position - offset
+        except BaseException:
+            file.close()
+            raise
 
     def get(self, digest: str) -> object:
         """Load a stored value, checking its integrity (and, for pickles, its signature) first.
@@ -719,11 +771,11 @@ class ArtifactStore:
             return {**base, **_text_or_repr(prefix, limit), "truncated": True}
         if info.serializer == "bytes":
             payload = self.get(digest)
-            return {**base, **_bytes_preview(bytes(payload), limit), "truncated": False}
+            return {**base, **_bytes_preview(bytes(payload), limit)}
         if info.serializer == "figure":
             # An op's figure is its PNG image: previewed as the image when it fits.
             if info.size - offset <= limit * 3 // 4:
-                return {**base, **_bytes_preview(bytes(self.get(digest).png), limit), "truncated": False}
+                return {**base, **_bytes_preview(bytes(self.get(digest).png), limit)}
             text = f"<figure: a {info.size - offset} byte PNG image; too large to preview, download it>"
             return {**base, "kind": "repr", "data": text, "truncated": True}
         if info.serializer == "json":
@@ -816,6 +868,25 @@ def _detail_mtime(detail: dict[str, Any]) -> float | None:
     return None
 
 
+def _fit_encoded(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` whose JSON encoding (what the REST API sends) stays
+    within ``limit`` characters: a NUL is 1 byte stored but 6 characters sent (``\\u0000``).
+
+    >>> len(json.dumps(_fit_encoded("\\x00" * 1000, 600))) <= 600
+    True
+    """
+    if len(json.dumps(text)) <= limit:
+        return text
+    low, high = 0, min(len(text), limit)  # the longest prefix that fits is in [low, high)
+    while low + 1 < high:
+        middle = (low + high) // 2
+        if len(json.dumps(text[:middle])) <= limit:
+            low = middle
+        else:
+            high = middle
+    return text[:low]
+
+
 def _text_or_repr(prefix: bytes, limit: int) -> dict[str, Any]:
     prefix = prefix[:limit]
     try:
@@ -823,15 +894,17 @@ def _text_or_repr(prefix: bytes, limit: int) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         # A multi-byte character cut at the end is not a reason to call it binary.
         if exc.start < len(prefix) - 3:
-            return {"kind": "repr", "data": repr(prefix[: limit // 4])}
+            return {"kind": "repr", "data": _fit_encoded(repr(prefix[: limit // 4]), limit), "truncated": True}
         text = prefix[: exc.start].decode("utf-8")
-    return {"kind": "text", "data": text}
+    fitted = _fit_encoded(text, limit)
+    return {"kind": "text", "data": fitted, "truncated": fitted != text}
 
 
 def _bytes_preview(payload: bytes, limit: int) -> dict[str, Any]:
     for magic, mime in _IMAGE_MAGIC:
         if payload.startswith(magic) and (len(payload) + 2) // 3 * 4 <= limit:
-            return {"kind": "image", "data": {"mime": mime, "base64": base64.b64encode(payload).decode()}}
+            return {"kind": "image", "data": {"mime": mime, "base64": base64.b64encode(payload).decode()},
+                    "truncated": False}
     return _text_or_repr(payload, limit)
 
 
@@ -846,8 +919,9 @@ def _bounded_repr(value: object, limit: int) -> tuple[str, bool]:
             text = repr(value)
     else:
         text = shortener.repr(value)
-    if len(text) > limit:
-        return text[: limit - 3] + "...", True
+    fitted = _fit_encoded(text, limit)
+    if fitted != text:
+        return _fit_encoded(text, limit - 3) + "...", True
     return text, False
 
 

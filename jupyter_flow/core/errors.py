@@ -45,6 +45,10 @@ class StoreFull(StoreError):
     """The disk holding the store is full: the write was not recorded."""
 
 
+class StoreReadOnly(StoreError):
+    """The store's file (or its directory) cannot be written: nothing was read or written."""
+
+
 class FencedWrite(StoreError):
     """A write to a run or task that is already final (or owned by someone else)."""
 

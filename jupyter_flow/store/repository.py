@@ -819,13 +819,17 @@ class Store:
         notebook: str | None = None,
         started_after: datetime | None = None,
         parent_id: str | None = None,
+        user: str | None = None,
     ) -> list[dict]:
         """Runs newest first; page on with ``before=<id of the last run of a page>``.
 
         ``name`` matches a substring (case-insensitive); ``status`` and ``kind`` take one
-        value or a list; ``started_after`` compares with the run's ``created_at``.
+        value or a list; ``started_after`` compares with the run's ``created_at``; ``user``
+        keeps the runs that OS user started.
         """
         query = select(RUNS)
+        if user is not None:
+            query = query.where(RUNS.c.user == user)
         if before is not None:
             query = query.where(RUNS.c.id < before)
         if name:
@@ -847,16 +851,26 @@ class Store:
         with self._read() as conn:
             return self._run_dicts(conn, conn.execute(query).all())
 
-    def changes_since(self, cursor: int, limit: int = 500) -> tuple[list[dict], int]:
+    def changes_since(self, cursor: int, limit: int = 500, user: str | None = None) -> tuple[list[dict], int]:
         """Runs changed after ``cursor`` in change order, and the cursor to ask with next.
 
         Start with cursor 0. Every write touching a run or its tasks gives the run a new,
-        larger ``seq``, so polling with the returned cursor sees each change once.
+        larger ``seq``, so polling with the returned cursor sees each change once. ``user``
+        keeps the runs that OS user started; the cursor still moves past the others' changes.
         """
-        query = select(RUNS).where(RUNS.c.seq > cursor).order_by(RUNS.c.seq).limit(limit)
+        query = select(RUNS).where(RUNS.c.seq > cursor)
         with self._read() as conn:
-            runs = self._run_dicts(conn, conn.execute(query).all())
-        return runs, (runs[-1]["seq"] if runs else cursor)
+            upto = None
+            if user is not None:
+                # Read the counter first: every seq up to it is committed (commits take seqs
+                # in order), so the cursor may move past others' changes up to there, and no
+                # later commit (a statement on PostgreSQL has its own snapshot) is skipped.
+                upto = conn.execute(select(COUNTERS.c.value).where(COUNTERS.c.name == "seq")).scalar_one()
+                query = query.where(RUNS.c.user == user, RUNS.c.seq <= upto)
+            runs = self._run_dicts(conn, conn.execute(query.order_by(RUNS.c.seq).limit(limit)).all())
+        if len(runs) == limit or upto is None:
+            return runs, (runs[-1]["seq"] if runs else cursor)
+        return runs, max(cursor, upto)
 
     def feed_cursor(self) -> int:
         """The change-feed position now: ``changes_since(feed_cursor())`` sees only later changes."""

@@ -90,6 +90,7 @@ def test_planted_snapshot_is_not_unpickled_by_resume(jf, flow_home, tmp_path):
 
 
 def test_secrets_are_never_stored_in_plain_text_and_resume_works(jf, flow_home):
+    from jupyter_flow.core.provenance import current_user
     from jupyter_flow.server.service import FlowService
 
     run = jf.run(sec.call_api(1), params={"api_token": "s3cr3t", "lr": 0.1})
@@ -101,7 +102,7 @@ def test_secrets_are_never_stored_in_plain_text_and_resume_works(jf, flow_home):
     assert snapshot and engine.artifacts.read_header(snapshot)["sealed"] == "fernet"
     assert files_holding(flow_home) == []  # flow.db, its WAL, every artifact
 
-    service = FlowService(engine.store, engine.artifacts)
+    service = FlowService(engine.store, engine.artifacts, server_user=current_user())
     responses = [service.get_run(run.id), service.run_tasks(run.id), service.list_runs(limit=10)]
     responses += [service.artifact_preview(d, 65536) for d in (snapshot, run.tasks[0].outputs["return"])]
     assert "s3cr3t" not in json.dumps(responses)
@@ -117,6 +118,7 @@ def test_every_secret_name_and_password_url_is_kept_as_a_keyed_hash_only(jf, flo
     import stat
 
     from jupyter_flow.core.secrets import hash_key_path
+    from jupyter_flow.core.provenance import current_user
     from jupyter_flow.server.service import FlowService
 
     guessable = "hunter2"
@@ -142,6 +144,6 @@ def test_every_secret_name_and_password_url_is_kept_as_a_keyed_hash_only(jf, flo
             assert files_holding(flow_home, unsalted.encode()) == []
     key_file = hash_key_path()
     assert key_file.parent == flow_home.parent / "keys" and stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
-    service = FlowService(engine.store, engine.artifacts)
+    service = FlowService(engine.store, engine.artifacts, server_user=current_user())
     assert guessable not in json.dumps([service.get_run(run.id), service.run_tasks(run.id)], default=str)
     assert [t.status for t in jf.run(sec.connect(**values, n=1)).tasks] == ["CACHED"]  # the key is stable

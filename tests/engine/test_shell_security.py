@@ -17,6 +17,7 @@ DB_PASSWORD = "hunter2-db-pw"
 
 def test_secret_fields_stay_out_of_logs_errors_the_store_rest_and_the_cli(jf, flow_home, tmp_path, subprocess_env):
     from jupyter_flow.engine import runtime
+    from jupyter_flow.core.provenance import current_user
     from jupyter_flow.server.service import FlowService
 
     command = "test -n {api_token} && test -n {db} && echo checked >&2; exit 5"
@@ -35,8 +36,9 @@ def test_secret_fields_stay_out_of_logs_errors_the_store_rest_and_the_cli(jf, fl
 
     engine = runtime.get_engine()
     engine.writer.flush()
-    service = FlowService(engine.store, engine.artifacts)
+    service = FlowService(engine.store, engine.artifacts, server_user=current_user())
     responses = [service.get_run(run.id), service.run_tasks(run.id), service.list_runs(limit=10)]
+    assert run.id in json.dumps(responses[2])  # the listing does show the run
     for secret in (TOKEN, DB_PASSWORD):
         assert secret not in json.dumps(responses, default=str)
         assert secret not in subprocess.run([sys.executable, "-m", "jupyter_flow.cli", "show", run.id],
