@@ -82,3 +82,26 @@ def heartbeat_timeout() -> float:
     if value < 1:
         raise ValueError(f"JUPYTER_FLOW_HEARTBEAT_TIMEOUT={text!r}: use at least 1 second")
     return value
+
+
+DEFAULT_CANCEL_GRACE_S = 2.0
+
+
+def cancel_grace() -> float:
+    """Seconds a canceled run's ops may take to end by themselves before the engine restarts
+    the workers still running them (``JUPYTER_FLOW_CANCEL_GRACE``, default 2; 0 restarts at
+    once). A Python thread cannot be interrupted; ``isolate=True`` ops are killed at once.
+
+    >>> cancel_grace() >= 0
+    True
+    """
+    text = os.environ.get("JUPYTER_FLOW_CANCEL_GRACE")
+    if not text:
+        return DEFAULT_CANCEL_GRACE_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"JUPYTER_FLOW_CANCEL_GRACE={text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"JUPYTER_FLOW_CANCEL_GRACE={text!r}: use a number of seconds, 0 or more")
+    return value

@@ -15,7 +15,7 @@ import traceback
 from typing import Any
 
 from ..artifacts import artifact_store
-from ..core.errors import FlowError, OpTimeout, SerializationError
+from ..core.errors import FlowError, OpTimeout, RunCanceled, SerializationError
 from ..core.op import RETURN, Op
 from ..core.provenance import host_facts, gpu_info, slurm_job_id
 from . import capture as displays
@@ -271,6 +271,42 @@ def kill_isolated(run_id: str) -> int:
     return len(procs)
 
 
+# What a cancel needs to know on each worker: the runs canceled (what their ops still
+# produce is dropped, not written as results) and the ops of each run executing here (a
+# Python thread cannot be stopped: the engine restarts a worker still running one).
+_canceled: dict[str, float] = {}
+_executing: dict[str, set[str]] = {}
+_state_lock = threading.Lock()
+CANCELED_KEPT_S = 3600.0  # how long a worker remembers a canceled run
+
+
+def cancel_run(run_id: str) -> int:
+    """Run on every worker (``client.run``) when ``run_id`` is canceled: kill its isolated
+    ops' processes, drop what its running ops still produce; returns how many of its ops
+    still execute here."""
+    now = time.monotonic()
+    with _state_lock:
+        for old in [r for r, at in _canceled.items() if now - at > CANCELED_KEPT_S]:
+            del _canceled[old]
+        _canceled[run_id] = now
+    kill_isolated(run_id)
+    return executing(run_id)
+
+
+def executing(run_id: str) -> int:
+    """How many ops of ``run_id`` execute on this worker now (``client.run`` target)."""
+    with _state_lock:
+        return len(_executing.get(run_id, ()))
+
+
+def _check_not_canceled(spec: TaskSpec) -> None:
+    with _state_lock:
+        canceled = spec.run_id in _canceled
+    if canceled:
+        raise RunCanceled(f"run {spec.run_id} was canceled; op {spec.op.name!r} is not run and nothing "
+                          "it produced is kept")
+
+
 def _output_sender(worker, spec: TaskSpec):
     """Sends a task's live outputs; called from the outputs thread, which get_worker() does not know."""
     if worker is None:
@@ -305,10 +341,14 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
     record = capture.record
     started = time.time()
     attempts = op.retries + 1
+    _check_not_canceled(spec)
     _context.task = (spec.run_id, spec.task_id)
+    with _state_lock:
+        _executing.setdefault(spec.run_id, set()).add(spec.task_id)
     displays.start_live(record)
     try:
         for attempt in range(1, attempts + 1):
+            _check_not_canceled(spec)
             emit({**_base_event(spec, "start"), "attempt": attempt, **where})
             try:
                 with capture:
@@ -342,6 +382,7 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
                     **where,
                 })
                 raise
+        _check_not_canceled(spec)  # a canceled op's value is not written as a result
         store = artifact_store(spec.artifacts_url, keyring=spec.keyring)
         written = {}
         by_identity: dict[int, dict] = {}  # one object bound to several names is stored once
@@ -380,6 +421,12 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
     finally:
         displays.stop_live(record)
         _context.task = None
+        with _state_lock:
+            running = _executing.get(spec.run_id)
+            if running is not None:
+                running.discard(spec.task_id)
+                if not running:
+                    del _executing[spec.run_id]
 
 
 def _describe(info) -> dict:

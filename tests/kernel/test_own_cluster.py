@@ -47,3 +47,27 @@ def test_worker_processes_of_the_kernel_plot_and_fail_like_cells(own_kernel):
     logs = own_kernel.value("[msg for worker in __import__('jupyter_flow.engine.cluster', fromlist=['x'])"
                             ".connect(None).client.get_worker_logs().values() for _, msg in worker]")
     assert logs and not [line for line in logs if "Compute Failed" in line]
+
+
+def test_an_interrupted_cell_says_one_line_and_the_next_cell_runs_at_once(own_kernel):
+    # What a person does: a %%flow cell takes too long, they press Interrupt (Jupyter sends
+    # SIGINT to the kernel's whole process group, the kernel's own worker processes included),
+    # then run the next cell.
+    own_kernel.ok("%%flow warm_up\nwarm = 1", timeout=240)
+    workers = "len(jf.engine.cluster.connect(None).client.scheduler_info()['workers'])"
+    own_kernel.ok("import jupyter_flow.engine.cluster")
+    assert own_kernel.value(workers) == 1
+    cell = own_kernel.run("%%flow sleepy\nimport time\ntime.sleep(90)\nslept = 1", timeout=8)  # nbclient interrupts
+    error = error_of(cell)
+    assert error is not None and error["ename"] == "KeyboardInterrupt", text_of(cell)
+    shown = text_of(cell)
+    assert "canceled" in error["evalue"] and len(error["traceback"]) <= 2, shown
+    assert "magics.py" not in shown and "threading.py" not in shown and shown.count("KeyboardInterrupt") == 1, shown
+    state = "[(t.name, t.status) for t in __import__('jupyter_flow.kernel.magics', fromlist=['x']).last_run().tasks]"
+    assert own_kernel.value(state) == [["sleepy", "CANCELED"]]
+    # The cluster is intact: the next cell runs at once, on a worker that is not busy.
+    cell = own_kernel.run("%%flow after_interrupt\nafter = 2", timeout=60)
+    assert error_of(cell) is None, text_of(cell)
+    assert own_kernel.value("after") == 2
+    assert own_kernel.value(workers) == 1
+    assert "KeyboardInterrupt" not in text_of(cell)
