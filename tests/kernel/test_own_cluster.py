@@ -71,3 +71,37 @@ def test_an_interrupted_cell_says_one_line_and_the_next_cell_runs_at_once(own_ke
     assert own_kernel.value("after") == 2
     assert own_kernel.value(workers) == 1
     assert "KeyboardInterrupt" not in text_of(cell)
+
+
+def test_restarting_or_shutting_down_the_kernel_ends_its_notebook_run_normally(tmp_path):
+    # Restart Kernel, then close the notebook (shut the kernel down): neither is a loss.
+    from jupyter_core.utils import run_sync
+
+    from jupyter_flow.store import Store
+
+    home = tmp_path / "flow-home"
+    env = kernel_env(home, "unused", DASK_FLOW__CLUSTERS__LOCAL__KWARGS__N_WORKERS="1",
+                     DASK_FLOW__CLUSTERS__LOCAL__KWARGS__THREADS_PER_WORKER="1",
+                     JUPYTER_FLOW_KEYS=str(tmp_path / "keys"))
+    env.pop("DASK_FLOW__DEFAULT_CLUSTER")
+    nk = NotebookKernel(env, str(tmp_path))
+    store = None
+    try:
+        nk.ok("%load_ext jupyter_flow\nimport jupyter_flow as jf")
+        nk.ok("%%flow before_restart\nx = 1", timeout=240)
+        store = Store(f"sqlite:///{home}/flow.db")
+
+        def notebook_runs():
+            return [r["status"] for r in store.list_runs(limit=20) if r["kind"] == "notebook"]
+
+        assert notebook_runs() == ["RUNNING"]
+        run_sync(nk.client.km.restart_kernel)(now=False)  # what JupyterLab's Restart Kernel does
+        assert notebook_runs() == ["SUCCESS"]  # not left RUNNING for the reconciler to call LOST
+        run_sync(nk.client.kc.wait_for_ready)(timeout=60)
+        nk.ok("%load_ext jupyter_flow\nimport jupyter_flow as jf")
+        nk.ok("%%flow after_restart\ny = 2", timeout=240)
+        assert sorted(notebook_runs()) == ["RUNNING", "SUCCESS"]
+    finally:
+        nk.close()  # a graceful shutdown, as closing the notebook's kernel does
+    assert notebook_runs() == ["SUCCESS", "SUCCESS"]
+    store.close()
