@@ -101,6 +101,38 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def _show_children(store, run: dict) -> None:
+    """A batch's executions (params, status, metrics, executed notebook), as `compare`
+    shows them; any other run's child runs (a notebook run's cell runs)."""
+    children = list(reversed(store.list_runs(limit=100_000, parent_id=run["id"])))
+    if not children:
+        return
+    def counts(child: dict) -> str:
+        done = child.get("task_counts") or {}
+        return "/".join(str(done.get(status, 0)) for status in ("SUCCESS", "CACHED", "FAILED"))
+
+    if run["kind"] == "batch":
+        params = list(dict.fromkeys(k for child in children for k in (child.get("params") or {})))
+        metrics = list(dict.fromkeys(k for child in children for k in (child.get("metrics") or {})))
+        rows = [[child["id"], child["status"]]
+                + [_cell(child.get("params") or {}, k) for k in params]
+                + [_cell(child.get("metrics") or {}, k) for k in metrics]
+                + [_duration(child), counts(child), (child.get("outputs") or {}).get("output_notebook", "")[:12]]
+                for child in children]
+        print(f"\n{len(children)} execution{'s' if len(children) != 1 else ''}")
+        _table(rows, ["RUN", "STATUS", *params, *metrics, "DURATION", "RAN/CACHED/FAILED", "NOTEBOOK"])
+        return
+    rows = [[child["id"], child["kind"], child["status"], child.get("name") or "", _when(child.get("created_at")),
+             _duration(child), counts(child)] for child in children]
+    print(f"\n{len(children)} child run{'s' if len(children) != 1 else ''}")
+    _table(rows, ["RUN", "KIND", "STATUS", "NAME", "CREATED", "DURATION", "RAN/CACHED/FAILED"])
+
+
+def _cell(values: dict, key: str) -> str:
+    value = values.get(key)
+    return "" if value is None else value if isinstance(value, str) else json.dumps(value, default=_default)
+
+
 def cmd_show(args) -> int:
     store = _store()
     store.reconcile(heartbeat_timeout())
@@ -124,6 +156,9 @@ def cmd_show(args) -> int:
         print(f"  metrics {json.dumps(run['metrics'], default=_default)}")
     if run.get("error"):
         print(f"  error {run['error']}")
+    _show_children(store, run)
+    if not tasks and store.list_runs(limit=1, parent_id=run["id"]):
+        return 0  # a batch or notebook run: its work is in the runs listed above
     rows = []
     # Where a task ran on a batch system: its worker pool and Slurm job (column shown when known).
     placed = any(_placement(task) for task in tasks)

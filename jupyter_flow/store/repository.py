@@ -784,10 +784,47 @@ class Store:
             ):
                 counts[run_id][status] = count
             pinned.update(conn.execute(select(PINS.c.run_id).where(PINS.c.run_id.in_(chunk))).scalars())
+        self._roll_up(conn, counts)
         for run in runs:
             run["task_counts"] = counts[run["id"]]
             run["pinned"] = run["id"] in pinned
         return runs
+
+    def _roll_up(self, conn: Connection, counts: dict[str, dict[str, int]]) -> None:
+        """Add every descendant run's task counts to its ancestors' in ``counts``.
+
+        A batch's notebook runs and a notebook run's cell runs hold the tasks; the parent
+        row shows what ran under it (``task_counts`` of a run = its tasks and its
+        descendants').
+        """
+        parent_of: dict[str, str] = {}
+        frontier = list(counts)
+        seen = set(frontier)
+        while frontier:
+            found: list[str] = []
+            for chunk in _chunks(frontier):
+                for child, parent in conn.execute(
+                    select(RUNS.c.id, RUNS.c.parent_id).where(RUNS.c.parent_id.in_(chunk))
+                ):
+                    parent_of[child] = parent  # also for a child on this page itself
+                    if child not in seen:
+                        seen.add(child)
+                        found.append(child)
+            frontier = found
+        if not parent_of:
+            return
+        descendants = list(parent_of)
+        for chunk in _chunks(descendants):
+            for run_id, status, count in conn.execute(
+                select(TASKS.c.run_id, TASKS.c.status, func.count())
+                .where(TASKS.c.run_id.in_(chunk))
+                .group_by(TASKS.c.run_id, TASKS.c.status)
+            ):
+                ancestor = parent_of.get(run_id)
+                while ancestor is not None:
+                    if ancestor in counts:
+                        counts[ancestor][status] = counts[ancestor].get(status, 0) + count
+                    ancestor = parent_of.get(ancestor)
 
     def get_run(self, run_id: str) -> dict | None:
         """The run's record plus ``task_counts`` ({status: n}) and ``pinned``."""

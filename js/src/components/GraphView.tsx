@@ -15,6 +15,7 @@ import {
   useReactFlow,
   type Edge as FlowEdge,
   type Node as FlowNode,
+  type NodeChange,
   type NodeProps
 } from '@xyflow/react';
 
@@ -57,7 +58,24 @@ function OpNodeView(props: NodeProps<OpNode>): JSX.Element {
 }
 
 const NODE_TYPES = { op: OpNodeView };
-const FIT_OPTIONS = { padding: 0.15, maxZoom: 1.2 };
+// Fitting never zooms out below 0.6 (labels stay readable when op details take space
+// beside the graph); a larger graph is panned, with the minimap as the overview.
+const FIT_OPTIONS = { padding: 0.15, maxZoom: 1.2, minZoom: 0.6 };
+
+/** Minimap nodes in their status colour (op nodes draw no background of their own). */
+function miniMapColor(node: OpNode): string {
+  return STATUS_COLOR[node.data.status] ?? 'var(--jp-layout-color4)';
+}
+
+const STATUS_COLOR: Record<string, string> = {
+  SUCCESS: 'var(--jp-flow-ok)',
+  CACHED: 'var(--jp-flow-cached)',
+  RUNNING: 'var(--jp-flow-busy)',
+  WAITING: 'var(--jp-flow-wait)',
+  STALE: 'var(--jp-flow-wait)',
+  FAILED: 'var(--jp-flow-bad)',
+  LOST: 'var(--jp-flow-bad)'
+};
 
 export interface GraphViewProps {
   items: GraphItem[];
@@ -109,6 +127,20 @@ function GraphCanvas(props: GraphViewProps): JSX.Element {
     [edges]
   );
   const onNodeClick = useCallback((_: React.MouseEvent, node: OpNode) => onSelect?.(node.id), [onSelect]);
+  // Selection is controlled by `selected`: only a person's click or Enter on a node (a
+  // "select" change) selects. Reacting to React Flow's selection state instead
+  // (onSelectionChange) echoed the previous selection back after every prop change, and
+  // two ops then selected each other in turn forever.
+  const onNodesChange = useCallback(
+    (changes: NodeChange<OpNode>[]) => {
+      for (const change of changes) {
+        if (change.type === 'select' && change.selected) {
+          onSelect?.(change.id);
+        }
+      }
+    },
+    [onSelect]
+  );
   const large = items.length > 150;
   const wrapper = useRef<HTMLDivElement>(null);
   const { fitView } = useReactFlow();
@@ -148,11 +180,7 @@ function GraphCanvas(props: GraphViewProps): JSX.Element {
         edges={flowEdges}
         nodeTypes={NODE_TYPES}
         onNodeClick={onNodeClick}
-        onSelectionChange={({ nodes: chosen }) => {
-          if (chosen.length === 1 && chosen[0].id !== selected) {
-            onSelect?.(chosen[0].id);
-          }
-        }}
+        onNodesChange={onNodesChange}
         fitView
         fitViewOptions={FIT_OPTIONS}
         minZoom={0.02}
@@ -165,7 +193,7 @@ function GraphCanvas(props: GraphViewProps): JSX.Element {
       >
         <Background gap={24} size={1} />
         <Controls showInteractive={false} aria-label="graph zoom controls" />
-        {showMiniMap && items.length > 12 ? <MiniMap pannable zoomable ariaLabel="graph overview" /> : null}
+        {showMiniMap && items.length > 12 ? <MiniMap<OpNode> pannable zoomable ariaLabel="graph overview" nodeColor={miniMapColor} nodeStrokeWidth={0} /> : null}
       </ReactFlow>
     </div>
   );

@@ -2,7 +2,7 @@
  * One run: its header (status, counts, actions) and its graph, live; selecting an op
  * opens its details beside the graph.
  */
-import React, { useCallback, useMemo, useState } from 'react';
+import React, { useCallback, useMemo, useRef, useState } from 'react';
 
 import { closeIcon } from '@jupyterlab/ui-components';
 
@@ -15,7 +15,7 @@ import { TERMINAL_RUN, type Run, type Task } from '../types';
 import { cancelRun, rerunAsBatch } from './actions';
 import { GraphView, type GraphItem } from './GraphView';
 import { CopyButton, ErrorMessage, StatusBadge } from './StatusBadge';
-import { TaskDetails } from './TaskDetails';
+import { TaskDetails, type DetailsPoll } from './TaskDetails';
 
 export interface RunViewProps {
   runId: string;
@@ -61,7 +61,21 @@ export function RunView(props: RunViewProps): JSX.Element {
       setError(err instanceof FlowApiError ? err.message : String(err));
     }
   }, [flow, runId, state.seq]);
-  usePoll(refresh, 1000, active && !state.settled);
+  // One poll loop per view: it refreshes the run and, while the open op details have
+  // something still to fetch (an op that runs, logs that grow), those too.
+  const details = useRef<DetailsPoll | null>(null);
+  const [detailsLive, setDetailsLive] = useState(false);
+  const register = useCallback((poll: DetailsPoll | null, live: boolean) => {
+    details.current = poll;
+    setDetailsLive(live);
+  }, []);
+  const tick = useCallback(async () => {
+    if (!state.settled) {
+      await refresh();
+    }
+    await details.current?.();
+  }, [refresh, state.settled]);
+  usePoll(tick, 1000, active && (!state.settled || detailsLive));
 
   const tasks = useMemo(() => [...state.tasks.values()].sort((a, b) => (a.id < b.id ? -1 : 1)), [state.tasks]);
   const edges = useMemo(() => taskEdges(tasks), [tasks]);
@@ -200,11 +214,12 @@ export function RunView(props: RunViewProps): JSX.Element {
               <closeIcon.react tag="span" className="jp-flow-icon" />
             </button>
             <TaskDetails
+              key={selected}
               taskId={selected}
               upstream={describe(neighbours.up.get(selected))}
               downstream={describe(neighbours.down.get(selected))}
               onSelect={setSelected}
-              active={active}
+              register={register}
             />
           </div>
         ) : null}

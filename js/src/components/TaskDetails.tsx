@@ -3,11 +3,10 @@
  * attempts, where it ran, logs (polled while it runs), error and traceback, outputs with
  * previews, lineage, and "go to cell".
  */
-import React, { useCallback, useEffect, useState } from 'react';
+import React, { useCallback, useEffect, useRef, useState } from 'react';
 
 import { FlowApiError } from '../api';
 import { useFlow } from '../context';
-import { usePoll } from '../hooks';
 import { elapsed, formatDuration } from '../runs';
 import { TERMINAL_TASK, type ArtifactPreview, type Lineage, type Task, type TaskLogs } from '../types';
 import { CopyButton, ErrorMessage, StatusBadge } from './StatusBadge';
@@ -18,41 +17,60 @@ export interface TaskDetailsProps {
   upstream: { id: string; name: string; status: string }[];
   downstream: { id: string; name: string; status: string }[];
   onSelect: (taskId: string) => void;
-  active: boolean;
+  /**
+   * Hands the view's poll loop this op's refresh, and whether it still needs polling (the
+   * op has not finished); `null` when the details close. The details never poll by
+   * themselves, so a view has one loop however many ops a person clicks.
+   */
+  register: (poll: DetailsPoll | null, live: boolean) => void;
 }
+
+/** Fetches an op's record and logs once. */
+export type DetailsPoll = () => Promise<void>;
 
 function message(error: unknown): string {
   return error instanceof FlowApiError ? error.message : String(error);
 }
 
 export function TaskDetails(props: TaskDetailsProps): JSX.Element {
-  const { taskId, active } = props;
+  const { taskId, register } = props;
   const flow = useFlow();
   const [task, setTask] = useState<Task | null>(null);
   const [logs, setLogs] = useState<TaskLogs | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [source, setSource] = useState<{ text: string; from: string | null } | null>(null);
 
-  useEffect(() => {
-    setTask(null);
-    setLogs(null);
-    setError(null);
-    setSource(null);
-  }, [taskId]);
-
+  // The view keys these details by op, so one component shows one op: a late answer for
+  // another op can never land here.
   const running = task === null || !TERMINAL_TASK.has(task.status);
+  const mounted = useRef(true);
   const refresh = useCallback(async () => {
     try {
       const [next, nextLogs] = await Promise.all([flow.client.task(taskId), flow.client.logs(taskId)]);
-      setTask(prev => (prev && prev.seq === next.seq && prev.id === next.id ? prev : next));
+      if (!mounted.current) {
+        return;
+      }
+      setTask(prev => (prev && prev.seq === next.seq ? prev : next));
       setLogs(prev => (prev && JSON.stringify(prev) === JSON.stringify(nextLogs) ? prev : nextLogs));
       setError(null);
     } catch (err) {
-      setError(message(err));
+      if (mounted.current) {
+        setError(message(err));
+      }
     }
   }, [flow, taskId]);
-  // Live while the op runs; one fetch once it has finished.
-  usePoll(refresh, 1000, active && running);
+  // Fetched at once; then by the view's loop while the op runs (its logs grow).
+  useEffect(() => {
+    mounted.current = true;
+    void refresh();
+    return () => {
+      mounted.current = false;
+    };
+  }, [refresh]);
+  useEffect(() => {
+    register(refresh, running);
+  }, [register, refresh, running]);
+  useEffect(() => () => register(null, false), [register]);
 
   // A cached op has no source of its own: it points at the execution that made its outputs.
   useEffect(() => {

@@ -1,0 +1,182 @@
+"""A run's tab in a real browser: clicking op after op (graph nodes and lineage chips, in any
+order) shows each op's details, keeps the graph readable, and keeps one poll loop per view;
+the op details show what a person expects (rendered displays, a cached op's logs).
+
+The run is made by a real ``jf.run`` in a child process on the session's cluster, in the
+lab's store. Set FLOW_UPDATE_SCREENSHOTS=1 to refresh docs/screenshots/flow-run-view.png.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+# Six ops: a diamond with a tail, each printing; `report` displays HTML and a figure.
+RUN_SCRIPT = r'''
+import sys
+import jupyter_flow as jf
+
+@jf.op
+def load(n):
+    print("loaded", n, "rows")
+    return list(range(n))
+
+@jf.op
+def evens(rows):
+    print("kept the even rows")
+    return [x for x in rows if x % 2 == 0]
+
+@jf.op
+def odds(rows):
+    print("kept the odd rows")
+    return [x for x in rows if x % 2]
+
+@jf.op
+def merge(a, b):
+    print("merged", len(a), "and", len(b))
+    return sorted(a + b)
+
+@jf.op
+def total(rows):
+    print("total is", sum(rows))
+    return sum(rows)
+
+@jf.op
+def report(value, rows):
+    from IPython.display import HTML, display
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    display(HTML("<b class='flow-test-bold'>total</b> <script>window.flowTestScript = 1</script>" + str(value)))
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot(rows)
+    plt.show()
+    print("report written")
+    return f"total={value}"
+
+rows = load(int(sys.argv[2]))
+merged = merge(evens(rows), odds(rows))
+run = jf.run(report(total(merged), merged), name=sys.argv[3], cluster=sys.argv[1])
+assert run.status == "SUCCESS", run.error
+print(run.id)
+'''
+
+OPS = ["load", "evens", "odds", "merge", "total", "report"]
+
+
+def make_run(lab, scheduler: str, n: int, name: str) -> str:
+    """A finished run of the six ops in the lab's store; returns its id."""
+    env = dict(os.environ, JUPYTER_FLOW_HOME=str(lab.flow_home))
+    for var in ("JUPYTER_FLOW_DB", "JUPYTER_FLOW_ARTIFACTS", "JUPYTER_FLOW_RUN_ID"):
+        env.pop(var, None)
+    # A file, not `-c`: an op's source is read from the file that defines it.
+    script = lab.flow_home / "six_ops.py"
+    script.write_text(RUN_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), scheduler, str(n), name], env=env,
+                          capture_output=True, text=True, timeout=180, cwd=str(lab.flow_home))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def runs(lab, dask_cluster):
+    """Two runs of the same graph: the first computes, the second (same input) is all cached
+    except nothing: every op CACHED; a third with another input computes again."""
+    first = make_run(lab, dask_cluster.scheduler_address, 10, "six-ops")
+    cached = make_run(lab, dask_cluster.scheduler_address, 10, "six-ops-again")
+    return {"first": first, "cached": cached}
+
+
+def open_lab(browser, lab, width=1440, height=900):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(30_000)
+    page.goto(f"{lab.url}lab?token={lab.token}")
+    tab = page.locator('.jp-SideBar li[data-id="jupyter-flow-sidebar"]')
+    expect(tab).to_have_attribute("title", "Flow", timeout=60_000)
+    return page
+
+
+def open_run(page, run_id: str, name: str):
+    from playwright.sync_api import expect
+
+    page.locator('.jp-SideBar li[data-id="jupyter-flow-sidebar"]').click()
+    row = page.locator(f'#jupyter-flow-sidebar li.jp-flow-run-row[data-run-id="{run_id}"]')
+    expect(row).to_have_attribute("data-status", "SUCCESS")
+    row.locator(".jp-flow-run-open").click()
+    view = page.locator(f"#jupyter-flow-run-{run_id}")
+    expect(view.locator(".jp-flow-node")).to_have_count(len(OPS))
+    return view
+
+
+def node(view, name: str):
+    return view.locator(".jp-flow-node").filter(has=view.page.locator(".jp-flow-node-label", has_text=name)).first
+
+
+def assert_graph_readable(view) -> None:
+    """All six nodes drawn, each at least 100 px wide (180 px at zoom 1; labels readable)."""
+    nodes = view.locator(".jp-flow-node")
+    assert nodes.count() == len(OPS)
+    graph = view.locator(".jp-flow-run-graph").bounding_box()
+    assert graph and graph["width"] > 300 and graph["height"] > 200, graph
+    for index in range(len(OPS)):
+        box = nodes.nth(index).bounding_box()
+        assert box is not None and box["width"] >= 100, (index, box)
+
+
+@pytest.mark.timeout(300)
+def test_clicking_many_ops_in_any_order_shows_each_and_polls_once(lab, runs, browser, screenshots):
+    from playwright.sync_api import expect
+
+    page = open_lab(browser, lab)
+    view = open_run(page, runs["first"], "six-ops")
+    requests: list[tuple[float, str]] = []
+    page.on("request", lambda request: requests.append((time.monotonic(), request.url)))
+    details = view.locator(".jp-flow-details")
+    title = details.locator(".jp-flow-details-title")
+
+    def shows(name: str, printed: str) -> None:
+        # Each op's own details: its name, its source and its stdout.
+        expect(title).to_have_text(name, timeout=10_000)
+        expect(details.locator(".jp-flow-source")).to_contain_text(f"def {name}(", timeout=10_000)
+        expect(details.locator(".jp-flow-stdout")).to_contain_text(printed, timeout=10_000)
+        assert_graph_readable(view)
+
+    node(view, "merge").click()
+    shows("merge", "merged 5 and 5")
+    node(view, "load").click()
+    shows("load", "loaded 10 rows")
+    details.get_by_role("button", name="select downstream op odds").click()
+    shows("odds", "kept the odd rows")
+    node(view, "report").click()
+    shows("report", "report written")
+    details.get_by_role("button", name="select upstream op total").click()
+    shows("total", "total is 45")
+    node(view, "evens").click()
+    shows("evens", "kept the even rows")
+    details.get_by_role("button", name="select upstream op load").click()
+    shows("load", "loaded 10 rows")
+    node(view, "report").click()
+    shows("report", "report written")
+    page.screenshot(path=str(screenshots / "flow-run-view.png"))
+    if os.environ.get("FLOW_UPDATE_SCREENSHOTS") == "1":
+        shutil.copy(screenshots / "flow-run-view.png", DOCS_SCREENSHOTS / "flow-run-view.png")
+
+    # Idle: every op has finished, so nothing about them should be fetched again; one
+    # poll loop at 1 s would make at most ~4 requests here, the storm made dozens.
+    page.wait_for_timeout(1500)  # let the last click's fetches settle
+    start = time.monotonic()
+    page.wait_for_timeout(4000)
+    idle = [url for at, url in requests if at >= start and "/jupyter-flow/api/tasks/" in url]
+    assert len(idle) <= 4, idle
+    assert_graph_readable(view)
+    page.close()
