@@ -46,6 +46,9 @@ def main():
     print("\nrecent runs:")
     for past in jf.runs(limit=5):
         print(f"  {past.id}  {past.kind:<4} {past.status:<8} {past.name}")
+    print("\nNext: `jupyter lab`, open notebooks/01-quickstart.ipynb and run it (twice: the second")
+    print("time every cell comes from the cache), then the Flow tab in the left sidebar shows these")
+    print("runs, their graphs and logs. `jupyter flow runs` lists them from a shell.")
 
 
 if __name__ == "__main__":

@@ -315,11 +315,17 @@ def _start(name: str, overrides: dict) -> ClusterHandle:
     cls = _load_class(name, spec)
     if "pools" in kwargs:
         cls = _pool_class(name, cls)
+    _refuse_in_a_spawned_import(name)
     try:
         with _interrupt_blocked():
             cluster = cls(**kwargs)
     except TypeError as err:
         raise FlowError(f"cluster profile {name!r}: bad settings for {spec['class']}: {err}") from None
+    except RuntimeError as err:
+        if "failed to start" in str(err) and _called_at_script_top_level():
+            raise FlowError(_UNGUARDED.format(name=name, who="the worker processes of the local cluster "
+                                              "imported your script again and ran its top-level code")) from None
+        raise
     if adapt:
         cluster.adapt(**adapt)
     # A cluster built with a Security object carries it; the client must present it too.
@@ -332,6 +338,38 @@ def _start(name: str, overrides: dict) -> ClusterHandle:
         log.debug("jupyter_flow: could not register the interrupt guard on the workers: %s", err)
     return ClusterHandle(name=name, client=client, cluster=cluster, kwargs=kwargs,
                          pools=getattr(cluster, "pools", None) if "pools" in kwargs else None)
+
+
+def _refuse_in_a_spawned_import(name: str) -> None:
+    """A script without ``if __name__ == "__main__":`` is imported again by every worker
+    process a local cluster starts (``multiprocessing`` spawns them); its top-level
+    ``jf.run`` would start a cluster there too, and hundreds of lines of "Nanny failed to
+    start" follow. Say what to do instead, once per worker."""
+    import multiprocessing
+
+    # A spawned process is "inheriting" while it imports the parent's main module.
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise FlowError(_UNGUARDED.format(name=name, who="a Dask worker process started by your script ran "
+                                          "the script's top-level code again and tried to start a cluster"))
+
+
+_UNGUARDED = ('cluster profile {name!r}: {who}; put the script\'s calls under `if __name__ == "__main__":` '
+              "(see the README quickstart)")
+
+
+def _called_at_script_top_level() -> bool:
+    """Whether a script's top-level code (not a function, not a notebook) is starting the cluster."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    if main is None or not getattr(main, "__file__", None):
+        return False
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextlib.contextmanager

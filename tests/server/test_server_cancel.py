@@ -82,13 +82,14 @@ async def test_cancel_needs_write_permission(api, store, owner, authorizer_class
 
 async def _until(api, path, predicate, timeout=60.0):
     deadline = time.monotonic() + timeout
+    body = None
     while time.monotonic() < deadline:
         status, body = await api(path)
         assert status == 200, body
         if predicate(body):
             return body
         await asyncio.sleep(0.1)  # polling is what an API client does; there is no event
-    raise AssertionError(f"{path}: condition not met within {timeout} s")
+    raise AssertionError(f"{path}: condition not met within {timeout} s; last answer: {body}")
 
 
 async def test_cancel_end_to_end_from_the_api(api, store, subprocess_env, tmp_path):
