@@ -24,8 +24,9 @@ def _store():
 
 def _artifacts(store=None):
     from .artifacts import artifact_store
+    from .artifacts.keyring import load_keyring
 
-    return artifact_store(None, signing_key=(store or _store()).artifact_key())
+    return artifact_store(None, keyring=load_keyring())
 
 
 def _default(value: Any) -> Any:
@@ -399,6 +400,34 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_trust(args) -> int:
+    from .artifacts import trust
+
+    ring = trust.keyring()
+    if args.trust_command == "key":
+        print(f"user {ring.user}, key {ring.key_id}, public key {ring.public_b64}")
+        print(f"others trust it with: jupyter flow trust add {ring.user} --key {ring.public_b64}")
+        return 0
+    if args.trust_command == "list":
+        rows = trust.listing(ring)
+        if args.json:
+            _print_json(rows)
+            return 0
+        print(f"you: {ring.user}, key {ring.key_id}")
+        for row in rows:
+            print(f"{row['user']:<20} key {row['key_id']}  via {row['via']:<16} added {row['added']}")
+        if not rows:
+            print("you trust no one else: only artifacts you signed are unpickled in your processes")
+        return 0
+    if args.trust_command == "add":
+        for line in trust.add(ring, _store(), args.name, group=args.group, public_key=args.key):
+            print(line)
+        return 0
+    for line in trust.remove(ring, args.name, group=args.group):
+        print(line)
+    return 0
+
+
 def cmd_db(args) -> int:
     from .store import Store
 
@@ -511,6 +540,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("export", cmd_export, "write a notebook as a plain script that hits the same cache")
     p.add_argument("notebook")
     p.add_argument("-o", "--output", required=True)
+
+    p = add("trust", cmd_trust, "whose pickled results may be loaded (run code) in your processes")
+    trust_sub = p.add_subparsers(dest="trust_command", required=True, metavar="list|add|rm|key")
+    tp = trust_sub.add_parser("list", help="the keys you trust")
+    tp.add_argument("--json", action="store_true")
+    trust_sub.add_parser("key", help="your own key, to give to teammates")
+    for action, text in (("add", "trust a user's (or a group's members') published keys"),
+                         ("rm", "stop trusting a user (or the keys added through a group)")):
+        tp = trust_sub.add_parser(action, help=text, description=text)
+        tp.add_argument("name", metavar="USER|GROUP")
+        tp.add_argument("--group", action="store_true", help="NAME is a group: its members' keys")
+        if action == "add":
+            tp.add_argument("--key", help="the user's public key (from `jupyter flow trust key` on their side) "
+                                          "instead of the one published in the store")
 
     p = add("db", cmd_db, "store maintenance")
     p.add_argument("action", choices=["upgrade"])

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-"$PYTHON" -m pip install -q --disable-pip-version-check -e .
+"$PYTHON" -m pip install -q --disable-pip-version-check -e ".[examples]"
 exec "$PYTHON" scripts/demo.py

@@ -26,6 +26,8 @@ def flow_home(tmp_path, monkeypatch):
     """A fresh JUPYTER_FLOW_HOME (SQLite file + artifact directory) for one test."""
     home = tmp_path / "flow"
     monkeypatch.setenv("JUPYTER_FLOW_HOME", str(home))
+    # This test's user keys (artifacts/keyring.py), not the real user's.
+    monkeypatch.setenv("JUPYTER_FLOW_KEYS", str(tmp_path / "keys"))
     monkeypatch.delenv("JUPYTER_FLOW_DB", raising=False)
     monkeypatch.delenv("JUPYTER_FLOW_ARTIFACTS", raising=False)
     monkeypatch.delenv("JUPYTER_FLOW_RUN_ID", raising=False)

@@ -347,7 +347,8 @@ register_serializer(
     "pandas", accepts=_pandas_accepts, dumps=_pickle_dumps, loads=_pickle_loads, version=_pandas_version
 )
 register_serializer(
-    "figure", accepts=_is_stored_figure, dumps=lambda value: value.png, loads=_figure_loads, version=lambda: "1"
+    "figure", accepts=_is_stored_figure, dumps=lambda value: value.png, loads=_figure_loads, version=lambda: "1",
+    executes_code=False,  # the payload is a PNG image, loaded as bytes
 )
 register_serializer(
     "cloudpickle",

@@ -8,14 +8,21 @@ whole content::
     <payload written by the serializer>
 
 Values whose serializer runs code when loading (pickles: ``pandas``, ``cloudpickle``) are
-signed: the header carries ``"mac": "hmac-sha256:…"`` over the rest of the header and the
-payload, made with the store's ``signing_key`` (a random per-store key kept in the
-metadata store's ``store_keys`` table, never in the artifact directory). Readers check it
-before the payload reaches ``pickle``: a planted or foreign pickle raises
-:class:`ArtifactUntrusted` and never runs. The same value with the same key gives the same
-bytes, so identical outputs still share one file. ``put(value, seal=True)`` also encrypts
-the payload (Fernet, with a key derived from the signing key): graph snapshots, which can
-hold secrets captured from the notebook, are stored that way.
+signed by their producer: the header carries ``"signer"`` (the id of the producer's
+Ed25519 key), ``"signed_by"`` (their user name) and ``"sig"`` over the rest of the header
+and the payload. Keys are per user and live outside the store (``artifacts/keyring.py``).
+Readers check, before the payload reaches ``pickle``, that the signature is valid *and*
+made by a key their user holds or trusts: a planted pickle raises :class:`ArtifactUntrusted`
+and a teammate's value whom the reader does not trust raises :class:`ArtifactForeign`;
+neither runs. ``unpickle=False`` (the Jupyter server) checks signatures but never
+deserializes a pickle. The same value signed by the same key gives the same bytes, so
+identical outputs still share one file. ``put(value, seal=True)`` also encrypts the payload
+(Fernet, with the producer's seal key): graph snapshots, which can hold secrets captured
+from the notebook, are stored that way and open only for the user who wrote them.
+
+Files and directories are created private to their owner (0600/0700); in a directory that
+an administrator made group-accessible (a team store, ``chmod 2770``) they are readable by
+that group (0640, directories 2770).
 
 Writers put a file under a ``.tmp-<uuid>`` name in the same directory and rename it, so
 a reader never sees half an artifact, and concurrent writers of one digest are harmless
@@ -37,6 +44,7 @@ import json
 import os
 import re
 import reprlib
+import stat
 import threading
 import time
 import uuid
@@ -44,10 +52,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from jupyter_flow.artifacts import serializers
-from jupyter_flow.core.errors import ArtifactCorrupt, ArtifactError, ArtifactMissing, ArtifactUntrusted
+from jupyter_flow.artifacts.keyring import Keyring
+from jupyter_flow.core.errors import ArtifactCorrupt, ArtifactError, ArtifactForeign, ArtifactMissing, ArtifactUntrusted
 from jupyter_flow.core.settings import resolve_artifacts_url
 
 MAGIC = b"jupyter-flow-artifact/1\n"
@@ -58,12 +67,13 @@ PREVIEW_ROWS = 20
 PREVIEW_COLUMNS = 100
 # Pickled artifacts are decoded whole to preview them; above this they are only described.
 PREVIEW_DECODE_LIMIT = 64 * 2**20
+# Downloads are hashed and sent in pieces of this size.
+STREAM_CHUNK = 2**20
 
-MAC_PREFIX = "hmac-sha256:"
 SEALED = "fernet"  # the header's "sealed" value: the payload is a Fernet token
-_MAC_CONTEXT = b"jupyter-flow-artifact-mac/1\n"
-_SEAL_CONTEXT = b"jupyter-flow-artifact-seal/1"
-_MIN_KEY_BYTES = 16
+_SIG_CONTEXT = b"jupyter-flow-artifact-sig/2\n"
+_SEAL_CONTEXT = b"jupyter-flow-artifact-seal/2"
+_SIGNATURE_FIELDS = ("sig",)
 
 _DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 _SHARD_RE = re.compile(r"[0-9a-f]{2}")
@@ -107,6 +117,7 @@ class ArtifactInfo:
     serializer_version: str
     type: str
     uri: str
+    signer: str | None = None  # key id of the producer, for values that are pickled
 
 
 def _header_json(header: dict[str, Any]) -> bytes:
@@ -117,12 +128,18 @@ def _header_line(header: dict[str, Any]) -> bytes:
     return MAGIC + _header_json(header) + b"\n"
 
 
-def _mac(key: bytes, header: dict[str, Any], payload: Sequence) -> str:
-    """HMAC-SHA256 over the header (without its ``mac``) and the payload."""
-    mac = hmac.new(key, _MAC_CONTEXT + _header_json(header) + b"\n", hashlib.sha256)
+def _signed_start(header: dict[str, Any]) -> Any:
+    """A sha256 fed the header without its ``sig``; the payload follows."""
+    unsigned = {name: value for name, value in header.items() if name != "sig"}
+    return hashlib.sha256(_SIG_CONTEXT + _header_json(unsigned) + b"\n")
+
+
+def _signed_message(header: dict[str, Any], payload: Sequence) -> bytes:
+    """What a signature covers: the sha256 of the header (without ``sig``) and the payload."""
+    digest = _signed_start(header)
     for part in payload:
-        mac.update(part)
-    return MAC_PREFIX + mac.hexdigest()
+        digest.update(part)
+    return digest.digest()
 
 
 def _needs_signature(header: dict[str, Any]) -> bool:
@@ -155,12 +172,15 @@ class ArtifactStore:
     """Content-addressed storage for op outputs.
 
     ``url`` is a local path, ``file://``, ``memory://`` or any fsspec URL (default:
-    :func:`resolve_artifacts_url`); ``storage_options`` go to fsspec. ``signing_key``
-    (bytes, from ``Store().artifact_key()``) signs and authenticates pickled artifacts;
-    without it the store reads and writes only plain data (JSON, bytes, numpy).
+    :func:`resolve_artifacts_url`); ``storage_options`` go to fsspec. ``keyring`` (the
+    user's :class:`~jupyter_flow.artifacts.keyring.Keyring`) signs pickled artifacts and
+    decides which signatures to trust; without it the store reads and writes only plain
+    data (JSON, bytes, numpy). ``unpickle=False`` checks signatures but never unpickles
+    (what the Jupyter server uses: no artifact runs code in it).
 
-    >>> import os, tempfile
-    >>> store = ArtifactStore(tempfile.mkdtemp(), signing_key=os.urandom(32))
+    >>> import tempfile
+    >>> from jupyter_flow.artifacts.keyring import load_keyring
+    >>> store = ArtifactStore(tempfile.mkdtemp(), keyring=load_keyring(tempfile.mkdtemp()))
     >>> info = store.put({"accuracy": 0.93})
     >>> info.serializer, store.get(info.digest)
     ('json', {'accuracy': 0.93})
@@ -168,15 +188,18 @@ class ArtifactStore:
     {1, 2}
     """
 
-    def __init__(self, url: str | None = None, *, signing_key: bytes | None = None, **storage_options: Any):
+    def __init__(self, url: str | None = None, *, keyring: Keyring | None = None, unpickle: bool = True,
+                 **storage_options: Any):
         url = resolve_artifacts_url(url)
-        if signing_key is not None:
-            if not isinstance(signing_key, bytes) or len(signing_key) < _MIN_KEY_BYTES:
-                raise ValueError(f"signing_key must be at least {_MIN_KEY_BYTES} random bytes (Store().artifact_key())")
-        self._key = signing_key
+        if keyring is not None and not isinstance(keyring, Keyring):
+            raise TypeError(f"keyring must be a Keyring (jupyter_flow.artifacts.keyring.load_keyring()), "
+                            f"got {type(keyring).__name__}")
+        self.keyring = keyring
+        self.unpickle = unpickle
         self._fernet: Any = None
         self.storage_options = storage_options
         self._fs: Any = None
+        self._modes: tuple[int, int] | None = None
         if _is_local_url(url) and not storage_options:
             if url.startswith(("file://", "local://")):
                 url = url.split("://", 1)[1]
@@ -193,12 +216,12 @@ class ArtifactStore:
             self._root = self._root.rstrip("/")
 
     def __reduce__(self):
-        return (_rebuild, (self.url, self.storage_options, self._key))
+        return (_rebuild, (self.url, self.storage_options, self.keyring, self.unpickle))
 
     @property
     def signed(self) -> bool:
-        """Whether this store has a signing key (and so reads and writes pickles)."""
-        return self._key is not None
+        """Whether this store has a keyring (and so writes pickles and may read them)."""
+        return self.keyring is not None
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.url!r})"
@@ -223,20 +246,24 @@ class ArtifactStore:
 
     # --- writing -------------------------------------------------------------------
 
-    def _require_key(self, action: str) -> bytes:
-        if self._key is None:
+    def _require_keyring(self, action: str) -> Keyring:
+        if self.keyring is None:
             raise ArtifactError(
-                f"the artifact store at {self.url} was opened without a signing key, so it cannot "
-                f"{action}. Open it with artifact_store(url, signing_key=Store().artifact_key()) "
-                "(the engine, the server and the CLI do)."
+                f"the artifact store at {self.url} was opened without a keyring, so it cannot "
+                f"{action}. Open it with artifact_store(url, keyring=load_keyring()) "
+                "(the engine and the CLI do)."
             )
-        return self._key
+        return self.keyring
 
     def _sealer(self):
         if self._fernet is None:
             from cryptography.fernet import Fernet
 
-            derived = hmac.new(self._require_key("seal or unseal values"), _SEAL_CONTEXT, hashlib.sha256).digest()
+            seal_key = self._require_keyring("seal or unseal values").seal_key
+            if seal_key is None:
+                raise ArtifactError("this copy of the keyring (a Dask worker's) holds no seal key: snapshots are "
+                                    "sealed and opened by the process that submitted the run")
+            derived = hmac.new(seal_key, _SEAL_CONTEXT, hashlib.sha256).digest()
             self._fernet = Fernet(base64.urlsafe_b64encode(derived))
         return self._fernet
 
@@ -246,12 +273,15 @@ class ArtifactStore:
         type_name = serializers.type_name(value)
         header: dict[str, Any] = {"serializer": serializer.name, "serializer_version": version,
                                   "type": type_name[:1000]}
-        if seal:
-            payload = [self._sealer().encrypt(b"".join(payload))]
-            header["sealed"] = SEALED
+        signer = None
         if seal or serializer.executes_code:
-            key = self._require_key(f"store a value of type {type_name} (it is pickled by {serializer.name!r})")
-            header["mac"] = _mac(key, header, payload)
+            ring = self._require_keyring(f"store a value of type {type_name} (it is pickled by {serializer.name!r})")
+            if seal:
+                payload = [self._sealer().encrypt(b"".join(payload))]
+                header["sealed"] = SEALED
+            header["signer"], header["signed_by"] = ring.key_id, ring.user
+            header["sig"] = ring.sign(_signed_message(header, payload))
+            signer = ring.key_id
         parts = [_header_line(header), *payload]
         hasher = hashlib.sha256()
         for part in parts:
@@ -264,6 +294,7 @@ class ArtifactStore:
             serializer_version=version,
             type=type_name,
             uri=self.uri(digest),
+            signer=signer,
         )
         return parts, info
 
@@ -324,8 +355,20 @@ class ArtifactStore:
             _ignore_missing(self._fs.rm_file, temp)
             raise
 
-    @staticmethod
-    def _write_local(path: str, parts: Sequence, size: int) -> None:
+    def _local_modes(self) -> tuple[int, int]:
+        """(directory mode, file mode) for new files: private to their owner, unless an
+        administrator made the store's root group-accessible (a team store), whose group
+        may then read them. The root is created 0700 when it does not exist."""
+        if self._modes is None:
+            try:
+                root_mode = os.stat(self._root).st_mode
+            except FileNotFoundError:
+                _make_private_dirs(self._root, 0o700)
+                root_mode = os.stat(self._root).st_mode
+            self._modes = (0o2770, 0o640) if root_mode & stat.S_IRWXG else (0o700, 0o600)
+        return self._modes
+
+    def _write_local(self, path: str, parts: Sequence, size: int) -> None:
         try:
             # Same size means same bytes unless it was damaged; damage is caught on read,
             # which moves the bad file aside so the recomputed value lands here again.
@@ -333,15 +376,18 @@ class ArtifactStore:
                 return
         except FileNotFoundError:
             pass
+        dir_mode, file_mode = self._local_modes()
         directory = os.path.dirname(path)
         temp = os.path.join(directory, TEMP_PREFIX + uuid.uuid4().hex)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         try:
-            file = open(temp, "xb")
+            fd = os.open(temp, flags, file_mode)
         except FileNotFoundError:
-            os.makedirs(directory, exist_ok=True)
-            file = open(temp, "xb")
+            _make_private_dirs(directory, dir_mode)
+            fd = os.open(temp, flags, file_mode)
         try:
-            with file:
+            os.fchmod(fd, file_mode)  # whatever the umask
+            with os.fdopen(fd, "wb") as file:
                 for part in parts:
                     file.write(part)
             os.replace(temp, path)  # atomic: readers see nothing or the whole file
@@ -370,15 +416,19 @@ class ArtifactStore:
                 return self._fs.cat_file(path)
             return self._fs.cat_file(path, start=0, end=length)
         except FileNotFoundError:
-            raise ArtifactMissing(
-                f"artifact {digest} is not in the store at {self.url}; the op that produced it "
-                "will be recomputed. If this keeps happening, check that the client and all "
-                "workers use the same artifacts location (JUPYTER_FLOW_ARTIFACTS).",
-                digest,
-            ) from None
+            raise self._missing(digest) from None
 
-    def _verify(self, digest: str, data: bytes | bytearray) -> None:
-        actual = hashlib.sha256(data).hexdigest()
+    def _missing(self, digest: str) -> ArtifactMissing:
+        return ArtifactMissing(
+            f"artifact {digest} is not in the store at {self.url}; the op that produced it "
+            "will be recomputed. If this keeps happening, check that the client and all "
+            "workers use the same artifacts location (JUPYTER_FLOW_ARTIFACTS).",
+            digest,
+        )
+
+    def _verify(self, digest: str, data: bytes | bytearray, actual: str | None = None) -> None:
+        """ArtifactCorrupt (the file moved aside) unless ``data`` (or its sha256 ``actual``) matches."""
+        actual = actual or hashlib.sha256(data).hexdigest()
         if actual != digest:
             moved = self._quarantine(digest)
             raise ArtifactCorrupt(
@@ -395,26 +445,49 @@ class ArtifactStore:
             self._verify(digest, data)
         return data
 
-    def _authenticate(self, digest: str, header: dict[str, Any], payload: memoryview) -> None:
-        """Check the signature of an artifact that must have one; ArtifactUntrusted if not."""
+    def _authenticate(self, digest: str, header: dict[str, Any], payload: memoryview,
+                      streamed: Any = None) -> None:
+        """Check the signature of an artifact that must have one: valid, and by a key this
+        user holds or trusts. Raises ArtifactUntrusted (or ArtifactForeign) if not.
+        ``streamed``: a sha256 from :func:`_signed_start` already fed the payload, used instead."""
         if not _needs_signature(header):
             return
         what = f"artifact {digest} ({header.get('type')}, {header.get('serializer')}"
         what += ", sealed)" if header.get("sealed") else ")"
-        if self._key is None:
+        if self.keyring is None:
             raise ArtifactUntrusted(
-                f"{what} holds a pickle, and this artifact store was opened without a signing key, so "
-                "it was not loaded. Open it with artifact_store(url, signing_key=Store().artifact_key()).",
+                f"{what} holds a pickle, and this artifact store was opened without a keyring, so it was "
+                "not loaded. Open it with artifact_store(url, keyring=load_keyring()).",
                 digest,
             )
-        unsigned = {name: value for name, value in header.items() if name != "mac"}
-        mac = header.get("mac")
-        if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(self._key, unsigned, [payload])):
+        signer, signature = header.get("signer"), header.get("sig")
+        if not isinstance(signer, str) or not isinstance(signature, str):
             raise ArtifactUntrusted(
-                f"{what} was not written with this store's key ("
-                + ("it has no signature" if mac is None else "its signature does not match")
-                + "): it may have been planted in the artifact directory or come from another "
-                "store, so it was not unpickled.",
+                f"{what} has no signature: it may have been planted in the artifact directory or written "
+                "by a jupyter_flow older than per-user keys, so it was not unpickled; its op will be "
+                "recomputed.",
+                digest,
+            )
+        producer = str(header.get("signed_by") or "an unknown user")[:100]
+        if header.get("sealed") and signer != self.keyring.key_id:
+            raise ArtifactForeign(
+                f"{what} is sealed with the key of {producer} (key {signer}), not yours ({self.keyring.user}): "
+                f"only {producer} can open it (e.g. resume that run)",
+                digest, signer=signer, producer=producer,
+            )
+        if not self.keyring.trusts(signer):
+            raise ArtifactForeign(
+                f"{what} was made by {producer} (key {signer}), whom you ({self.keyring.user}) do not "
+                "trust, so it was not unpickled: unpickling runs code its producer chose. Recompute it "
+                f"yourself, or, if you trust {producer} to run code in your processes, run "
+                f"`jupyter flow trust add {producer}`.",
+                digest, signer=signer, producer=producer,
+            )
+        message = streamed.digest() if streamed is not None else _signed_message(header, [payload])
+        if not self.keyring.verify(signer, message, signature):
+            raise ArtifactUntrusted(
+                f"{what} claims to be signed by {producer} (key {signer}), but its signature does not "
+                "match: it was modified or planted, so it was not unpickled; its op will be recomputed.",
                 digest,
             )
 
@@ -440,6 +513,44 @@ class ArtifactStore:
         data, header, offset = self._load_checked(digest)
         return header, bytes(memoryview(data)[offset:])
 
+    def open_payload(self, digest: str, chunk_size: int = STREAM_CHUNK) -> tuple[dict[str, Any], BinaryIO, int]:
+        """The header, an open file positioned at the payload, and the payload's length,
+        after the same hash and signature checks as :meth:`verify`, made in ``chunk_size``
+        pieces: a download of a large artifact never holds it in memory. The caller closes
+        the file. Both passes read one open file, which a writer only ever replaces (by a
+        rename), so what is streamed is what was checked.
+
+        >>> import tempfile
+        >>> store = ArtifactStore(tempfile.mkdtemp())
+        >>> header, file, length = store.open_payload(store.put(b"abc").digest)
+        >>> header["serializer"], file.read(), length
+        ('bytes', b'abc', 3)
+        >>> file.close()
+        """
+        path = self.path(digest)
+        try:
+            file = open(path, "rb") if self._local is not None else self._fs.open(path, "rb")
+        except FileNotFoundError:
+            raise self._missing(digest) from None
+        try:
+            header, offset = _parse_header(file.read(HEADER_LIMIT), digest)
+            streamed = _signed_start(header) if self.keyring is not None and _needs_signature(header) else None
+            whole = hashlib.sha256()
+            file.seek(0)
+            position = 0
+            while chunk := file.read(chunk_size):
+                whole.update(chunk)
+                if streamed is not None and position + len(chunk) > offset:
+                    streamed.update(memoryview(chunk)[max(offset - position, 0) :])
+                position += len(chunk)
+            self._verify(digest, b"", whole.hexdigest())
+            self._authenticate(digest, header, memoryview(b""), streamed)
+            file.seek(offset)
+            return header, file, position - offset
+        except BaseException:
+            file.close()
+            raise
+
     def get(self, digest: str) -> object:
         """Load a stored value, checking its integrity (and, for pickles, its signature) first.
 
@@ -462,6 +573,12 @@ class ArtifactStore:
             ) from None
         payload = memoryview(data)[offset:]
         self._authenticate(digest, header, payload)
+        if serializer.executes_code and not self.unpickle:
+            raise ArtifactUntrusted(
+                f"artifact {digest} ({header.get('type')}) is a pickle, and this process (the Jupyter "
+                "server) never unpickles artifacts; load it in a kernel with jf.get_run(...).result()",
+                digest,
+            )
         if header.get("sealed"):
             payload = memoryview(self._unseal(digest, header, payload))
         try:
@@ -483,7 +600,9 @@ class ArtifactStore:
         try:
             return self._sealer().decrypt(bytes(payload))
         except InvalidToken:
-            raise ArtifactUntrusted(f"artifact {digest} is sealed, but not with this store's key", digest) from None
+            owner = str(header.get("signed_by") or "another user")[:100]
+            raise ArtifactUntrusted(f"artifact {digest} is sealed with the key of {owner} (key {header.get('signer')}), "
+                                    "not yours: only they can open it", digest) from None
 
     def read_header(self, digest: str) -> dict[str, Any]:
         """The artifact's header: ``serializer``, ``serializer_version`` and ``type``."""
@@ -500,6 +619,7 @@ class ArtifactStore:
             serializer_version=str(header.get("serializer_version")),
             type=str(header.get("type")),
             uri=self.uri(digest),
+            signer=header.get("signer") if isinstance(header.get("signer"), str) else None,
         )
 
     def exists(self, digest: str) -> bool:
@@ -617,7 +737,8 @@ class ArtifactStore:
         text-like bytes), ``table`` (``data = {"columns", "records", "rows",
         "total_rows", "total_columns"}``, first 20 rows), ``image`` (``data = {"mime",
         "base64"}``), ``repr`` (a truncated ``repr``) or ``untrusted`` (a pickle without
-        a valid signature, never decoded; ``data`` says why). ``data`` stays within about
+        a valid signature of a trusted key, never decoded; ``data`` says why). In a store
+        opened with ``unpickle=False`` a trusted pickle is decoded in a child process. ``data`` stays within about
         ``max_bytes`` (a text prefix may grow by its JSON escapes). Plain data and bytes are
         read only as far as the preview needs; pickles are decoded whole once their
         signature checks out, and not at all above ``PREVIEW_DECODE_LIMIT``; sealed
@@ -643,18 +764,18 @@ class ArtifactStore:
         base = {"type": info.type, "serializer": info.serializer, "size": info.size}
 
         if header.get("sealed"):
-            text = f"<{info.type}: {info.size} bytes, sealed (encrypted with the store's key); not previewed>"
+            text = f"<{info.type}: {info.size} bytes, sealed (encrypted with its owner's key); not previewed>"
             return {**base, "kind": "repr", "data": text, "truncated": False}
         if info.serializer in ("json", "bytes") and info.size - offset > limit:
             prefix = head[offset : offset + limit]
             return {**base, **_text_or_repr(prefix, limit), "truncated": True}
         if info.serializer == "bytes":
             payload = self.get(digest)
-            return {**base, **_bytes_preview(bytes(payload), limit), "truncated": False}
+            return {**base, **_bytes_preview(bytes(payload), limit)}
         if info.serializer == "figure":
             # An op's figure is its PNG image: previewed as the image when it fits.
             if info.size - offset <= limit * 3 // 4:
-                return {**base, **_bytes_preview(bytes(self.get(digest).png), limit), "truncated": False}
+                return {**base, **_bytes_preview(bytes(self.get(digest).png), limit)}
             text = f"<figure: a {info.size - offset} byte PNG image; too large to preview, download it>"
             return {**base, "kind": "repr", "data": text, "truncated": True}
         if info.serializer == "json":
@@ -664,9 +785,16 @@ class ArtifactStore:
             return {**base, "kind": "repr", "data": text, "truncated": True}
 
         try:
-            value = self.get(digest)
+            self.verify(digest)  # hash and signature: nothing is deserialized yet
         except ArtifactUntrusted as err:
             return {**base, "kind": "untrusted", "data": str(err), "truncated": False}
+        if not self.unpickle:
+            # A trusted pickle is decoded in a throwaway process that holds none of this one's
+            # state (the Jupyter server's tokens, sessions, database connections).
+            from jupyter_flow.artifacts.preview import preview_elsewhere
+
+            return preview_elsewhere(self, digest, limit)
+        value = self.get(digest)
         if info.serializer == "pandas":
             table = _table_preview(value, limit)
             if table is not None:
@@ -679,8 +807,27 @@ class ArtifactStore:
 # --- helpers -------------------------------------------------------------------------
 
 
-def _rebuild(url: str, storage_options: dict[str, Any], signing_key: bytes | None = None) -> ArtifactStore:
-    return ArtifactStore(url, signing_key=signing_key, **storage_options)
+def _rebuild(url: str, storage_options: dict[str, Any], keyring: Keyring | None = None,
+             unpickle: bool = True) -> ArtifactStore:
+    return ArtifactStore(url, keyring=keyring, unpickle=unpickle, **storage_options)
+
+
+def _make_private_dirs(directory: str, mode: int) -> None:
+    """``os.makedirs`` with ``mode`` on each directory it creates, whatever the umask."""
+    missing = []
+    path = directory
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, mode)
+        except FileExistsError:
+            continue
+        os.chmod(path, mode)
 
 
 def _is_local_url(url: str) -> bool:
@@ -721,6 +868,25 @@ def _detail_mtime(detail: dict[str, Any]) -> float | None:
     return None
 
 
+def _fit_encoded(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` whose JSON encoding (what the REST API sends) stays
+    within ``limit`` characters: a NUL is 1 byte stored but 6 characters sent (``\\u0000``).
+
+    >>> len(json.dumps(_fit_encoded("\\x00" * 1000, 600))) <= 600
+    True
+    """
+    if len(json.dumps(text)) <= limit:
+        return text
+    low, high = 0, min(len(text), limit)  # the longest prefix that fits is in [low, high)
+    while low + 1 < high:
+        middle = (low + high) // 2
+        if len(json.dumps(text[:middle])) <= limit:
+            low = middle
+        else:
+            high = middle
+    return text[:low]
+
+
 def _text_or_repr(prefix: bytes, limit: int) -> dict[str, Any]:
     prefix = prefix[:limit]
     try:
@@ -728,15 +894,17 @@ def _text_or_repr(prefix: bytes, limit: int) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         # A multi-byte character cut at the end is not a reason to call it binary.
         if exc.start < len(prefix) - 3:
-            return {"kind": "repr", "data": repr(prefix[: limit // 4])}
+            return {"kind": "repr", "data": _fit_encoded(repr(prefix[: limit // 4]), limit), "truncated": True}
         text = prefix[: exc.start].decode("utf-8")
-    return {"kind": "text", "data": text}
+    fitted = _fit_encoded(text, limit)
+    return {"kind": "text", "data": fitted, "truncated": fitted != text}
 
 
 def _bytes_preview(payload: bytes, limit: int) -> dict[str, Any]:
     for magic, mime in _IMAGE_MAGIC:
         if payload.startswith(magic) and (len(payload) + 2) // 3 * 4 <= limit:
-            return {"kind": "image", "data": {"mime": mime, "base64": base64.b64encode(payload).decode()}}
+            return {"kind": "image", "data": {"mime": mime, "base64": base64.b64encode(payload).decode()},
+                    "truncated": False}
     return _text_or_repr(payload, limit)
 
 
@@ -751,8 +919,9 @@ def _bounded_repr(value: object, limit: int) -> tuple[str, bool]:
             text = repr(value)
     else:
         text = shortener.repr(value)
-    if len(text) > limit:
-        return text[: limit - 3] + "...", True
+    fitted = _fit_encoded(text, limit)
+    if fitted != text:
+        return _fit_encoded(text, limit - 3) + "...", True
     return text, False
 
 
@@ -791,29 +960,30 @@ def _shorten(cell: Any) -> Any:
 
 # --- one store per URL per process ---------------------------------------------------
 
-_STORES: dict[tuple[str, str, bytes | None], ArtifactStore] = {}
+_STORES: dict[tuple[str, str, int, bool], ArtifactStore] = {}
 _STORES_LOCK = threading.Lock()
 
 
-def artifact_store(url: str | None = None, *, signing_key: bytes | None = None,
+def artifact_store(url: str | None = None, *, keyring: Keyring | None = None, unpickle: bool = True,
                    **storage_options: Any) -> ArtifactStore:
-    """The process-wide :class:`ArtifactStore` for ``url`` and ``signing_key`` (created on
+    """The process-wide :class:`ArtifactStore` for ``url`` and ``keyring`` (created on
     first use).
 
-    Workers call this with the URL and key each task carries, so repeated tasks reuse one
-    store.
+    Workers call this with the URL and keyring each task carries, so repeated tasks reuse
+    one store.
 
     >>> artifact_store("/tmp/jf-doc") is artifact_store("/tmp/jf-doc")
     True
     """
     resolved = resolve_artifacts_url(url)
-    key = (resolved, repr(sorted(storage_options.items())), signing_key)
+    key = (resolved, repr(sorted(storage_options.items())), id(keyring), unpickle)
     store = _STORES.get(key)
-    if store is None:
+    if store is None or store.keyring is not keyring:
         with _STORES_LOCK:
             store = _STORES.get(key)
-            if store is None:
-                store = _STORES[key] = ArtifactStore(resolved, signing_key=signing_key, **storage_options)
+            if store is None or store.keyring is not keyring:
+                store = _STORES[key] = ArtifactStore(resolved, keyring=keyring, unpickle=unpickle,
+                                                     **storage_options)
     return store
 
 

@@ -12,11 +12,7 @@ import re
 from typing import Any
 
 from ..core.errors import FlowError
-from ..core.secrets import REDACTED, looks_secret, redact, redacted_names
-
-# Shorter strings would be replaced by accident all over the notebook; names still hide them
-# in the injected cell and the metadata.
-MIN_SCRUB_LENGTH = 4
+from ..core.secrets import REDACTED, is_secret, looks_secret, redact, redacted_names, scrub_text
 _ASSIGNMENT = re.compile(r"^(\w+)\s*=")
 
 
@@ -37,23 +33,9 @@ def check_not_redacted(params: dict[str, Any] | None, grid: dict[str, Any] | Non
 
 
 def secret_values(point: dict[str, Any]) -> dict[str, Any]:
-    """The point's values whose names look secret."""
-    return {name: value for name, value in point.items() if looks_secret(name) and redact(value, name) == REDACTED}
-
-
-def scrub_text(text: str, secrets: dict[str, Any]) -> str:
-    """``text`` with every secret string value (and its escaped forms) replaced by ``***``.
-
-    >>> scrub_text('token = "s3cr3t"', {"token": "s3cr3t"})
-    'token = "***"'
-    """
-    for value in secrets.values():
-        if not isinstance(value, str) or len(value) < MIN_SCRUB_LENGTH:
-            continue
-        forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1], value.replace('"', '\\"')}
-        for form in sorted(forms, key=len, reverse=True):
-            text = text.replace(form, REDACTED)
-    return text
+    """The point's secret values: under names that look secret, or looking secret
+    themselves (a URL with a password), by the one rule of ``core.secrets``."""
+    return {name: value for name, value in point.items() if is_secret(name, value)}
 
 
 def _scrub(node: Any, secrets: dict[str, Any]) -> Any:
@@ -85,8 +67,7 @@ def _injected_source(source: str | list[str]) -> str:
 
 def redact_notebook(data: bytes, point: dict[str, Any]) -> bytes:
     """An executed notebook (``.ipynb`` bytes) without the point's secret values."""
-    secrets = {name: value for name, value in point.items() if looks_secret(name)}
-    if not secrets:
+    if not any(is_secret(name, value) for name, value in point.items()):
         return data
     nb = json.loads(data)
     for cell in nb.get("cells", []):

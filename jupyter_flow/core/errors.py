@@ -45,6 +45,10 @@ class StoreFull(StoreError):
     """The disk holding the store is full: the write was not recorded."""
 
 
+class StoreReadOnly(StoreError):
+    """The store's file (or its directory) cannot be written: nothing was read or written."""
+
+
 class FencedWrite(StoreError):
     """A write to a run or task that is already final (or owned by someone else)."""
 
@@ -66,8 +70,19 @@ class ArtifactCorrupt(ArtifactError):
 
 
 class ArtifactUntrusted(ArtifactError):
-    """A pickled artifact is not signed with this store's key, so it is never unpickled
-    (it may have been planted in the artifact directory, or come from another store)."""
+    """A pickled artifact has no valid signature of a key this user holds or trusts, so it
+    is never unpickled (it may have been planted, or come from another user)."""
+
+
+class ArtifactForeign(ArtifactUntrusted):
+    """A pickled artifact signed by another user's key, one this user does not trust
+    (``jupyter flow trust add USER`` trusts it); ``producer`` names them."""
+
+    def __init__(self, message: str, digest: str | None = None, *, signer: str | None = None,
+                 producer: str | None = None):
+        super().__init__(message, digest)
+        self.signer = signer
+        self.producer = producer
 
 
 class SerializationError(FlowError):

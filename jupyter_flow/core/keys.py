@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 from .errors import FlowError
 from .files import FlowFile
 from .op import MapOp, Node, Op, OutputRef
-from .secrets import SECRET_WORDS, looks_secret  # noqa: F401  (part of this module's API)
+from .secrets import SECRET_WORDS, is_secret, keyed_hash, looks_secret, redact  # noqa: F401  (part of this module's API)
 
 _SCALARS = (int, float, str, bool, type(None))
 
@@ -384,17 +384,19 @@ def token(value: Any) -> str:
 
 
 def named_token(name: str, value: Any) -> str:
-    """``token`` for a named value; secret-looking names keep only a hash, never the value."""
+    """``token`` for a named value. A secret (a secret-looking name, or a value that looks
+    like one: ``core.secrets``) enters only as a keyed hash: the key still changes when the
+    secret does, and what is stored gives nobody reading the store a hash to test guesses
+    against (the hashing key is the user's own file, not in the store)."""
     tok = token(value)
-    return "secret#" + sha256_text(tok) if looks_secret(name) else tok
+    return "secret#" + keyed_hash(tok) if is_secret(name, value) else tok
 
 
 def display_value(name: str, value: Any) -> Any:
-    """What provenance shows of a parameter: small scalars as they are, hashes otherwise."""
-    if looks_secret(name):
-        return {"hash": sha256_text(repr(value))[:16]}
+    """What provenance shows of a parameter: small scalars as they are (secrets as
+    ``***``, secret-looking parts of strings hidden), the type otherwise."""
     if type(value) in _SCALARS and (not isinstance(value, str) or len(value) <= 200):
-        return value
+        return redact(value, name)
     return {"type": type(value).__name__}
 
 

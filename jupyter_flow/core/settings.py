@@ -17,6 +17,20 @@ def flow_home() -> Path:
     return Path(jupyter_data_dir()) / "flow"
 
 
+def keys_dir() -> Path:
+    """``JUPYTER_FLOW_KEYS``, else ``jupyter_data_dir()/flow-keys``: this user's private keys.
+
+    Kept apart from :func:`flow_home` so that a team can share the store while each person's
+    keys stay in their own home directory.
+    """
+    env = os.environ.get("JUPYTER_FLOW_KEYS")
+    if env:
+        return Path(env).expanduser()
+    from jupyter_core.paths import jupyter_data_dir
+
+    return Path(jupyter_data_dir()) / "flow-keys"
+
+
 def resolve_db_url(explicit: str | None = None, configured: str | None = None) -> str:
     """SQLAlchemy URL of the store.
 
@@ -67,4 +81,27 @@ def heartbeat_timeout() -> float:
         ) from None
     if value < 1:
         raise ValueError(f"JUPYTER_FLOW_HEARTBEAT_TIMEOUT={text!r}: use at least 1 second")
+    return value
+
+
+DEFAULT_CANCEL_GRACE_S = 2.0
+
+
+def cancel_grace() -> float:
+    """Seconds a canceled run's ops may take to end by themselves before the engine restarts
+    the workers still running them (``JUPYTER_FLOW_CANCEL_GRACE``, default 2; 0 restarts at
+    once). A Python thread cannot be interrupted; ``isolate=True`` ops are killed at once.
+
+    >>> cancel_grace() >= 0
+    True
+    """
+    text = os.environ.get("JUPYTER_FLOW_CANCEL_GRACE")
+    if not text:
+        return DEFAULT_CANCEL_GRACE_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"JUPYTER_FLOW_CANCEL_GRACE={text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"JUPYTER_FLOW_CANCEL_GRACE={text!r}: use a number of seconds, 0 or more")
     return value

@@ -25,11 +25,12 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import command_template
 from .errors import FlowError, OpTimeout
 from .files import FlowFile, file_hash
 from .op import Node, Op, OutputRef
+from .secrets import is_secret, looks_secret
 
-_FIELD = re.compile(r"(?<!\$)\{(\w+)\}")  # ${VAR} is the shell's own
 _NAME = re.compile(r"[^\w.\-]+")
 ENV_KEYS = ("conda", "conda_prefix", "modules", "container", "variables")
 
@@ -63,7 +64,7 @@ class ShellOp(Op):
 
     def __init__(self, command: str, *, name: str, outputs: list[str], retries: int = 0,
                  timeout: float | None = None, resources: dict | None = None, cache: bool = True,
-                 stdout: str | None = None):
+                 stdout: str | None = None, absolute_outputs: tuple[str, ...] = ()):
         # The command enforces its own timeout (and kills the process), so the engine's
         # thread-based one is not used; a timeout is not part of the cache key.
         files = list(outputs)
@@ -71,6 +72,8 @@ class ShellOp(Op):
                          resources=resources, outputs=files + ([stdout] if stdout else []) or None)
         self.command = command
         self.stdout_output = stdout
+        # Outputs that may be written outside the working directory (absolute paths).
+        self.absolute_outputs = tuple(absolute_outputs)
         self.command_timeout = timeout
         self.func = self.run
         self.signature = inspect.signature(self.run)
@@ -79,14 +82,13 @@ class ShellOp(Op):
 
     def run(self, command: str, inputs: dict, outputs: dict, params: dict, environment: dict,
             cwd: str | None) -> Any:
-        value = run_command(command, inputs, outputs, params, environment, cwd, timeout=self.command_timeout,
-                            stdout_as=self.stdout_output)
-        return value
+        return run_command(command, inputs, outputs, params, environment, cwd, timeout=self.command_timeout,
+                           stdout_as=self.stdout_output, absolute_outputs=self.absolute_outputs, label=self.name)
 
     def __reduce__(self):
         files = [o for o in self.outputs if o != self.stdout_output] if self.multi_output else []
         return (_rebuild_shell, (self.command, self.name, files, self.retries, self.command_timeout,
-                                 self.resources, self.cache, self.stdout_output))
+                                 self.resources, self.cache, self.stdout_output, self.absolute_outputs))
 
     def cached_value_usable(self, value: Any) -> bool:
         """A cache hit stands only while the output files it recorded are unchanged."""
@@ -94,9 +96,9 @@ class ShellOp(Op):
         return all(v.unchanged() for v in values if isinstance(v, OutputFile))
 
 
-def _rebuild_shell(command, name, outputs, retries, timeout, resources, cache, stdout=None):
+def _rebuild_shell(command, name, outputs, retries, timeout, resources, cache, stdout=None, absolute_outputs=()):
     return ShellOp(command, name=name, outputs=outputs, retries=retries, timeout=timeout,
-                   resources=resources, cache=cache, stdout=stdout)
+                   resources=resources, cache=cache, stdout=stdout, absolute_outputs=absolute_outputs)
 
 
 def shell(
@@ -113,6 +115,7 @@ def shell(
     resources: dict | None = None,
     cache: bool = True,
     stdout: str | None = None,
+    absolute_outputs: list[str] | tuple[str, ...] = (),
 ) -> Node:
     """A command-line step: ``{name}`` fields in ``command`` are filled (shell-quoted) from
     ``inputs`` (files: paths, ``jf.file``s or other shell ops' outputs), ``outputs`` (files
@@ -124,7 +127,14 @@ def shell(
     environment name), ``conda_prefix`` (its path), ``modules`` (names to ``module load``),
     ``container`` (an apptainer/singularity image) and ``variables`` (environment variables).
     The command runs in ``cwd`` (default: this process's working directory, wherever the
-    worker is), so relative paths work as they do here.
+    worker is), so relative paths work as they do here. Output files must lie inside
+    ``cwd``; name an output in ``absolute_outputs`` to let it be an absolute path elsewhere
+    (``outputs={"bam": "/scratch/me/x.bam"}, absolute_outputs=["bam"]``).
+
+    A field's value is quoted so that it stays one word; a field inside the template's own
+    quotes, a heredoc, backquotes or a comment is refused (the message shows the fix).
+    Values of secret-looking fields (``{api_token}``, a URL with a password) are shown as
+    ``***`` wherever the command line is logged or quoted.
 
     >>> node = shell("sort {input} -o {output}", inputs={"input": "setup.py"}, outputs={"output": "s.txt"})  # doctest: +SKIP
     """
@@ -132,11 +142,14 @@ def shell(
         raise FlowError("jf.shell: give the command as a non-empty string, e.g. \"sort {input} -o {output}\"")
     inputs, outputs, params = dict(inputs or {}), dict(outputs or {}), dict(params or {})
     label = name or _default_name(command)
+    trouble = command_template.problem(command)
+    if trouble:
+        raise FlowError(f"jf.shell {label!r}: {trouble}")
     fields = {**{k: "inputs" for k in inputs}, **{k: "outputs" for k in outputs}, **{k: "params" for k in params}}
     if len(fields) != len(inputs) + len(outputs) + len(params):
         clash = sorted((set(inputs) & set(outputs)) | (set(inputs) & set(params)) | (set(outputs) & set(params)))
         raise FlowError(f"jf.shell {label!r}: {clash} given more than once among inputs, outputs and params")
-    unknown = [f for f in dict.fromkeys(_FIELD.findall(command)) if f not in fields]
+    unknown = [f for f in command_template.fields(command) if f not in fields]
     if unknown:
         raise FlowError(
             f"jf.shell {label!r}: the command uses {{{unknown[0]}}}, which is none of its inputs, outputs or "
@@ -146,20 +159,58 @@ def shell(
     for key, value in outputs.items():
         if not isinstance(value, (str, os.PathLike)):
             raise FlowError(f"jf.shell {label!r}: output {key!r} must be a path, got {type(value).__name__}")
+    absolute_outputs = _check_absolute(label, absolute_outputs, outputs)
+    where = os.path.abspath(os.fspath(cwd) if cwd is not None else os.getcwd())
+    for key, value in outputs.items():
+        confine_output(label, key, os.fspath(value), where, allowed=key in absolute_outputs)
     environment = _check_env(label, env)
     if stdout is not None and (not isinstance(stdout, str) or stdout in outputs):
         raise FlowError(f"jf.shell {label!r}: stdout= names the output holding the command's stdout; "
                         "give a name that is not one of its output files")
     op = ShellOp(command, name=label, outputs=list(outputs), retries=retries, timeout=timeout,
-                 resources=resources, cache=cache, stdout=stdout)
+                 resources=resources, cache=cache, stdout=stdout, absolute_outputs=absolute_outputs)
     return op(command=command, inputs=typed_inputs, outputs={k: os.fspath(v) for k, v in outputs.items()},
               params=params, environment=environment,
               # Relative paths mean what they mean here, not in a worker's own directory.
-              cwd=os.path.abspath(os.fspath(cwd) if cwd is not None else os.getcwd()))
+              cwd=where)
+
+
+def _check_absolute(label: str, names: Any, outputs: Mapping[str, Any]) -> tuple[str, ...]:
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names or ()):
+        raise FlowError(f"jf.shell {label!r}: absolute_outputs= is a list of output names, e.g. [\"bam\"]")
+    unknown = sorted(set(names or ()) - set(outputs))
+    if unknown:
+        raise FlowError(f"jf.shell {label!r}: absolute_outputs names {unknown}, which are not among its "
+                        f"outputs ({sorted(outputs) or 'none given'})")
+    return tuple(names or ())
+
+
+def confine_output(label: str, key: str, path: str, cwd: str, *, allowed: bool) -> str:
+    """The full path of output ``key``; FlowError unless it lies inside ``cwd`` (symlinks
+    followed) or is an absolute path the op declared (``allowed``)."""
+    if allowed and os.path.isabs(path):
+        return path
+    if inside(cwd, path):
+        return os.path.join(cwd, path)
+    where = "an absolute path" if os.path.isabs(path) else "a path that leads"
+    raise FlowError(
+        f"jf.shell {label!r}: output {key!r} is {path!r}, {where} outside the working directory {cwd}; "
+        "write outputs under it (a relative path such as 'results/out.txt'), or, to write elsewhere, "
+        f"give an absolute path and declare it: absolute_outputs=[{key!r}]"
+    )
+
+
+def inside(cwd: str, path: str) -> bool:
+    """Whether ``path`` (relative to ``cwd``, or absolute) lies inside ``cwd``, symlinks followed."""
+    root = os.path.realpath(cwd)
+    return os.path.commonpath([root, os.path.realpath(os.path.join(cwd, path))]) == root
 
 
 def _default_name(command: str) -> str:
-    words = shlex.split(command, comments=False, posix=True) if command else []
+    try:
+        words = shlex.split(command, comments=False, posix=True) if command else []
+    except ValueError:  # an unclosed quote: command_template.problem says so
+        words = command.split()
     first = next((w for w in words if "=" not in w), "shell")
     return _NAME.sub("_", os.path.basename(first)) or "shell"
 
@@ -204,9 +255,11 @@ def _check_env(label: str, env: Mapping[str, Any] | None) -> dict:
 
 
 def run_command(command: str, inputs: dict, outputs: dict, params: dict, environment: dict,
-                cwd: str | None, timeout: float | None = None, stdout_as: str | None = None) -> Any:
+                cwd: str | None, timeout: float | None = None, stdout_as: str | None = None,
+                absolute_outputs: tuple[str, ...] = (), label: str = "shell") -> Any:
     """Run the command (on a worker): fill it in, wrap it in its environment, stream its
-    output, check its exit code and its output files."""
+    output, check its exit code and its output files. What is shown of the command line
+    (the log line, error messages) has its secret values as ``***``."""
     base = Path(cwd) if cwd else Path.cwd()
     values: dict[str, str] = {}
     for key, value in inputs.items():
@@ -216,13 +269,17 @@ def run_command(command: str, inputs: dict, outputs: dict, params: dict, environ
                             "inputs must be on a filesystem the workers share")
         values[key] = path
     for key, path in outputs.items():
-        (base / path).parent.mkdir(parents=True, exist_ok=True)
+        # Checked again here: symlinks on the worker's filesystem, graphs built elsewhere.
+        full = confine_output(label, key, path, str(base), allowed=key in absolute_outputs)
+        Path(full).parent.mkdir(parents=True, exist_ok=True)
         values[key] = path
     values.update({k: str(v) for k, v in params.items()})
-    text = _FIELD.sub(lambda m: shlex.quote(values[m.group(1)]) if m.group(1) in values else m.group(0), command)
-    text = text.replace("{{", "{").replace("}}", "}")
+    # Secret-named fields are shown as ***; the secret parts of others (a URL's password) too.
+    secret = {k for k in values if looks_secret(k) and is_secret(k, values[k])}
+    text = command_template.fill(command, values)
+    shown = command_template.shown(command, values, secret)
     argv, described = wrap(text, environment)
-    print(f"[jupyter_flow] $ {text}", file=sys.stderr)
+    print(f"[jupyter_flow] $ {shown}", file=sys.stderr)
     if described:
         print(f"[jupyter_flow] environment: {described}", file=sys.stderr)
     env = dict(os.environ)
@@ -232,9 +289,9 @@ def run_command(command: str, inputs: dict, outputs: dict, params: dict, environ
         prefix = os.path.abspath(environment["conda_prefix"])
         env["PATH"] = os.path.join(prefix, "bin") + os.pathsep + env.get("PATH", "")
         env["CONDA_PREFIX"] = prefix
-    code, stdout = _stream(argv, cwd=str(base), env=env, timeout=timeout, text=text)
+    code, stdout = _stream(argv, cwd=str(base), env=env, timeout=timeout, text=shown)
     if code != 0:
-        raise ShellCommandFailed(f"`{text[:300]}` exited with code {code} (its stderr is in the op's logs)")
+        raise ShellCommandFailed(f"`{shown[:300]}` exited with code {code} (its stderr is in the op's logs)")
     produced = {}
     for key, path in outputs.items():
         full = base / path

@@ -81,7 +81,7 @@ def resume(run_id: str, *, wait: bool = True, cluster: str | None = None) -> Run
         raise FlowError(f"jf.resume: run {run_id} has no stored graph snapshot, so it cannot be resumed")
     try:
         targets = engine.artifacts.get(digest)
-    except ArtifactError as err:  # missing, corrupt, or not signed with this store's key
+    except ArtifactError as err:  # missing, corrupt, or not signed by a key this user trusts
         raise type(err)(
             f"jf.resume: the graph snapshot of run {run_id} ({digest[:12]}…) cannot be loaded from the "
             f"artifact store at {engine.artifacts.url}: {err} It may have been collected by "

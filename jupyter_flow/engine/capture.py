@@ -587,6 +587,15 @@ class _QuietComputeFailed(logging.Filter):
         return True
 
 
+class _QuietCanceledOp(logging.Filter):
+    """A canceled op's worker is restarted; Dask then warns that the op's task "ended with
+    CancelledError", which reaches the notebook cell as a line of noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        return not (text.startswith("Async instruction for") and "('jf-" in text and "CancelledError" in text)
+
+
 def install() -> None:
     """Once per worker process: route display(), matplotlib and Dask's failure logs."""
     global _installed
@@ -606,6 +615,7 @@ def install() -> None:
         except Exception:  # a broken matplotlib must not break ops that do not plot
             log.debug("jupyter_flow: could not select the matplotlib backend", exc_info=True)
         logging.getLogger("distributed.worker").addFilter(_QuietComputeFailed())
+        logging.getLogger("distributed.worker.state_machine").addFilter(_QuietCanceledOp())
         _installed = True
 
 

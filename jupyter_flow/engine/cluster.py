@@ -5,7 +5,10 @@ dask config under ``flow.clusters.<name>``, so a new kind of cluster needs no co
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
+import logging
+import signal
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +16,12 @@ from typing import Any
 import dask.config
 
 from ..core.errors import FlowError
+from ..core.secrets import redact
 from . import pools as pool_lib
+
+log = logging.getLogger("jupyter_flow.engine")
+RESTART_TIMEOUT_S = 60.0  # how long restarting a canceled op's worker may take
+RESTART_KILL_S = 1.0  # how long a worker being restarted after a cancel may take to stop
 
 # Profile keys other than ``kwargs``: ``module``/``class`` name the cluster class,
 # ``adapt`` its Cluster.adapt() arguments, ``gpus`` the GPUs each Slurm job asks for and
@@ -308,15 +316,148 @@ def _start(name: str, overrides: dict) -> ClusterHandle:
     if "pools" in kwargs:
         cls = _pool_class(name, cls)
     try:
-        cluster = cls(**kwargs)
+        with _interrupt_blocked():
+            cluster = cls(**kwargs)
     except TypeError as err:
         raise FlowError(f"cluster profile {name!r}: bad settings for {spec['class']}: {err}") from None
     if adapt:
         cluster.adapt(**adapt)
     # A cluster built with a Security object carries it; the client must present it too.
     client = Client(cluster, set_as_default=False, security=getattr(cluster, "security", None))
+    try:
+        import os
+
+        client.register_plugin(IgnoreInterrupts(os.getpid()))
+    except Exception as err:  # a guard, not a requirement: the signal mask already protects them
+        log.debug("jupyter_flow: could not register the interrupt guard on the workers: %s", err)
     return ClusterHandle(name=name, client=client, cluster=cluster, kwargs=kwargs,
                          pools=getattr(cluster, "pools", None) if "pools" in kwargs else None)
+
+
+@contextlib.contextmanager
+def _interrupt_blocked():
+    """Build a cluster whose processes never see the kernel's interrupt.
+
+    Jupyter interrupts a kernel by sending SIGINT to its whole process group, which the
+    worker processes of a LocalCluster share: each died of a KeyboardInterrupt, and the
+    next cell waited for workers that never came back. SIGINT is blocked in this thread
+    while the cluster starts, so the cluster's event-loop thread inherits the block, and
+    so does every process it spawns (a blocked signal stays blocked across fork and exec),
+    the workers a nanny restarts later included. This thread is unblocked again at once:
+    the kernel itself still receives the interrupt, and cancels the run (kernel/live.py).
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no process-group interrupt to guard
+        yield
+        return
+    # multiprocessing's resource tracker, when it starts, unblocks SIGINT in the thread that
+    # starts it (the cluster's): start it first, here.
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class IgnoreInterrupts:
+    """Dask worker plugin: a worker process this one started ignores SIGINT (the second guard
+    beside ``_interrupt_blocked``, for a worker whose signal mask something reset). Workers in
+    this very process (``processes=False``) are left alone: that is the kernel itself."""
+
+    name = "jupyter-flow-ignore-interrupts"
+
+    def __init__(self, parent_pid: int):
+        self.parent_pid = parent_pid
+
+    def setup(self, worker=None) -> None:
+        import os
+
+        if os.getpid() != self.parent_pid and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _QuietRestart(logging.Filter):
+    """Dask logs a deliberate restart like an accident (a worker "still alive… killing", a
+    nanny "restarting", a worker "removed"); in a kernel these lines land in the running cell."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.WARNING
+
+
+_RESTART_LOGGERS = ("distributed.nanny", "distributed.scheduler", "distributed.core", "distributed.worker")
+
+
+async def _kill_worker_process(dask_worker, reason: str = "jupyter-flow-cancel") -> str:
+    """Run on a nanny (``client.run(..., nanny=True)``): kill its worker process at once; the
+    nanny starts a fresh one. ``Nanny.kill``'s graceful stop waits seconds for a busy thread
+    that will never finish, so it gets a short timeout."""
+    await dask_worker.kill(timeout=RESTART_KILL_S, reason=reason)
+    return "OK"
+
+
+def restart_workers(client, addresses: list[str], *, reason: str) -> dict[str, str]:
+    """Restart the workers at ``addresses``: their nannies start fresh processes, and this
+    waits (up to ``RESTART_TIMEOUT_S``) until the cluster has as many workers as before.
+
+    Used after a cancel when an op of the canceled run still occupies them: the scheduler
+    reschedules the other tasks they ran (a retry, not a failure). A worker without a
+    nanny cannot be restarted without losing it, so it is left as it is, with a warning.
+    Returns address -> "OK", "gone", "no nanny" or an error message.
+    """
+    try:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+    except Exception as err:  # the scheduler is gone: so are its workers
+        return {addr: f"error: {err}" for addr in addresses}
+    outcome: dict[str, str] = {}
+    restartable = []
+    for addr in addresses:
+        if addr not in workers:
+            outcome[addr] = "gone"
+        elif workers[addr].get("nanny"):
+            restartable.append(addr)
+        else:
+            outcome[addr] = "no nanny"
+            log.warning("jupyter_flow: %s, but worker %s has no nanny to restart it: the op keeps it busy "
+                        "until it ends (its result is discarded); use isolate=True for ops that must stop "
+                        "at once", reason, addr)
+    if not restartable:
+        return outcome
+    quiet = _QuietRestart()
+    loggers = [logging.getLogger(name) for name in _RESTART_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        try:
+            done = client.run(_kill_worker_process, workers=restartable, nanny=True, on_error="return")
+        except Exception as err:  # the nannies cannot be reached: Dask's own restart is the fallback
+            log.debug("jupyter_flow: killing workers through their nannies failed (%s); restarting them", err)
+            done = client.restart_workers(restartable, timeout=RESTART_TIMEOUT_S, raise_for_error=False)
+        for addr in restartable:
+            result = done.get(addr)
+            outcome[addr] = result if isinstance(result, str) else f"error: {result}"
+        _wait_for_replacements(client, set(workers), set(restartable))
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
+    return outcome
+
+
+def _wait_for_replacements(client, before: set[str], restarted: set[str]) -> None:
+    """Until the restarted workers are gone and as many workers as before are back."""
+    import time
+
+    deadline = time.monotonic() + RESTART_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            now = set(client.scheduler_info(n_workers=-1)["workers"])
+        except Exception:  # the scheduler went away meanwhile: nothing to wait for
+            return
+        if not now & restarted and len(now) >= len(before):
+            return
+        time.sleep(0.1)
+    log.warning("jupyter_flow: restarted workers did not come back within %g s", RESTART_TIMEOUT_S)
 
 
 def _pool_class(name: str, cls):
@@ -354,7 +495,7 @@ def describe(store=None) -> dict:
         handle = connected.get(name)
         listing.append({
             "name": name, "module": module, "class": spec.get("class"),
-            "kwargs": _redact(spec.get("kwargs") or {}), "adapt": spec.get("adapt"),
+            "kwargs": redact(spec.get("kwargs") or {}), "adapt": spec.get("adapt"),
             "gpus": spec.get("gpus"), "pools": spec.get("pools"), "available": available,
             "package": spec.get("package"),
             "connected": handle is not None,
@@ -373,17 +514,6 @@ def describe(store=None) -> dict:
         if own_store:
             store.close()
     return {"default": default_profile(), "current": _current[0], "profiles": listing, "in_use": in_use}
-
-
-_SECRET_WORDS = ("password", "token", "secret", "key")
-
-
-def _redact(kwargs: dict) -> dict:
-    """Profile settings fit to show: anything named like a secret is masked."""
-    return {
-        k: ("***" if any(word in str(k).lower() for word in _SECRET_WORDS) else v)
-        for k, v in kwargs.items()
-    }
 
 
 def close_all() -> None:

@@ -20,6 +20,7 @@ META_GRACE_S = 10.0  # how long to wait for a finished task's completion event
 _AVAILABLE = (TaskStatus.SUCCESS, TaskStatus.CACHED)
 _BROKEN = (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELED, TaskStatus.LOST)
 CLAIM_POLL_S = 0.25  # how often a run waiting for another run's result looks again
+CANCEL_POLL_S = 0.2  # how often a cancel looks whether the run's ops left their workers
 RECORD_TIMEOUT_S = 120.0  # how long the end of a run waits for its records to be written
 
 
@@ -98,6 +99,7 @@ class RunExecution:
         self.changed = threading.Condition(self.lock)
         self.done = threading.Event()
         self.cancel_requested = False
+        self._stopped = False  # the run's work on the cluster was stopped (cancel)
         self.futures: list = []
         self._stage = set(stage or ())
         self._waits = dict(waits or {})  # cache key -> tasks waiting for another computation of it
@@ -189,6 +191,10 @@ class RunExecution:
                     task.reason, task.reason_before_wait = task.reason_before_wait, None
                     update["reason"] = task.reason
                 update["worker"] = task.worker
+            elif kind in ("done", "failed") and (self.cancel_requested or task.status.terminal):
+                # A canceled op (or one already given up on) ended anyway: what it produced is
+                # not the run's result, so it enters neither the cache nor the artifact rows.
+                return
             elif kind == "done":
                 # Retries inside the wrapper count too (a start event may be lost with a dying worker).
                 task.attempts = max(task.attempts, int(msg.get("attempt") or 1))
@@ -205,10 +211,11 @@ class RunExecution:
                     for m in msg["outputs"].values()
                 ], self.run_id)
                 if task.cacheable and task.key:
+                    signers = {m["signer"] for m in msg["outputs"].values() if m.get("signer")}
                     self.engine.writer.cache_entry({
                         "key": task.key, "outputs": task.outputs, "components": task.components,
                         "op_name": task.name, "task_id": task.id, "replace": task.forced,
-                        "metrics": dict(task.metrics) or None,
+                        "metrics": dict(task.metrics) or None, "signer": min(signers) if signers else None,
                     }, self.run_id)
             elif kind == "failed":
                 task.attempts = max(task.attempts, int(msg.get("attempt") or 1))
@@ -446,8 +453,9 @@ class RunExecution:
         # The mapped tasks go to the pool their op's request fits (FlowError if none does).
         pool_lib.annotations(fresh, getattr(self.handle, "pools", None))
         store = self.engine.store
-        hits = store.lookup_cache([s.key for s in fresh if s.cacheable and s.position not in forced],
-                                  components=False)
+        hits = self.engine.usable_hits(
+            fresh, store.lookup_cache([s.key for s in fresh if s.cacheable and s.position not in forced],
+                                      components=False))
         misses = {s.position for s in fresh if s.position in forced or not s.cacheable or s.key not in hits}
         previous = store.last_components([inner.name]) if misses else {}
         for s in fresh:
@@ -504,7 +512,18 @@ class RunExecution:
                 tasks = self._waits.get(key)
                 if not tasks:
                     continue
-                if state["state"] == "cached":
+                if state["state"] == "cached" and not self.engine.usable_entry(state):
+                    # The other run was another user's, whom this user does not trust: compute
+                    # it here (the cache entry stays theirs).
+                    for task in tasks:
+                        task.reason = self.engine.untrusted_reason(state)
+                        self.engine.writer.task_update({"id": task.id, "reason": task.reason}, self.run_id)
+                        if isinstance(task.node.op, MapOp):
+                            self._expand.add(task.position)
+                        else:
+                            took_over.add(task.position)
+                    del self._waits[key]
+                elif state["state"] == "cached":
                     for task in tasks:
                         self._restore(task, state)
                     del self._waits[key]
@@ -676,20 +695,60 @@ class RunExecution:
         self.cancel_requested = True
 
     def _cancel_futures(self) -> None:
+        """Stop the run's work on the cluster, once: forget its futures, tell the workers (an
+        isolated op's process is killed, what a running op still produces is dropped), and
+        restart a worker still running one of its ops after the grace period."""
+        if self._stopped:
+            return
+        self._stopped = True
         client = self.handle.client
         unfinished = [f for f in self.futures if f.status == "pending"]
         if unfinished:
             client.cancel(unfinished, force=True)
-        try:
-            from .worker import kill_isolated
+        from .worker import cancel_run
 
-            client.run(kill_isolated, self.run_id)
-        except Exception as err:  # best effort: a worker may be gone already
-            log.debug("jupyter_flow: could not kill isolated processes: %s", err)
+        try:
+            busy = {addr: n for addr, n in client.run(cancel_run, self.run_id, on_error="return").items()
+                    if isinstance(n, int) and n}
+        except Exception as err:  # best effort: the scheduler may be gone already
+            log.debug("jupyter_flow: could not reach the workers to cancel run %s: %s", self.run_id, err)
+            busy = {}
         with self.lock:
             for task in self.tasks:
                 if not task.status.terminal:
                     self._mark(task, TaskStatus.CANCELED, failure_kind="canceled")
+        if busy:
+            self._free_workers(list(busy))
+
+    def _free_workers(self, addresses: list[str]) -> None:
+        """Wait up to the cancel grace period for the run's ops on ``addresses`` to end (a
+        thread cannot be interrupted), then restart the workers still running one."""
+        from ..core.settings import DEFAULT_CANCEL_GRACE_S, cancel_grace
+        from . import cluster as clusters
+        from .worker import executing
+
+        client = self.handle.client
+        try:
+            grace = cancel_grace()
+        except ValueError as err:  # a bad setting must not keep the canceled op on its worker
+            log.warning("jupyter_flow: %s; using %g s", err, DEFAULT_CANCEL_GRACE_S)
+            grace = DEFAULT_CANCEL_GRACE_S
+        deadline = time.monotonic() + grace
+        while addresses:
+            try:
+                counts = client.run(executing, self.run_id, workers=addresses, on_error="return")
+            except Exception as err:  # the workers are gone: nothing of the run runs there
+                log.debug("jupyter_flow: could not ask workers about run %s: %s", self.run_id, err)
+                return
+            addresses = [addr for addr, n in counts.items() if isinstance(n, int) and n]
+            if not addresses or time.monotonic() >= deadline:
+                break
+            time.sleep(CANCEL_POLL_S)
+        if addresses:
+            names = ", ".join(dict.fromkeys(t.name for t in self.tasks if t.worker in addresses)) or "?"
+            log.info("jupyter_flow: run %s canceled; restarting worker(s) %s, still running op(s) %s",
+                     self.run_id, ", ".join(addresses), names)
+            clusters.restart_workers(client, addresses, reason=f"run {self.run_id} canceled")
 
     # ------------------------------------------------------------------- end
     def _finish(self) -> None:

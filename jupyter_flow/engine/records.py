@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
-from ..core.errors import ArtifactError, FlowError
+from ..core.errors import ArtifactError, ArtifactForeign, ArtifactUntrusted, FlowError
 from ..core.op import OutputRef
 from ..core.status import RunStatus, TaskStatus
 from .capture import stored_outputs
 from .execution import RunExecution, TaskState, build_failure
+
+log = logging.getLogger("jupyter_flow.engine")
 
 
 class Task:
@@ -208,11 +211,19 @@ class Run:
         except ArtifactError as err:
             if node is None or not recompute:
                 raise
-            # The stored result is gone or corrupt: drop it from the cache and recompute,
-            # once. A value that cannot be loaded even when fresh (e.g. its class cannot be
-            # imported here) raises instead of recomputing again and again.
-            if state is not None and state.key:
+            # The stored result cannot be used here: recompute it, once. A value that cannot
+            # be loaded even when fresh (e.g. its class cannot be imported here) raises
+            # instead of recomputing again and again.
+            if state is not None and state.key and not isinstance(err, ArtifactForeign):
+                # Gone, corrupt or unverifiable (planted): no one can use it, so the cache forgets
+                # it. Another user's value stays: it is their cache, only not this user's.
                 self._engine.store.drop_cache([state.key])
+            if state is not None:
+                why = "stored result failed verification" if isinstance(err, ArtifactUntrusted) else \
+                    "stored result could not be loaded"
+                log.warning("jupyter_flow: op %r of run %s: %s (%s); recomputing it", node.op.name, self.id, why, err)
+                state.reason = f"{why}: {err}"[:2000]
+                self._engine.writer.task_update({"id": state.id, "reason": state.reason}, self.id)
             from . import api
 
             redo = api.run(target, name=self.name, cluster=self._row.get("cluster") if self._row else None,

@@ -17,6 +17,7 @@ import weakref
 from typing import Any, Iterable
 
 from ..artifacts import ArtifactStore, artifact_store
+from ..artifacts.keyring import load_keyring
 from ..core import keys as keylib
 from ..core.errors import ArtifactError, FlowError, FencedWrite
 from ..core.graph import Graph, order
@@ -24,6 +25,7 @@ from ..core.ids import new_id
 from ..core.op import MapOp, Node, Op, OutputRef
 from ..core.provenance import current_user, host_facts
 from ..core.resources import strict as strict_resources
+from ..core.secrets import redact
 from ..core.settings import heartbeat_timeout, resolve_artifacts_url, resolve_db_url
 from ..core.status import RunKind, RunStatus, TaskStatus
 from ..store import Store
@@ -50,9 +52,10 @@ class Engine:
         self.db_url = resolve_db_url(db_url)
         self.artifacts_url = resolve_artifacts_url(artifacts_url)
         self.store = Store(self.db_url)
-        # Workers get the key with each task: they sign what they write, check what they read.
-        self.artifacts_key = self.store.artifact_key()
-        self.artifacts: ArtifactStore = artifact_store(self.artifacts_url, signing_key=self.artifacts_key)
+        # This user's keys (in their home, never in the store). Workers get the keyring with
+        # each task: they sign what they write and check what they read.
+        self.keyring = load_keyring()
+        self.artifacts: ArtifactStore = artifact_store(self.artifacts_url, keyring=self.keyring)
         self.owner_id = self._register()
         self.writer = Writer(self.store, self.owner_id, on_fenced=self._on_fenced)
         self.active: dict[str, RunExecution] = {}
@@ -67,7 +70,10 @@ class Engine:
 
     # ------------------------------------------------------------- liveness
     def _register(self) -> str:
-        return self.store.register_owner(user=current_user(), host=host_facts()["host"], pid=os.getpid())
+        owner = self.store.register_owner(user=current_user(), host=host_facts()["host"], pid=os.getpid())
+        # Teammates can trust this user's key only if they can find it.
+        self.store.publish_signer(self.keyring.user, self.keyring.key_id, self.keyring.public_b64)
+        return owner
 
     def _on_fenced(self) -> None:
         """The store declared this process dead (it stalled: SIGSTOP, a sleeping laptop, an
@@ -219,7 +225,7 @@ class Engine:
             return s.node in forced or s.node.op in forced
 
         lookup = [s.key for s in states if s.cacheable and not is_forced(s)]
-        hits = self.store.lookup_cache(lookup, components=False) if lookup else {}
+        hits = self.usable_hits(states, self.store.lookup_cache(lookup, components=False)) if lookup else {}
         # Ops whose cached value points outside the store (a shell op's output files) say
         # whether it still holds.
         for s in states:
@@ -342,7 +348,9 @@ class Engine:
             if s.position not in miss_set or s.key not in outcome or is_forced(s) or not s.cacheable:
                 continue
             state = outcome[s.key]
-            if state["state"] == "cached":
+            if state["state"] == "cached" and not self.usable_entry(state):
+                s.reason = self.untrusted_reason(state)  # computed here; the entry stays theirs
+            elif state["state"] == "cached":
                 _restore(s, state, note="computed meanwhile by another run")
                 miss_set.discard(s.position)
             elif state["state"] == "held":
@@ -356,6 +364,43 @@ class Engine:
                 s.reason = f"waiting for task {first_of[s.key].id} of this run, which computes the same value"
                 waits.setdefault(s.key, []).append(s)
         return waits
+    # --------------------------------------------------------------- trust
+    def usable_entry(self, entry: dict) -> bool:
+        """Whether this user may load a cache entry: nothing in it is pickled, or its pickles
+        are signed by a key this user holds or trusts (the artifacts' own signatures are
+        checked again when loaded)."""
+        signer = entry.get("signer")
+        return signer is None or self.keyring.trusts(signer)
+
+    def usable_hits(self, states: list[TaskState], hits: dict[str, dict]) -> dict[str, dict]:
+        """``hits`` without the entries this user would refuse to unpickle; their tasks are
+        computed here instead, saying why (the entries stay as they are: they are their
+        producers' cache)."""
+        refused = {key for key, entry in hits.items() if not self.usable_entry(entry)}
+        if not refused:
+            return hits
+        for s in states:
+            if s.key in refused:
+                s.reason = self.untrusted_reason(hits[s.key])
+        return {key: entry for key, entry in hits.items() if key not in refused}
+
+    def untrusted_reason(self, entry: dict) -> str:
+        signer = entry.get("signer")
+        producer = self._signer_names(signer).get(signer) or "another user"
+        return (f"no usable cache entry: the cached value was made by {producer} (key {signer}), whom you do "
+                f"not trust, so it is computed here (`jupyter flow trust add {producer}` would reuse theirs)")
+
+    def _signer_names(self, signer: str | None = None) -> dict[str, str]:
+        names = getattr(self, "_signer_name_cache", None)
+        if names is None or (signer is not None and signer not in names):
+            try:
+                names = {row["key_id"]: row["user"] for row in self.store.signers()}
+            except Exception:  # only a name in a message: never a reason to fail a run
+                log.debug("jupyter_flow: cannot read the published signers", exc_info=True)
+                names = {}
+            self._signer_name_cache = names
+        return names
+
     def _cached_value_usable(self, op: Op, outputs: dict[str, str]) -> bool:
         try:
             values = {name: self.artifacts.get(digest) for name, digest in outputs.items()}
@@ -461,7 +506,7 @@ class Engine:
                 args = template(list(s.node.args))
                 kwargs = template(dict(s.node.kwargs))
                 specs.append(TaskSpec(run_id, s.id, s.node.op, tuple(args), kwargs, self.artifacts_url,
-                                      artifacts_key=self.artifacts_key))
+                                      keyring=self.keyring))
             task = (execute, specs[0], *dep_keys) if len(specs) == 1 else (execute_chain, specs, *dep_keys)
             resources = group[0].annotation if group[0].annotation is not None else strict_resources(group[0].resources)
             if resources:
@@ -473,7 +518,7 @@ class Engine:
         for s in states:
             if s.position in downstream_needs:
                 task = (load_cached, self.artifacts_url, dict(s.outputs), s.node.op.multi_output,
-                        self.artifacts_key)
+                        self.keyring)
                 # On a cluster with pools the value is loaded on its reader's pool.
                 where = pool_lib.load_annotation(consumer[s.position])
                 if where:
@@ -582,7 +627,8 @@ def _task_row(run_id: str, s: TaskState, extra: dict | None) -> dict:
     if shell is not None:
         kwargs = s.node.kwargs
         provenance["shell"] = {
-            "command": shell, "environment": kwargs.get("environment") or {},
+            # Environment variables named like secrets (API_TOKEN) are not stored as they are.
+            "command": shell, "environment": redact(kwargs.get("environment") or {}),
             "inputs": {k: (str(v) if isinstance(v, str) else "(output of an upstream op)")
                        for k, v in (kwargs.get("inputs") or {}).items()},
             "outputs": dict(kwargs.get("outputs") or {}), "cwd": kwargs.get("cwd"),

@@ -15,7 +15,7 @@ import traceback
 from typing import Any
 
 from ..artifacts import artifact_store
-from ..core.errors import FlowError, OpTimeout, SerializationError
+from ..core.errors import FlowError, OpTimeout, RunCanceled, SerializationError
 from ..core.op import RETURN, Op
 from ..core.provenance import host_facts, gpu_info, slurm_job_id
 from . import capture as displays
@@ -43,9 +43,9 @@ class Ref:
 class TaskSpec:
     """Everything a worker needs to run one task (sent inside the task graph)."""
 
-    __slots__ = ("run_id", "task_id", "op", "args", "kwargs", "artifacts_url", "captured", "artifacts_key")
+    __slots__ = ("run_id", "task_id", "op", "args", "kwargs", "artifacts_url", "captured", "keyring")
 
-    def __init__(self, run_id, task_id, op, args, kwargs, artifacts_url, captured=None, artifacts_key=None):
+    def __init__(self, run_id, task_id, op, args, kwargs, artifacts_url, captured=None, keyring=None):
         self.run_id = run_id
         self.task_id = task_id
         self.op = op
@@ -53,11 +53,11 @@ class TaskSpec:
         self.kwargs = kwargs
         self.artifacts_url = artifacts_url
         self.captured = captured
-        self.artifacts_key = artifacts_key  # the store's signing key (Store.artifact_key)
+        self.keyring = keyring  # the submitting user's keys (artifacts/keyring.py)
 
     def __reduce__(self):
         return (TaskSpec, (self.run_id, self.task_id, self.op, self.args, self.kwargs,
-                           self.artifacts_url, self.captured, self.artifacts_key))
+                           self.artifacts_url, self.captured, self.keyring))
 
 
 # ----------------------------------------------------------------- log capture
@@ -271,6 +271,42 @@ def kill_isolated(run_id: str) -> int:
     return len(procs)
 
 
+# What a cancel needs to know on each worker: the runs canceled (what their ops still
+# produce is dropped, not written as results) and the ops of each run executing here (a
+# Python thread cannot be stopped: the engine restarts a worker still running one).
+_canceled: dict[str, float] = {}
+_executing: dict[str, set[str]] = {}
+_state_lock = threading.Lock()
+CANCELED_KEPT_S = 3600.0  # how long a worker remembers a canceled run
+
+
+def cancel_run(run_id: str) -> int:
+    """Run on every worker (``client.run``) when ``run_id`` is canceled: kill its isolated
+    ops' processes, drop what its running ops still produce; returns how many of its ops
+    still execute here."""
+    now = time.monotonic()
+    with _state_lock:
+        for old in [r for r, at in _canceled.items() if now - at > CANCELED_KEPT_S]:
+            del _canceled[old]
+        _canceled[run_id] = now
+    kill_isolated(run_id)
+    return executing(run_id)
+
+
+def executing(run_id: str) -> int:
+    """How many ops of ``run_id`` execute on this worker now (``client.run`` target)."""
+    with _state_lock:
+        return len(_executing.get(run_id, ()))
+
+
+def _check_not_canceled(spec: TaskSpec) -> None:
+    with _state_lock:
+        canceled = spec.run_id in _canceled
+    if canceled:
+        raise RunCanceled(f"run {spec.run_id} was canceled; op {spec.op.name!r} is not run and nothing "
+                          "it produced is kept")
+
+
 def _output_sender(worker, spec: TaskSpec):
     """Sends a task's live outputs; called from the outputs thread, which get_worker() does not know."""
     if worker is None:
@@ -305,10 +341,14 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
     record = capture.record
     started = time.time()
     attempts = op.retries + 1
+    _check_not_canceled(spec)
     _context.task = (spec.run_id, spec.task_id)
+    with _state_lock:
+        _executing.setdefault(spec.run_id, set()).add(spec.task_id)
     displays.start_live(record)
     try:
         for attempt in range(1, attempts + 1):
+            _check_not_canceled(spec)
             emit({**_base_event(spec, "start"), "attempt": attempt, **where})
             try:
                 with capture:
@@ -342,7 +382,8 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
                     **where,
                 })
                 raise
-        store = artifact_store(spec.artifacts_url, signing_key=spec.artifacts_key)
+        _check_not_canceled(spec)  # a canceled op's value is not written as a result
+        store = artifact_store(spec.artifacts_url, keyring=spec.keyring)
         written = {}
         by_identity: dict[int, dict] = {}  # one object bound to several names is stored once
         replaced = {}
@@ -380,11 +421,20 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
     finally:
         displays.stop_live(record)
         _context.task = None
+        with _state_lock:
+            running = _executing.get(spec.run_id)
+            if running is not None:
+                running.discard(spec.task_id)
+                if not running:
+                    del _executing[spec.run_id]
 
 
 def _describe(info) -> dict:
-    return {"hash": info.digest, "size": info.size, "serializer": info.serializer,
-            "serializer_version": info.serializer_version, "type": info.type, "uri": info.uri}
+    described = {"hash": info.digest, "size": info.size, "serializer": info.serializer,
+                 "serializer_version": info.serializer_version, "type": info.type, "uri": info.uri}
+    if info.signer:
+        described["signer"] = info.signer
+    return described
 
 
 def execute_chain(specs: list[TaskSpec], *deps: Any) -> Any:
@@ -405,9 +455,9 @@ def _split_outputs(op: Op, value: Any) -> dict[str, Any]:
     return {name: value[name] for name in op.outputs}
 
 
-def load_cached(artifacts_url: str, outputs: dict[str, str], multi: bool, artifacts_key: bytes | None = None) -> Any:
+def load_cached(artifacts_url: str, outputs: dict[str, str], multi: bool, keyring=None) -> Any:
     """Task that restores a cache hit's value on a worker for the tasks that need it."""
-    store = artifact_store(artifacts_url, signing_key=artifacts_key)
+    store = artifact_store(artifacts_url, keyring=keyring)
     values = {name: store.get(digest) for name, digest in outputs.items() if name not in displays.RESERVED}
     if multi and displays.DISPLAYS in outputs:
         values.update(displays.restore_modules(store.get(outputs[displays.DISPLAYS])))

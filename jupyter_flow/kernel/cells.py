@@ -39,9 +39,12 @@ class CellCode:
 def shell_code(command: str, label: str, files: dict[str, str]) -> CellCode:
     """What a ``%%flow --shell`` cell reads: the ``{name}`` fields of its command (not the
     files it writes, nor the shell's own ``${VAR}``)."""
-    from ..core.shell import _FIELD
+    from ..core import command_template
 
-    reads = [f for f in dict.fromkeys(_FIELD.findall(command)) if f not in files]
+    trouble = command_template.problem(command)
+    if trouble:
+        raise CellError(f"cell {label!r}: {trouble}")
+    reads = [f for f in command_template.fields(command) if f not in files]
     return CellCode(label, command, ast.Module(body=[], type_ignores=[]), reads, list(files), False)
 
 

@@ -182,21 +182,56 @@ def _mark(name: str, run_id: str | None) -> dict:
     return {"output_type": "display_data", "data": {"text/plain": text, "text/html": styled}, "metadata": {}}
 
 
+CANCEL_WAIT_S = 120.0  # how long an interrupted cell waits for its run to end canceled
+
+
 def follow(execution, outputs: CellOutputs, display) -> None:
-    """Publish a run's outputs and progress until it ends; Ctrl-C (interrupting the
-    kernel) cancels it."""
+    """Publish a run's outputs and progress until it ends.
+
+    Ctrl-C (interrupting the kernel) cancels the run: the cell waits for it to end (its
+    ops stopped, see RunExecution._cancel_futures), then raises a KeyboardInterrupt that
+    shows as one line, so a loop of ``jf.run`` calls stops as Python code does.
+    """
     try:
         while not execution.done.wait(0.1):
             outputs.pump()  # op stdout/stderr and displays, as they happen
             display.refresh()
     except KeyboardInterrupt:
         execution.request_cancel()
-        execution.wait(30)
+        ended = _wait_uninterrupted(execution, outputs, display)
         display.finish()
         outputs.pump()
-        print(f"run {execution.run_id} canceled", file=sys.stderr)
-        raise
+        raise interrupted(execution.run_id, ended) from None
     display.finish()
+
+
+def _wait_uninterrupted(execution, outputs: CellOutputs, display) -> bool:
+    """Wait for a canceled run to end; a second interrupt does not stop the wait (the
+    cancel is under way, and ends within seconds)."""
+    import time
+
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            if execution.done.wait(0.1):
+                return True
+            outputs.pump()
+            display.refresh()
+        except KeyboardInterrupt:
+            continue
+    return False
+
+
+def interrupted(run_id: str, ended: bool = True) -> KeyboardInterrupt:
+    """The error an interrupted cell shows: one line saying what happened to its run."""
+    if ended:
+        text = f"run {run_id} canceled (the kernel was interrupted); the next cell can run at once"
+    else:
+        text = (f"run {run_id} is being canceled (the kernel was interrupted); "
+                f"see jf.get_run({run_id!r}).status")
+    err = KeyboardInterrupt(text)
+    err._render_traceback_ = lambda: [f"KeyboardInterrupt: {text}"]
+    return err
 
 
 def watch(execution, engine, title: str, *, replay_cached: bool) -> None:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import sys
 from typing import Any, Callable
@@ -16,7 +17,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ..core.errors import FlowError
+from ..core import shell as shell_lib
+from ..core.errors import FlowError, RunCanceled
 from ..core.resources import normalise as normalise_resources
 from ..core.status import RunKind
 from . import cells, params, session
@@ -179,6 +181,11 @@ class FlowMagics(Magics):
             if not sep or not variable.isidentifier() or not path:
                 raise CellError(f"cell {name!r}: in a --shell cell, --out takes VAR=PATH pairs "
                                 f"(the files the command writes), got {item!r}")
+            if not shell_lib.inside(os.getcwd(), path):
+                raise CellError(f"cell {name!r}: --out {item} is outside the working directory {os.getcwd()}; "
+                                f"write the cell's files under it (e.g. --out {variable}=results/"
+                                f"{os.path.basename(path) or 'out'}), or write elsewhere from Python with "
+                                f"jf.shell(..., absolute_outputs=[{variable!r}])")
             files[variable] = path
         if args.timeout is not None and args.timeout <= 0:
             raise CellError(f"cell {name!r}: --timeout must be a positive number of seconds")
@@ -370,7 +377,16 @@ class FlowMagics(Magics):
                   "(at the start of the next cell after that)")
             return
         outputs = outputs or CellOutputs(execution, engine)
-        follow(execution, outputs, display)
+        try:
+            follow(execution, outputs, display)
+        except KeyboardInterrupt:
+            # Canceled by the interrupt: what finished is loaded, then the cell says so in one line.
+            if execution.done.is_set():
+                try:
+                    self._conclude(run, [], outputs)
+                except FlowError:
+                    pass
+            raise
         self._conclude(run, names if show_value else [], outputs)
 
     def _conclude(self, run, shown: list[str], outputs) -> None:
@@ -423,6 +439,9 @@ class FlowMagics(Magics):
             failed = next((s for s in states if s.status.value not in ("SUCCESS", "CACHED")), None)
         if failed is None:  # every op finished, the run did not (LOST: this process was fenced)
             return _short(FlowError(f"run {run.id} ended {run.status}: {execution.error}"))
+        if run.status == "CANCELED":  # one line says what happened
+            stopped = next((s for s in states if s.status.value == "CANCELED"), failed)
+            return _short(RunCanceled(f"run {run.id} was canceled before op {stopped.name!r} finished"))
         exc = execution.failure_for(failed)
         texts = {name: cell.text for name, cell in self.notebook.cells.items()}
         if failed.traceback:

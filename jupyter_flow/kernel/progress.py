@@ -1,8 +1,11 @@
 """Per-run feedback in the cell: a live ipywidgets table, and a text summary everywhere.
 
-One display is shown per run as a MIME bundle holding both a widget view and a plain-text
-summary: JupyterLab renders the widget (updated live from the run's state), while
-papermill/nbconvert outputs keep the text, which is rewritten when the run ends.
+One display is shown per run as a MIME bundle holding a widget view, an HTML table and a
+plain-text summary: JupyterLab renders the widget (updated live from the run's state).
+When the run ends the display is replaced by the static HTML and text alone and the
+widget is closed, so a saved notebook, reopened later or shown by nbviewer or GitHub,
+shows the final table, not "Error displaying widget: model not found" (a widget's model
+lives only as long as its kernel).
 """
 
 from __future__ import annotations
@@ -58,12 +61,14 @@ def summary_text(execution: RunExecution, title: str) -> str:
 def summary_html(execution: RunExecution, title: str, dashboard: str | None) -> str:
     rows = _rows(execution)
     cells = []
+    pad = "padding:2px 12px 2px 0"  # JupyterLab's table styles do not reach a widget's HTML
     for row in rows:
         colour = _COLOURS.get(row["status"], "#000")
         cells.append(
-            "<tr>" + f"<td>{html.escape(row['op'])}</td>"
-            + f"<td style='color:{colour};font-weight:600'>{row['status']}</td>"
-            + "".join(f"<td>{html.escape(str(row[k]))}</td>" for k in ("how", "duration", "worker")) + "</tr>"
+            "<tr>" + f"<td style='{pad}'>{html.escape(row['op'])}</td>"
+            + f"<td style='{pad};color:{colour};font-weight:600'>{row['status']}</td>"
+            + "".join(f"<td style='{pad}'>{html.escape(str(row[k]))}</td>" for k in ("how", "duration", "worker"))
+            + "</tr>"
         )
     link = (f" · <a href='{html.escape(dashboard, quote=True)}' target='_blank'>Dask dashboard</a>"
             if dashboard else "")
@@ -72,8 +77,9 @@ def summary_html(execution: RunExecution, title: str, dashboard: str | None) -> 
         f"<div><b>{html.escape(title)}</b> · run <code>{execution.run_id}</code> · "
         f"<span style='color:{_COLOURS.get(status, '#000')}'>{status}</span>{link}"
         "<table style='border-collapse:collapse;margin-top:4px'>"
-        "<tr><th align='left'>op</th><th align='left'>status</th><th align='left'>cached/ran</th>"
-        "<th align='left'>duration</th><th align='left'>worker</th></tr>" + "".join(cells) + "</table></div>"
+        "<tr>" + "".join(f"<th align='left' style='{pad}'>{name}</th>"
+                         for name in ("op", "status", "cached/ran", "duration", "worker"))
+        + "</tr>" + "".join(cells) + "</table></div>"
     )
 
 
@@ -97,13 +103,12 @@ class RunDisplay:
         self.handle = display(self._bundle(), raw=True, display_id=True)
 
     def _bundle(self) -> dict:
-        bundle = {"text/plain": summary_text(self.execution, self.title)}
+        bundle = {"text/plain": summary_text(self.execution, self.title),
+                  "text/html": summary_html(self.execution, self.title, self.dashboard)}
         if self.widget is not None:
             bundle["application/vnd.jupyter.widget-view+json"] = {
                 "model_id": self.widget.model_id, "version_major": 2, "version_minor": 0,
             }
-        else:
-            bundle["text/html"] = summary_html(self.execution, self.title, self.dashboard)
         return bundle
 
     def refresh(self) -> None:
@@ -111,9 +116,12 @@ class RunDisplay:
             self.widget.value = summary_html(self.execution, self.title, self.dashboard)
 
     def finish(self) -> None:
-        self.refresh()
+        """The final table, static: the live widget is closed and no longer referenced."""
+        widget, self.widget = self.widget, None
         if self.handle is not None:
             self.handle.update(self._bundle(), raw=True)
+        if widget is not None:
+            widget.close()
 
     def follow(self, on_end=None) -> threading.Thread:
         """Keep the display updated from a background thread until the run ends."""

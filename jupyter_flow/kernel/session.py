@@ -59,7 +59,9 @@ def notebook_run_id(engine, *, create: bool = True) -> str | None:
             "params": params.values(),
         }, [])
         _runs[id(engine)] = run_id
+        _open[run_id] = engine
         atexit.register(_finish, engine, run_id)
+        _end_runs_on_shutdown(kernel_shell().kernel)
         return run_id
 
 
@@ -75,6 +77,7 @@ def submitted(engine, run_id: str | None, *, made_now: bool, failed: bool) -> No
         if made_now:
             with _lock:
                 _runs.pop(id(engine), None)
+            _open.pop(run_id, None)
             engine.writer.flush()
             engine.store.delete_run(run_id, force=True)
         return
@@ -87,10 +90,46 @@ def submitted(engine, run_id: str | None, *, made_now: bool, failed: bool) -> No
 _params: dict[str, dict] = {}
 
 
+_open: dict[str, object] = {}  # notebook runs of this kernel not ended yet -> their engine
+_watched: set[int] = set()  # kernels whose shutdown ends them
+
+
+def _end_runs_on_shutdown(kernel) -> None:
+    """End this kernel's notebook runs as soon as it is asked to shut down or restart.
+
+    atexit alone is too late: Jupyter gives a kernel a few seconds to exit after its
+    shutdown request, then sends SIGTERM (no atexit handlers run) and SIGKILL, and closing a
+    local Dask cluster takes about that long, so a normal restart left the run RUNNING, later
+    LOST. The kernel's ``do_shutdown`` runs first, on the shutdown request itself.
+    """
+    if kernel is None or id(kernel) in _watched or not hasattr(kernel, "do_shutdown"):
+        return
+    _watched.add(id(kernel))
+    original = kernel.do_shutdown
+
+    def do_shutdown(restart):
+        end_notebook_runs()
+        return original(restart)
+
+    kernel.do_shutdown = do_shutdown
+
+
+def end_notebook_runs() -> None:
+    """End every notebook run of this kernel that has not ended (SUCCESS): the kernel is
+    shutting down or restarting normally; LOST is for a process that died."""
+    for run_id, engine in list(_open.items()):
+        _finish(engine, run_id)
+
+
 def _finish(engine, run_id: str) -> None:
     """At kernel shutdown (before the engine closes: atexit runs newest first)."""
     from ..core.errors import FencedWrite
 
+    if _open.pop(run_id, None) is None:
+        return  # ended already (the shutdown request came first)
+    with _lock:
+        if _runs.get(id(engine)) == run_id:
+            del _runs[id(engine)]
     try:
         engine.writer.flush()
         engine.store.finish_run(run_id, engine.owner_id, "SUCCESS")

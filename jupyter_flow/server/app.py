@@ -171,8 +171,8 @@ class FlowApp(ExtensionApp):
         self.resolved_artifacts_url = resolve_artifacts_url(configured=self.artifacts_url)
         access = StoreAccess(self.resolved_db_url, retry_interval=self.store_retry_interval, log=self.log)
         store = access.open()  # on failure: one log line now, 503 from the API until it opens
-        # Previews unpickle only artifacts signed with the store's key: the artifact store is
-        # opened once the metadata store (which keeps the key) is.
+        # The server never unpickles: previews of pickles signed by a key its user trusts are
+        # rendered by a throwaway subprocess (jupyter_flow.artifacts.preview).
         artifacts = self.resolved_artifacts_url
         self.service = FlowService(
             access, artifacts, heartbeat_timeout=self.heartbeat_timeout, server_user=current_user()

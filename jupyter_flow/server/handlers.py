@@ -21,6 +21,7 @@ from jupyter_server.utils import ensure_async, url_path_join
 from tornado import web
 from tornado.ioloop import IOLoop
 
+from jupyter_flow.artifacts.store import STREAM_CHUNK
 from jupyter_flow.core.status import RunKind, RunStatus
 from jupyter_flow.server import limits
 from jupyter_flow.server.errors import ApiError
@@ -65,6 +66,16 @@ class FlowHandler(APIHandler):
             )
         except ApiError as err:
             raise ApiHTTPError(err) from None
+
+    async def is_admin(self) -> bool:
+        """Whether the authorizer grants this request action ``admin`` (the owner rule's
+        exception: an admin may read and change every user's runs and schedules)."""
+        # AllowAllAuthorizer, Jupyter's default, says yes to any action. Taken as an admin
+        # grant it would let every user of a shared store cancel everyone's runs, so admin
+        # needs an authorizer that grants "admin" on purpose.
+        if type(self.authorizer) is AllowAllAuthorizer:
+            return False
+        return bool(await ensure_async(self.authorizer.is_authorized(self, self.current_user, "admin", AUTH_RESOURCE)))
 
     def json_body(self) -> Any:
         """The request body as JSON within ``limits`` (413/422 otherwise); None if empty."""
@@ -191,9 +202,9 @@ class RunsHandler(FlowHandler):
                 raise _bad_request(
                     f"changed_since returns every changed run; it cannot be combined with {', '.join(given)}"
                 )
-            self.write_json(await self.call(self.service.changes, changed_since, limit))
+            self.write_json(await self.call(self.service.changes, changed_since, limit, await self.is_admin()))
             return
-        self.write_json(await self.call(self.service.list_runs, limit=limit, **filters))
+        self.write_json(await self.call(self.service.list_runs, limit=limit, is_admin=await self.is_admin(), **filters))
 
 
 class RunHandler(FlowHandler):
@@ -201,7 +212,7 @@ class RunHandler(FlowHandler):
     @authorized
     async def get(self, run_id: str) -> None:
         self.check_id(run_id, "run")
-        self.write_json(await self.call(self.service.get_run, run_id))
+        self.write_json(await self.call(self.service.get_run, run_id, await self.is_admin()))
 
 
 class RunTasksHandler(FlowHandler):
@@ -210,7 +221,7 @@ class RunTasksHandler(FlowHandler):
     async def get(self, run_id: str) -> None:
         self.check_id(run_id, "run")
         changed_since = self.int_arg("changed_since", None, 0, 2**62)
-        self.write_json(await self.call(self.service.run_tasks, run_id, changed_since))
+        self.write_json(await self.call(self.service.run_tasks, run_id, changed_since, await self.is_admin()))
 
 
 class RunCancelHandler(FlowHandler):
@@ -223,20 +234,10 @@ class RunCancelHandler(FlowHandler):
         payload = self.json_body()
         if self.request.body.strip() and payload != {}:
             raise web.HTTPError(422, "%s", "the request body must be empty or an empty JSON object")
-        user = self.current_user
-        is_admin = await self._is_admin(user)
         run = await self.call(
-            self.service.cancel_run, run_id, requested_by=user.username, is_admin=is_admin
+            self.service.cancel_run, run_id, requested_by=self.current_user.username, is_admin=await self.is_admin()
         )
         self.write_json(run, status=202)
-
-    async def _is_admin(self, user) -> bool:
-        # AllowAllAuthorizer, Jupyter's default, says yes to any action. Taken as an admin
-        # grant it would let every user of a shared store cancel everyone's runs, so admin
-        # needs an authorizer that grants "admin" on purpose.
-        if type(self.authorizer) is AllowAllAuthorizer:
-            return False
-        return bool(await ensure_async(self.authorizer.is_authorized(self, user, "admin", AUTH_RESOURCE)))
 
 
 class BatchesHandler(FlowHandler):
@@ -264,8 +265,9 @@ class SchedulesHandler(FlowHandler):
     @authorized
     async def post(self) -> None:
         body = self.json_body()
+        # Its owner is the OS user this server acts for, as for runs (see the owner rule).
         schedule = await self.call(self.service.create_schedule, body, self.settings.get("server_root_dir", "."),
-                                   created_by=self.current_user.username)
+                                   created_by=self.service.server_user)
         self.write_json(schedule, status=201)
 
 
@@ -291,13 +293,13 @@ class ScheduleHandler(FlowHandler):
     async def patch(self, schedule_id: str) -> None:
         self.check_schedule(schedule_id)
         body = self.json_body()
-        self.write_json(await self.call(self.service.update_schedule, schedule_id, body))
+        self.write_json(await self.call(self.service.update_schedule, schedule_id, body, await self.is_admin()))
 
     @web.authenticated
     @authorized
     async def delete(self, schedule_id: str) -> None:
         self.check_schedule(schedule_id)
-        await self.call(self.service.delete_schedule, schedule_id)
+        await self.call(self.service.delete_schedule, schedule_id, await self.is_admin())
         self.set_status(204)
         self.finish()
 
@@ -319,7 +321,7 @@ class TaskHandler(FlowHandler):
     @authorized
     async def get(self, task_id: str) -> None:
         self.check_id(task_id, "task")
-        self.write_json(await self.call(self.service.get_task, task_id))
+        self.write_json(await self.call(self.service.get_task, task_id, await self.is_admin()))
 
 
 class TaskLogsHandler(FlowHandler):
@@ -327,7 +329,7 @@ class TaskLogsHandler(FlowHandler):
     @authorized
     async def get(self, task_id: str) -> None:
         self.check_id(task_id, "task")
-        self.write_json(await self.call(self.service.task_logs, task_id))
+        self.write_json(await self.call(self.service.task_logs, task_id, await self.is_admin()))
 
 
 class GraphsHandler(FlowHandler):
@@ -336,7 +338,8 @@ class GraphsHandler(FlowHandler):
     async def get(self) -> None:
         limit = self.int_arg("limit", 50, 1, limits.MAX_PAGE)
         before = self.arg("before") or None
-        self.write_json(await self.call(self.service.list_graphs, limit=limit, before=before))
+        self.write_json(await self.call(self.service.list_graphs, limit=limit, before=before,
+                                        is_admin=await self.is_admin()))
 
 
 class GraphHandler(FlowHandler):
@@ -344,7 +347,7 @@ class GraphHandler(FlowHandler):
     @authorized
     async def get(self, run_id: str) -> None:
         self.check_id(run_id, "graph")
-        self.write_json(await self.call(self.service.get_graph, run_id))
+        self.write_json(await self.call(self.service.get_graph, run_id, await self.is_admin()))
 
 
 class ArtifactHandler(FlowHandler):
@@ -357,15 +360,30 @@ class ArtifactHandler(FlowHandler):
         if download not in (None, "", "0", "1", "true", "false"):
             raise _bad_request("query parameter 'download' must be 1 or 0")
         if download in ("1", "true"):
-            payload, serializer = await self.call(self.service.artifact_bytes, digest)
-            mime, extension = _EXTENSIONS.get(serializer, ("application/octet-stream", serializer))
+            await self._download(digest)
+            return
+        max_bytes = self.int_arg("max_bytes", limits.PREVIEW_DEFAULT, 64, limits.PREVIEW_MAX)
+        self.write_json(await self.call(self.service.artifact_preview, digest, max_bytes, await self.is_admin()))
+
+
+    async def _download(self, digest: str) -> None:
+        """Send the checked file in pieces, each read in a worker thread and flushed before the
+        next (a slow client holds one piece of memory, not the artifact)."""
+        file, length, serializer = await self.call(self.service.artifact_download, digest, await self.is_admin())
+        loop, executor = IOLoop.current(), self.settings["jupyter_flow_executor"]
+        mime, extension = _EXTENSIONS.get(serializer, ("application/octet-stream", serializer))
+        try:
+            self.set_header("Content-Type", mime)
+            self.set_header("Content-Length", str(length))
             self.set_header("X-Content-Type-Options", "nosniff")
             self.set_header("X-Flow-Serializer", serializer)
             self.set_header("Content-Disposition", f'attachment; filename="{digest}.{extension}"')
-            self.finish(payload, set_content_type=mime)
-            return
-        max_bytes = self.int_arg("max_bytes", limits.PREVIEW_DEFAULT, 64, limits.PREVIEW_MAX)
-        self.write_json(await self.call(self.service.artifact_preview, digest, max_bytes))
+            while chunk := await loop.run_in_executor(executor, file.read, STREAM_CHUNK):
+                self.write(chunk)
+                await self.flush()
+        finally:
+            await loop.run_in_executor(executor, file.close)
+        self.finish(set_content_type=mime)
 
 
 class LineageHandler(FlowHandler):
@@ -373,7 +391,7 @@ class LineageHandler(FlowHandler):
     @authorized
     async def get(self, ident: str) -> None:
         self.check_id(ident, "task or artifact")
-        self.write_json(await self.call(self.service.lineage, ident))
+        self.write_json(await self.call(self.service.lineage, ident, await self.is_admin()))
 
 
 class ClustersHandler(FlowHandler):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import smtplib
 import ssl
 import threading
@@ -47,6 +48,8 @@ HOOK_TIMEOUT_S = 10.0
 REMEMBERED_RUNS = 10_000
 #: Fields of the run an event carries.
 EVENT_RUN_FIELDS = ("id", "name", "kind", "status", "error", "notebook", "schedule_id", "ended_at")
+#: Line breaks and other control characters: never allowed into a header's value.
+_HEADER_BREAKS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 _VERBS = {"SUCCESS": "succeeded", "FAILED": "failed", "LOST": "was lost", "CANCELED": "was canceled"}
 
 
@@ -80,6 +83,16 @@ def webhook_label(url: str) -> str:
     except ValueError:
         return "(an unparsable webhook URL)"
     return f"{parts.scheme or '?'}://{host}{port}"
+
+
+def header_value(text: str) -> str:
+    """``text`` as one line safe for an e-mail header: a run name may hold CR/LF, which
+    ``EmailMessage`` refuses (the mail was lost) and which must never start a header of its own.
+
+    >>> header_value("nightly\\r\\nBcc: eve@example.org")
+    'nightly Bcc: eve@example.org'
+    """
+    return _HEADER_BREAKS.sub(" ", str(text)).strip()
 
 
 def _scrub(text: str, secrets: Iterable[str]) -> str:
@@ -190,9 +203,9 @@ class Notifier:
         name = run.get("name") or run["id"]
         outcome = _VERBS.get(run["status"], f"ended {run['status']}")
         message = EmailMessage()
-        message["Subject"] = f"[jupyter_flow] {run['kind']} run {name} {outcome}"
-        message["From"] = self.smtp_from or self.smtp_username or "jupyter-flow@localhost"
-        message["To"] = ", ".join(self.email_to)
+        message["Subject"] = header_value(f"[jupyter_flow] {run['kind']} run {name} {outcome}")
+        message["From"] = header_value(self.smtp_from or self.smtp_username or "jupyter-flow@localhost")
+        message["To"] = header_value(", ".join(self.email_to))
         lines = [f"The {run['kind']} run {name} ({run['id']}) {outcome}.", ""]
         for field in ("status", "notebook", "schedule_id", "ended_at", "error"):
             if run.get(field):

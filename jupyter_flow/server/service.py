@@ -10,15 +10,17 @@ blocks) and translate ``ApiError`` back into a status code. Nothing here knows t
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import re
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 from jupyter_flow import __version__
 from jupyter_flow.artifacts import ArtifactStore, validate_digest
 from jupyter_flow.core.errors import ArtifactError, ArtifactUntrusted, FlowError
-from jupyter_flow.core.secrets import looks_secret, redact
+from jupyter_flow.core.secrets import redact, redact_text
 from jupyter_flow.engine import cluster as clusters
 from jupyter_flow.server import limits
 from jupyter_flow.server.errors import (  # noqa: F401  (ApiError and kin are this API's errors)
@@ -32,6 +34,8 @@ from jupyter_flow.server.errors import (  # noqa: F401  (ApiError and kin are th
 )
 from jupyter_flow.server.store_access import StoreAccess
 from jupyter_flow.store import CancelConflict, RunNotFound, ScheduleExists, ScheduleNotFound, Store
+
+log = logging.getLogger("jupyter_flow.server")
 
 # Task fields too large for listings; ``tasks/{id}/logs`` serves them.
 LOG_FIELDS = ("stdout", "stderr", "traceback")
@@ -56,7 +60,7 @@ def _task_summary(task: dict) -> dict:
 # secret-named value in plain text there; redacting again on the way out is defence in
 # depth (rows written by older versions). Record fields themselves ("key": the cache
 # key) are not user names, so only these sub-dicts are redacted.
-_VALUE_FIELDS = ("params", "globals")
+_VALUE_FIELDS = ("params", "globals", "shell")
 
 
 def _hide_secrets(record: dict) -> dict:
@@ -151,17 +155,20 @@ def _hide_secret_defaults(params: list[dict]) -> list[dict]:
     return [{**p, "default": redact(p.get("default"), p["name"])} for p in params]
 
 
-def _redact(value: Any, name: str = "") -> Any:
-    """Cluster profile settings with anything that looks like a secret hidden."""
+def _profile_settings(value: Any) -> Any:
+    """Cluster profile settings as JSON: secrets hidden (``core.secrets.redact``), objects
+    that are not JSON shown by their repr (with its secret-looking parts hidden too)."""
+    value = redact(value)
     if isinstance(value, dict):
-        return {k: _redact(v, str(k)) for k, v in value.items()}
-    if name and looks_secret(name) and value not in (None, "", False):
-        return "***"
-    if isinstance(value, (list, tuple)):
-        return [_redact(v) for v in value]
+        return {str(k): _profile_settings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_profile_settings(v) for v in value]
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
-    return repr(value)
+    return redact_text(repr(value))
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class FlowService:
@@ -185,11 +192,19 @@ class FlowService:
 
     @property
     def artifacts(self) -> ArtifactStore:
-        """The artifact store, reading pickles only when signed with the store's key."""
+        """The artifact store, opened so that nothing is ever unpickled in the server: it checks
+        signatures with the server user's keyring (and serves or previews, in a child
+        process, only pickles that user trusts)."""
         if self._artifacts is None:
             from jupyter_flow.artifacts import artifact_store
+            from jupyter_flow.artifacts.keyring import KeyringError, load_keyring
 
-            self._artifacts = artifact_store(self._artifacts_url, signing_key=self.store.artifact_key())
+            try:
+                keyring = load_keyring()
+            except KeyringError as err:
+                log.warning("jupyter_flow: pickled artifacts are neither previewed nor served: %s", err)
+                keyring = None
+            self._artifacts = artifact_store(self._artifacts_url, keyring=keyring, unpickle=False)
         return self._artifacts
 
     @property
@@ -237,40 +252,59 @@ class FlowService:
 
     # -- runs -----------------------------------------------------------------------------
 
-    def list_runs(self, *, limit: int, **filters: Any) -> dict:
-        """A page of runs, newest first, plus where to go next.
+    # -- the owner rule ---------------------------------------------------------------------
+    #
+    # The server acts for the OS user it runs as (its kernels and terminals are that user).
+    # Runs, their tasks, logs, graphs, artifacts and lineage, and schedules belong to the
+    # OS user who started or created them; only that user's servers, or a request the
+    # authorizer grants "admin", may read or change them.
+
+    def owns(self, user: str | None, is_admin: bool) -> bool:
+        """Whether this server's requests may read or change an object of ``user``."""
+        return is_admin or (self.server_user is not None and user == self.server_user)
+
+    def _only_owner(self, what: str, user: str | None, is_admin: bool, action: str) -> None:
+        if not self.owns(user, is_admin):
+            raise Forbidden(f"{what} belongs to user {user!r}; only its owner or a jupyter_flow "
+                            f"admin may {action} it")
+
+    def _viewed_user(self, is_admin: bool) -> str | None:
+        """The user whose runs a listing shows (None: everyone's, for an admin)."""
+        return None if is_admin else (self.server_user or "")
+
+    def list_runs(self, *, limit: int, is_admin: bool = False, **filters: Any) -> dict:
+        """A page of this server's user's runs (everyone's for an admin), newest first,
+        plus where to go next.
 
         ``cursor`` is the change-feed position taken *before* the page was read, so
         polling ``changes(cursor)`` afterwards misses nothing that changed meanwhile.
         """
         cursor = self.store.feed_cursor()
-        runs = self.store.list_runs(limit=limit, **filters)
+        runs = self.store.list_runs(limit=limit, user=self._viewed_user(is_admin), **filters)
         next_before = runs[-1]["id"] if len(runs) == limit else None
         return {"runs": to_json([_hide_secrets(run) for run in runs]), "next_before": next_before, "cursor": cursor}
 
-    def changes(self, cursor: int, limit: int) -> dict:
+    def changes(self, cursor: int, limit: int, is_admin: bool = False) -> dict:
         """Runs changed after ``cursor`` in commit order and the cursor to poll with next."""
-        runs, new_cursor = self.store.changes_since(cursor, limit)
+        runs, new_cursor = self.store.changes_since(cursor, limit, user=self._viewed_user(is_admin))
         return {"runs": to_json([_hide_secrets(run) for run in runs]), "cursor": new_cursor}
 
-    def _run(self, run_id: str) -> dict:
+    def _run(self, run_id: str, is_admin: bool | None = None, action: str = "read") -> dict:
+        """The run; Forbidden unless it is this server's user's (or ``is_admin``; None: unchecked)."""
         run = self.store.get_run(run_id)
         if run is None:
             raise NotFound(f"no run {run_id!r} in the store")
+        if is_admin is not None:
+            self._only_owner(f"run {run_id}", run.get("user"), is_admin, action)
         return run
 
-    def get_run(self, run_id: str) -> dict:
-        return to_json(_hide_secrets(self._run(run_id)))
+    def get_run(self, run_id: str, is_admin: bool = False) -> dict:
+        return to_json(_hide_secrets(self._run(run_id, is_admin)))
 
-    def run_tasks(self, run_id: str, changed_since: int | None = None) -> dict:
+    def run_tasks(self, run_id: str, changed_since: int | None = None, is_admin: bool = False) -> dict:
+        self._run(run_id, is_admin)
         tasks = self.store.get_tasks(run_id, changed_since=changed_since)
-        if not tasks and self.store.get_run(run_id) is None:
-            raise NotFound(f"no run {run_id!r} in the store")
         return {"run_id": run_id, "tasks": to_json([_task_summary(t) for t in tasks])}
-
-    def may_cancel(self, run: dict) -> bool:
-        """Owner check: the server acts for the OS user it runs as (see ``cancel_run``)."""
-        return self.server_user is not None and run.get("user") == self.server_user
 
     def cancel_run(self, run_id: str, requested_by: str, *, is_admin: bool) -> dict:
         """Record a cancel request for ``run_id`` and its unfinished child runs.
@@ -279,12 +313,7 @@ class FlowService:
         terminals of this server are that user), or when ``is_admin``. The process that
         owns the run polls for the request and cancels within a second.
         """
-        run = self._run(run_id)
-        if not (is_admin or self.may_cancel(run)):
-            raise Forbidden(
-                f"run {run_id} belongs to user {run.get('user')!r}; only its owner or a "
-                "jupyter_flow admin may cancel it"
-            )
+        self._run(run_id, is_admin, "cancel")
         try:
             return to_json(_hide_secrets(self.store.request_cancel(run_id, by=requested_by)))
         except CancelConflict as err:
@@ -355,14 +384,19 @@ class FlowService:
             raise Unprocessable(str(err)) from None
         return self.get_schedule(schedule["id"])
 
-    def update_schedule(self, ident: str, body: Any) -> dict:
+    def _owned_schedule(self, ident: str, is_admin: bool, action: str) -> dict:
+        schedule = self._schedule(ident)
+        self._only_owner(f"schedule {schedule['name']!r}", schedule.get("created_by"), is_admin, action)
+        return schedule
+
+    def update_schedule(self, ident: str, body: Any, is_admin: bool = False) -> dict:
         """Pause (``{"paused": true}``) or resume a schedule; resuming fires next at the
         first cron time from now (no misfire for the paused time)."""
         from jupyter_flow.batch import schedules
 
         if not isinstance(body, dict) or set(body) != {"paused"} or not isinstance(body["paused"], bool):
             raise Unprocessable('the body must be {"paused": true} or {"paused": false}')
-        schedule = self._schedule(ident)
+        schedule = self._owned_schedule(ident, is_admin, "pause" if body["paused"] else "resume")
         change = schedules.pause_schedule if body["paused"] else schedules.resume_schedule
         try:
             change(schedule["id"], store=self.store)
@@ -370,9 +404,9 @@ class FlowService:
             raise NotFound(f"no schedule {ident!r} in the store") from None
         return self.get_schedule(schedule["id"])
 
-    def delete_schedule(self, ident: str) -> None:
+    def delete_schedule(self, ident: str, is_admin: bool = False) -> None:
         """Remove a schedule; the runs it fired stay."""
-        schedule = self._schedule(ident)
+        schedule = self._owned_schedule(ident, is_admin, "delete")
         if not self.store.delete_schedule(schedule["id"]):
             raise NotFound(f"no schedule {ident!r} in the store")
 
@@ -394,18 +428,20 @@ class FlowService:
 
     # -- tasks ----------------------------------------------------------------------------
 
-    def _task(self, task_id: str) -> dict:
+    def _task(self, task_id: str, is_admin: bool) -> dict:
         task = self.store.get_task(task_id)
         if task is None:
             raise NotFound(f"no task {task_id!r} in the store")
+        run = self.store.get_run(task["run_id"]) or {}
+        self._only_owner(f"task {task_id} (of run {task['run_id']})", run.get("user"), is_admin, "read")
         return task
 
-    def get_task(self, task_id: str) -> dict:
-        return to_json(_task_summary(self._task(task_id)))
+    def get_task(self, task_id: str, is_admin: bool = False) -> dict:
+        return to_json(_task_summary(self._task(task_id, is_admin)))
 
-    def task_logs(self, task_id: str) -> dict:
+    def task_logs(self, task_id: str, is_admin: bool = False) -> dict:
         """stdout, stderr, error and traceback of a task; each keeps its last 256 KiB."""
-        task = self._task(task_id)
+        task = self._task(task_id, is_admin)
         logs: dict[str, Any] = {"task_id": task_id, "truncated": False}
         for field in ("stdout", "stderr", "error", "traceback"):
             text = task.get(field) or ""
@@ -417,9 +453,9 @@ class FlowService:
 
     # -- graphs ---------------------------------------------------------------------------
 
-    def list_graphs(self, *, limit: int, before: str | None = None) -> dict:
+    def list_graphs(self, *, limit: int, before: str | None = None, is_admin: bool = False) -> dict:
         """Each run's graph, summarised (a graph's id is its run's id)."""
-        runs = self.store.list_runs(limit=limit, before=before)
+        runs = self.store.list_runs(limit=limit, before=before, user=self._viewed_user(is_admin))
         graphs = [
             {
                 "id": run["id"],
@@ -434,9 +470,9 @@ class FlowService:
         next_before = runs[-1]["id"] if len(runs) == limit else None
         return {"graphs": to_json(graphs), "next_before": next_before}
 
-    def get_graph(self, run_id: str) -> dict:
+    def get_graph(self, run_id: str, is_admin: bool = False) -> dict:
         """A run's task graph: nodes (tasks) and edges (upstream task -> task)."""
-        run = self._run(run_id)
+        run = self._run(run_id, is_admin)
         tasks = self.store.get_tasks(run_id)
         by_node = {task["node"]: task["id"] for task in tasks}
         nodes = [
@@ -474,11 +510,23 @@ class FlowService:
         except ValueError as err:
             raise BadRequest(str(err)) from None
 
-    def artifact_preview(self, digest: str, max_bytes: int) -> dict:
+    def _check_artifact_reader(self, digest: str, is_admin: bool) -> list[dict]:
+        """The artifact's producer tasks; Forbidden when each of them is another user's (an
+        output that this server's user also produced, or restored from the cache in a run
+        of theirs, is theirs to read too; one no run records is readable by its hash alone)."""
+        producers = self.store.artifact_runs(digest)
+        users = {(self.store.get_run(task["run_id"]) or {}).get("user") for task in producers}
+        if producers and not is_admin and not any(self.owns(user, False) for user in users):
+            raise Forbidden(f"artifact {digest} was produced by runs of user(s) {sorted(map(str, users))}; only "
+                            "their owner or a jupyter_flow admin may read it")
+        return producers
+
+    def artifact_preview(self, digest: str, max_bytes: int, is_admin: bool = False) -> dict:
         """A bounded preview (json, text, table, image or repr) plus registry facts."""
         digest = self._digest(digest)
         if not self.artifacts.exists(digest):
             raise NotFound(f"no artifact {digest} in the artifact store")
+        producers = self._check_artifact_reader(digest, is_admin)
         try:
             preview = self.artifacts.preview(digest, max_bytes=max_bytes)
         except ArtifactError as err:
@@ -486,33 +534,42 @@ class FlowService:
         record = self.store.get_artifact(digest) or {}
         return to_json(
             {"hash": digest, **preview, "created_at": record.get("created_at"),
-             "producers": [task["id"] for task in self.store.artifact_runs(digest)]}
+             "producers": [task["id"] for task in producers]}
         )
 
-    def artifact_bytes(self, digest: str) -> tuple[bytes, str]:
-        """The serialized value (what its serializer wrote) and that serializer's name.
+    def artifact_download(self, digest: str, is_admin: bool = False) -> tuple[BinaryIO, int, str]:
+        """An open file at the serialized value (what its serializer wrote), its length and
+        that serializer's name; the caller streams it in pieces and closes it.
 
-        A pickle is served only when it carries this store's signature (a client that
-        unpickles a download trusts the server); sealed artifacts are never served.
+        A pickle is served only when it carries a valid signature of a key the server's user
+        holds or trusts (a client that unpickles a download trusts the server); sealed
+        artifacts are never served.
         """
         digest = self._digest(digest)
         if not self.artifacts.exists(digest):
             raise NotFound(f"no artifact {digest} in the artifact store")
+        self._check_artifact_reader(digest, is_admin)
         try:
-            header, payload = self.artifacts.payload(digest)
+            header, file, length = self.artifacts.open_payload(digest)
         except ArtifactUntrusted as err:
             raise Conflict(f"{err} It is not served for download.") from None
         except ArtifactError as err:
             raise NotFound(str(err)) from None
         if header.get("sealed"):
-            raise Conflict(f"artifact {digest} is sealed (encrypted with the store's key, e.g. a graph "
+            file.close()
+            raise Conflict(f"artifact {digest} is sealed (encrypted with its owner's key, e.g. a graph "
                            "snapshot, which may hold secrets); it is not served for download")
-        return payload, str(header.get("serializer"))
+        return file, length, str(header.get("serializer"))
 
-    def lineage(self, ident: str) -> dict:
+    def lineage(self, ident: str, is_admin: bool = False) -> dict:
         """Where a task's inputs or an artifact came from, back to the graph's sources
         (``engine.lineage.lineage_graph``; at most 2,000 tasks)."""
         from jupyter_flow.engine.lineage import lineage_graph
+
+        if self.store.get_task(ident) is not None:
+            self._task(ident, is_admin)
+        elif _DIGEST.fullmatch(ident):
+            self._check_artifact_reader(ident, is_admin)
 
         try:
             graph = lineage_graph(self.store, ident, artifact_exists=self.artifacts.exists, limit=limits.LINEAGE_LIMIT)
@@ -525,7 +582,7 @@ class FlowService:
     def clusters(self) -> dict:
         """Clusters in use (registered by the processes that own them) and the profiles."""
         profiles = {
-            name: _redact({k: spec.get(k) for k in ("module", "class", "kwargs", "adapt")})
+            name: _profile_settings({k: spec.get(k) for k in ("module", "class", "kwargs", "adapt")})
             for name, spec in clusters.profiles().items()
         }
         return {

@@ -4,11 +4,17 @@ SQLite: WAL (readers never block the writer), ``busy_timeout`` (a writer waits f
 lock instead of failing with "database is locked"), ``BEGIN IMMEDIATE`` for write
 transactions (they take the write lock up front, so two of them can never deadlock while
 upgrading from a read lock) and plain deferred ``BEGIN`` for reads.
+
+A SQLite store that turns read-only is refused before SQLite touches it: in WAL mode every
+reader and writer writes into ``flow.db-shm`` through a shared memory map, and a write fault
+on a map of a file that can no longer be written (made immutable, its filesystem remounted
+read-only) is answered by the kernel with SIGBUS, which kills the whole process.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -16,7 +22,7 @@ from sqlalchemy import Engine, create_engine, event, literal_column
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.sql.elements import ColumnElement
 
-from jupyter_flow.core.errors import StoreError
+from jupyter_flow.core.errors import StoreError, StoreReadOnly
 
 #: Execution option that marks a connection as a writer (``BEGIN IMMEDIATE`` on SQLite).
 WRITE_OPTION = "jupyter_flow_write"
@@ -94,9 +100,44 @@ def warn_if_network_filesystem(path: Path, mounts_file: str = "/proc/mounts") ->
         )
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def read_only_reason(path: Path) -> str | None:
+    """Why SQLite could not write the store at ``path`` now (None: it can).
+
+    The database, its ``-wal`` and ``-shm`` files must be writable where they exist, and
+    the directory where one of them is still to be created. Three ``access`` calls when
+    all is well, so it is cheap enough to ask before every transaction.
+
+    >>> read_only_reason(Path("/nonexistent/flow.db"))
+    'its directory /nonexistent cannot be written'
+    """
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        file = path.with_name(name)
+        if os.access(file, os.W_OK):
+            continue
+        if os.path.lexists(file):
+            return f"{file} cannot be written"
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            return f"its directory {path.parent} cannot be written"
+    return None
+
+
+def refuse_if_read_only(path: Path) -> None:
+    """Raise ``StoreReadOnly`` naming ``path`` and the fix when the store cannot be written."""
+    reason = read_only_reason(path)
+    if reason is not None:
+        raise StoreReadOnly(
+            f"the store at {path} is read-only ({reason}); jupyter_flow writes to a SQLite store "
+            f"even to read it (its WAL index {path.name}-shm). Make the store writable again "
+            "(chmod u+w, chattr -i, or remount its filesystem read-write) or point "
+            "JUPYTER_FLOW_HOME / JUPYTER_FLOW_DB at a writable store; nothing was read or written."
+        )
+
+
+def _configure_sqlite(engine: Engine, path: Path | None) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
+        if path is not None:
+            refuse_if_read_only(path)
         # Take transaction control away from pysqlite; the "begin" listener below issues it.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -108,10 +149,36 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
+        if path is not None:
+            refuse_if_read_only(path)
         if connection.get_execution_options().get(WRITE_OPTION):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             connection.exec_driver_sql("BEGIN")
+
+
+def create_private(path: Path) -> None:
+    """Create the SQLite file (and missing parent directories) private to its owner before
+    SQLite opens it: SQLite gives the ``-wal`` and ``-shm`` files the database file's mode.
+    In a directory that an administrator made group-accessible (a team store) the group
+    may read and write it too. An existing file keeps its mode."""
+    if path.exists():
+        return
+    missing = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o700)  # whatever the umask
+    shared = path.parent.stat().st_mode & stat.S_IRWXG
+    mode = 0o660 if shared else 0o600
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return
+    os.fchmod(fd, mode)
+    os.close(fd)
 
 
 def make_engine(url: URL) -> Engine:
@@ -120,10 +187,16 @@ def make_engine(url: URL) -> Engine:
     if backend == "sqlite":
         path = sqlite_path(url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                create_private(path)
+            except OSError as err:
+                raise StoreError(
+                    f"cannot create the store at {path} ({err.strerror}): create its directory "
+                    "or point JUPYTER_FLOW_HOME / JUPYTER_FLOW_DB at a writable place"
+                ) from err
             warn_if_network_filesystem(path)
         engine = create_engine(url)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, path)
         return engine
     if backend == "postgresql":
         connect_args: dict = {"options": "-c timezone=UTC"}

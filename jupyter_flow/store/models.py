@@ -193,6 +193,9 @@ class CacheEntry(Base):
     created_at: Mapped[datetime]
     # Metrics the producing task recorded; a cache hit restores them with the outputs.
     metrics: Mapped[dict[str, Any] | None]
+    # Key id of whoever signed the pickled outputs (None: nothing pickled); readers skip
+    # entries they would refuse to unpickle.
+    signer: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (Index("ix_cache_entries_op_name_created_at", "op_name", "created_at"),)
 
@@ -216,13 +219,17 @@ class Claim(Base):
     claimed_at: Mapped[datetime]
 
 
-class StoreKey(Base):
-    """A secret of the store itself (e.g. the key that authenticates pickled artifacts)."""
+class Signer(Base):
+    """The public half of a user's artifact-signing key (the private half is in their home).
 
-    __tablename__ = "store_keys"
+    Published so that others can decide to trust it; being listed here grants nothing.
+    """
 
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+    __tablename__ = "signers"
+
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), index=True)
+    public_key: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
 
 

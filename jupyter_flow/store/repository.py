@@ -16,7 +16,6 @@ import getpass
 import json
 import os
 import re
-import secrets
 import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -83,7 +82,7 @@ from jupyter_flow.store.models import (
     Pin,
     Run,
     Schedule,
-    StoreKey,
+    Signer,
     Task,
     UTCDateTime,
 )
@@ -97,12 +96,9 @@ PINS: Table = Pin.__table__
 CLUSTERS: Table = Cluster.__table__
 COUNTERS: Table = Counter.__table__
 CLAIMS: Table = Claim.__table__
-STORE_KEYS: Table = StoreKey.__table__
+SIGNERS: Table = Signer.__table__
 SCHEDULES: Table = Schedule.__table__
 LEASES: Table = Lease.__table__
-
-#: ``store_keys`` row of the key that signs pickled artifacts (``artifact_key``).
-ARTIFACT_KEY = "artifacts-hmac-sha256"
 
 # SQLite allows 32766 bound variables per statement (999 before 3.32); stay far below.
 CHUNK = 500
@@ -217,11 +213,12 @@ def _seconds(start: Any, end: Any) -> float | None:
 
 
 def _cached_states(conn: Connection, keys: list[str]) -> dict[str, dict]:
-    """``{"state": "cached", outputs, task_id, metrics}`` for those of ``keys`` with an entry."""
+    """``{"state": "cached", outputs, task_id, metrics, signer}`` for those of ``keys`` with an entry."""
     return {
-        key: {"state": "cached", "outputs": outputs, "task_id": task_id, "metrics": metrics}
-        for key, outputs, task_id, metrics in conn.execute(
-            select(CACHE.c.key, CACHE.c.outputs, CACHE.c.task_id, CACHE.c.metrics).where(CACHE.c.key.in_(keys))
+        key: {"state": "cached", "outputs": outputs, "task_id": task_id, "metrics": metrics, "signer": signer}
+        for key, outputs, task_id, metrics, signer in conn.execute(
+            select(CACHE.c.key, CACHE.c.outputs, CACHE.c.task_id, CACHE.c.metrics, CACHE.c.signer)
+            .where(CACHE.c.key.in_(keys))
         )
     }
 
@@ -255,7 +252,7 @@ class Store:
         self.engine = make_engine(parsed)
         self.dialect: str = self.engine.dialect.name
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
-        self._artifact_key: bytes | None = None
+        self._signers_published: set[str] = set()
         try:
             ensure_schema(self.engine, self._url_text, migrate)
         except BaseException:
@@ -367,42 +364,28 @@ class Store:
 
     # -- keys ---------------------------------------------------------------------------
 
-    def artifact_key(self) -> bytes:
-        """The store's key for signing pickled artifacts (32 random bytes, made on first use).
-
-        It lives in the ``store_keys`` table, not in the artifact directory, so a file
-        planted there cannot carry a valid signature. Processes that open a fresh store at
-        once all get the same key: each offers a candidate, the first insert wins, and
-        everyone reads back the winner.
-
-        >>> store = Store("sqlite://")
-        >>> key = store.artifact_key()
-        >>> len(key), store.artifact_key() == key
-        (32, True)
-        """
-        if self._artifact_key is not None:
-            return self._artifact_key
-        query = select(STORE_KEYS.c.value).where(STORE_KEYS.c.name == ARTIFACT_KEY)
-        with self._read() as conn:
-            value = conn.execute(query).scalar()
-        if value is None:
-            with self._write() as conn:
-                conn.execute(
-                    self._insert(STORE_KEYS).on_conflict_do_nothing(index_elements=[STORE_KEYS.c.name]),
-                    {"name": ARTIFACT_KEY, "value": secrets.token_hex(32), "created_at": self._now(conn)},
-                )
-                value = conn.execute(query).scalar_one()
-        try:
-            key = bytes.fromhex(value)
-        except ValueError:
-            key = b""
-        if len(key) < 16:
-            raise StoreError(
-                f"the artifact key in table store_keys of {self!r} is damaged; delete that row to make "
-                "a new one (pickled artifacts signed with the old key will then be recomputed)"
+    def publish_signer(self, user: str, key_id: str, public_key: str) -> None:
+        """Publish the public half of ``user``'s artifact-signing key (``signers``), so that
+        teammates can choose to trust it. Publishing grants nothing; a key id already
+        listed keeps its first row. Once per key per Store object."""
+        if key_id in self._signers_published:
+            return
+        with self._write() as conn:
+            conn.execute(
+                self._insert(SIGNERS).on_conflict_do_nothing(index_elements=[SIGNERS.c.key_id]),
+                {"key_id": key_id, "user": user, "public_key": public_key, "created_at": self._now(conn)},
             )
-        self._artifact_key = key
-        return key
+        self._signers_published.add(key_id)
+
+    def signers(self, user: str | None = None) -> list[dict]:
+        """Published signing keys ({key_id, user, public_key, created_at}), of ``user`` or all,
+        oldest first. Anyone who can write the store can add a row: check a key's id with
+        its owner before trusting it."""
+        query = select(SIGNERS).order_by(SIGNERS.c.created_at, SIGNERS.c.key_id)
+        if user is not None:
+            query = query.where(SIGNERS.c.user == user)
+        with self._read() as conn:
+            return [row._asdict() for row in conn.execute(query)]
 
     # -- owners and liveness --------------------------------------------------------------
 
@@ -836,13 +819,17 @@ class Store:
         notebook: str | None = None,
         started_after: datetime | None = None,
         parent_id: str | None = None,
+        user: str | None = None,
     ) -> list[dict]:
         """Runs newest first; page on with ``before=<id of the last run of a page>``.
 
         ``name`` matches a substring (case-insensitive); ``status`` and ``kind`` take one
-        value or a list; ``started_after`` compares with the run's ``created_at``.
+        value or a list; ``started_after`` compares with the run's ``created_at``; ``user``
+        keeps the runs that OS user started.
         """
         query = select(RUNS)
+        if user is not None:
+            query = query.where(RUNS.c.user == user)
         if before is not None:
             query = query.where(RUNS.c.id < before)
         if name:
@@ -864,16 +851,26 @@ class Store:
         with self._read() as conn:
             return self._run_dicts(conn, conn.execute(query).all())
 
-    def changes_since(self, cursor: int, limit: int = 500) -> tuple[list[dict], int]:
+    def changes_since(self, cursor: int, limit: int = 500, user: str | None = None) -> tuple[list[dict], int]:
         """Runs changed after ``cursor`` in change order, and the cursor to ask with next.
 
         Start with cursor 0. Every write touching a run or its tasks gives the run a new,
-        larger ``seq``, so polling with the returned cursor sees each change once.
+        larger ``seq``, so polling with the returned cursor sees each change once. ``user``
+        keeps the runs that OS user started; the cursor still moves past the others' changes.
         """
-        query = select(RUNS).where(RUNS.c.seq > cursor).order_by(RUNS.c.seq).limit(limit)
+        query = select(RUNS).where(RUNS.c.seq > cursor)
         with self._read() as conn:
-            runs = self._run_dicts(conn, conn.execute(query).all())
-        return runs, (runs[-1]["seq"] if runs else cursor)
+            upto = None
+            if user is not None:
+                # Read the counter first: every seq up to it is committed (commits take seqs
+                # in order), so the cursor may move past others' changes up to there, and no
+                # later commit (a statement on PostgreSQL has its own snapshot) is skipped.
+                upto = conn.execute(select(COUNTERS.c.value).where(COUNTERS.c.name == "seq")).scalar_one()
+                query = query.where(RUNS.c.user == user, RUNS.c.seq <= upto)
+            runs = self._run_dicts(conn, conn.execute(query.order_by(RUNS.c.seq).limit(limit)).all())
+        if len(runs) == limit or upto is None:
+            return runs, (runs[-1]["seq"] if runs else cursor)
+        return runs, max(cursor, upto)
 
     def feed_cursor(self) -> int:
         """The change-feed position now: ``changes_since(feed_cursor())`` sees only later changes."""
@@ -1022,11 +1019,12 @@ class Store:
 
     def lookup_cache(self, keys: Iterable[str], *, components: bool = True) -> dict[str, dict]:
         """Cache entries for those of ``keys`` that have one: key -> outputs, components,
-        task_id, op_name, and metrics when the op recorded some. One query per 500 keys. ``components=False`` skips the largest
+        task_id, op_name, signer (the key that signed its pickled outputs, or None), and
+        metrics when the op recorded some. One query per 500 keys. ``components=False`` skips the largest
         column when only the outputs are wanted (the engine's hot path)."""
         keys = list(dict.fromkeys(keys))
         found: dict[str, dict] = {}
-        columns = (CACHE.c.key, CACHE.c.outputs, CACHE.c.task_id, CACHE.c.op_name, CACHE.c.metrics)
+        columns = (CACHE.c.key, CACHE.c.outputs, CACHE.c.task_id, CACHE.c.op_name, CACHE.c.metrics, CACHE.c.signer)
         if components:
             columns += (CACHE.c.components,)
         with self._read() as conn:
@@ -1035,12 +1033,13 @@ class Store:
                     # The engine's hot path: one plain query, no per-row type processing.
                     marks = ", ".join("?" for _ in chunk)
                     rows = conn.exec_driver_sql(
-                        f'SELECT "key", outputs, task_id, op_name, metrics FROM "{CACHE.name}" '
+                        f'SELECT "key", outputs, task_id, op_name, metrics, signer FROM "{CACHE.name}" '
                         f'WHERE "key" IN ({marks})',
                         tuple(chunk),
                     ).fetchall()
-                    for key, outputs, task_id, op_name, metrics in rows:
-                        found[key] = {"outputs": json.loads(outputs), "task_id": task_id, "op_name": op_name}
+                    for key, outputs, task_id, op_name, metrics, signer in rows:
+                        found[key] = {"outputs": json.loads(outputs), "task_id": task_id, "op_name": op_name,
+                                      "signer": signer}
                         if metrics is not None and metrics != "null":
                             found[key]["metrics"] = json.loads(metrics)
                     continue
@@ -1052,7 +1051,7 @@ class Store:
         return found
 
     def put_cache(self, entries: list[dict], owner_id: str | None = None) -> list[str]:
-        """Record cache entries ({key, outputs, components, op_name, task_id, metrics}).
+        """Record cache entries ({key, outputs, components, op_name, task_id, metrics, signer}).
 
         A key keeps the first value recorded for it: an entry for a key that already has
         one is ignored (and its key returned), so concurrent computations can never make
@@ -1092,7 +1091,8 @@ class Store:
                     index_elements=[CACHE.c.key],
                     set_={
                         name: statement.excluded[name]
-                        for name in ("outputs", "components", "op_name", "task_id", "metrics", "created_at")
+                        for name in ("outputs", "components", "op_name", "task_id", "metrics", "signer",
+                                     "created_at")
                     },
                 )
                 conn.execute(statement, overwrite)

@@ -1,21 +1,21 @@
-import os
 from pathlib import Path
 
 import pytest
 
 from jupyter_flow.artifacts import ArtifactStore
+from jupyter_flow.artifacts.keyring import load_keyring
 
 
 @pytest.fixture
-def signing_key():
-    """A store key, as ``Store().artifact_key()`` makes one."""
-    return os.urandom(32)
+def keyring(tmp_path):
+    """A user's keys, as ``load_keyring()`` makes them on first use."""
+    return load_keyring(tmp_path / "keys")
 
 
 @pytest.fixture
-def store(tmp_path, signing_key):
-    """A store in a fresh local directory, signing its pickles."""
-    return ArtifactStore(str(tmp_path / "artifacts"), signing_key=signing_key)
+def store(tmp_path, keyring):
+    """A store in a fresh local directory, signing its pickles with the user's key."""
+    return ArtifactStore(str(tmp_path / "artifacts"), keyring=keyring)
 
 
 @pytest.fixture

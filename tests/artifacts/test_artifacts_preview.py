@@ -76,10 +76,10 @@ def test_bytes_preview_as_image_text_or_repr(store):
     assert preview["kind"] == "repr" and len(preview["data"]) <= 1024 and preview["truncated"]
 
 
-def test_preview_never_decodes_huge_pickles(tmp_path, monkeypatch, signing_key):
+def test_preview_never_decodes_huge_pickles(tmp_path, monkeypatch, keyring):
     import jupyter_flow.artifacts.store as store_module
 
-    store = ArtifactStore(str(tmp_path), signing_key=signing_key)
+    store = ArtifactStore(str(tmp_path / "art"), keyring=keyring)
     info = store.put(pd.DataFrame({"a": range(1000)}))
     monkeypatch.setattr(store_module, "PREVIEW_DECODE_LIMIT", 100)
     monkeypatch.setattr(store, "get", lambda digest: (_ for _ in ()).throw(AssertionError("decoded")))

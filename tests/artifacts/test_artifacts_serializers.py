@@ -209,10 +209,10 @@ def test_artifact_from_an_unknown_serializer_is_an_artifact_error(store):
     assert err.value.digest == digest
 
 
-def test_unloadable_pickle_is_an_artifact_error_naming_the_type(store, signing_key):
+def test_unloadable_pickle_is_an_artifact_error_naming_the_type(store, keyring):
     # As if the class had been renamed since the (signed) artifact was written.
     data, _ = store.encode(Point(1, 1))
-    broken = resign(data.replace(Point.__module__.encode(), b"module_removed_since"), signing_key)
+    broken = resign(data.replace(Point.__module__.encode(), b"module_removed_since"), keyring)
     digest = hashlib.sha256(broken).hexdigest()
     store.put_encoded(broken, digest)
     with pytest.raises(ArtifactError, match="recomputed") as err:
@@ -220,13 +220,13 @@ def test_unloadable_pickle_is_an_artifact_error_naming_the_type(store, signing_k
     assert "Point" in str(err.value) and not isinstance(err.value, ArtifactCorrupt)
 
 
-def resign(data: bytes, key: bytes) -> bytes:
+def resign(data: bytes, keyring) -> bytes:
     """An artifact file's bytes with its signature made again over its (edited) content."""
-    from jupyter_flow.artifacts.store import MAGIC, _header_line, _mac
+    from jupyter_flow.artifacts.store import MAGIC, _header_line, _signed_message
 
     end = data.index(b"\n", len(MAGIC))
     header = json.loads(data[len(MAGIC):end])
-    header.pop("mac")
+    header.pop("sig")
     payload = data[end + 1:]
-    header["mac"] = _mac(key, header, [payload])
+    header["sig"] = keyring.sign(_signed_message(header, [payload]))
     return _header_line(header) + payload

@@ -19,7 +19,8 @@ def test_shell_ops_chain_cache_and_notice_file_changes(jf, tmp_path):
     out = tmp_path / "out" / "sorted.txt"
 
     def graph():
-        sort = jf.shell("sort {input} -o {output}", inputs={"input": str(data)}, outputs={"output": str(out)})
+        sort = jf.shell("sort {input} -o {output}", inputs={"input": str(data)}, outputs={"output": str(out)},
+                        cwd=tmp_path)
         count = jf.shell("wc -l < {input} && echo counted >&2", inputs={"input": sort["output"]}, name="count")
         return sort, count
 

@@ -58,3 +58,25 @@ def test_shell_cells_take_files_and_values_from_the_notebook(kernel):
     assert "nope" in text_of(failed)
     missing = kernel.run("%%flow orphan --shell\ncat {undefined_file}")
     assert error_of(missing)["ename"] == "CellError" and "undefined_file" in text_of(missing)
+
+
+def test_shell_cells_refuse_quoted_fields_and_escaping_outputs_and_hide_secrets(kernel):
+    work = kernel.work
+    marker = work / "PWNED"
+    kernel.ok(f"sample = '$(touch {marker})'\nAPI_TOKEN = 'tok-5be0c1d7'")
+    quoted = kernel.run('%%flow announce --shell\necho "processing {sample}"')
+    assert error_of(quoted)["ename"] == "CellError"
+    assert """cell 'announce': {sample} is inside double quotes""" in text_of(quoted)
+    assert 'echo "processing "{sample}' in text_of(quoted)               # the fix, spelled out
+    fixed = kernel.ok('%%flow announce --shell\necho "processing "{sample} && test -n {API_TOKEN}')
+    assert not marker.exists() and kernel.value("announce") == f"processing $(touch {marker})\n"
+    assert "$ echo \"processing \"'$(touch" in fixed and "test -n ***" in fixed
+    assert "tok-5be0c1d7" not in fixed
+
+    escaped = kernel.run("%%flow report --shell --out rep=../escaped.txt\necho hi > {rep}")
+    assert error_of(escaped)["ename"] == "CellError"
+    assert "--out rep=../escaped.txt is outside the working directory" in text_of(escaped)
+    assert not (work.parent / "escaped.txt").exists()
+    unclosed = kernel.run("%%flow half --shell\necho 'half {sample}")
+    assert error_of(unclosed)["ename"] == "CellError"
+    assert "cell 'half': the command has a ' quote that is never closed" in text_of(unclosed)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import nbformat
+
 from tests.waiting import gpu_worker
 
 from .conftest import error_of, text_of
@@ -159,13 +161,30 @@ def test_params_take_injected_values_and_flow_cells_capture_them(kernel):
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in cell.outputs)
 
 
-def test_progress_has_a_widget_and_a_text_summary(kernel):
-    cell = kernel.run("%%flow progress_demo\nimport time\ntime.sleep(0.3)\npd_out = 1")
-    bundles = [o["data"] for o in cell.outputs if "data" in o]
+def test_progress_is_a_live_widget_then_a_static_table_a_saved_notebook_shows(kernel, tmp_path):
+    live = []  # every display message, as JupyterLab receives them
+    process = kernel.client.process_message
+
+    def seen(msg, cell, cell_index):
+        live.append(msg["content"].get("data", {}))
+        return process(msg, cell, cell_index)
+
+    kernel.client.process_message = seen
+    try:
+        cell = kernel.run("%%flow progress_demo\nimport time\ntime.sleep(0.3)\npd_out = 1")
+    finally:
+        del kernel.client.process_message
     assert error_of(cell) is None, text_of(cell)
-    assert any("application/vnd.jupyter.widget-view+json" in b for b in bundles)
-    final = [b["text/plain"] for b in bundles if "text/plain" in b][0]
-    assert "progress_demo" in final and "SUCCESS" in final
+    assert any("application/vnd.jupyter.widget-view+json" in b for b in live)  # live while it ran
+    # What the saved .ipynb keeps: a static table and text, no widget whose model is gone
+    # once the kernel is ("Error displaying widget: model not found" in a reopened notebook).
+    path = tmp_path / "saved.ipynb"
+    nbformat.write(kernel.nb, path)
+    saved = nbformat.read(path, as_version=4).cells[-1]
+    bundles = [o["data"] for o in saved.outputs if "data" in o]
+    assert not any("application/vnd.jupyter.widget-view+json" in b for b in bundles)
+    (table,) = [b for b in bundles if "progress_demo" in b.get("text/html", "")]
+    assert "SUCCESS" in table["text/plain"] and "<td" in table["text/html"] and "padding" in table["text/html"]
 
 
 def test_interrupt_cancels_the_run(kernel):

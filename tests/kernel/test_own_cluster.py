@@ -47,3 +47,61 @@ def test_worker_processes_of_the_kernel_plot_and_fail_like_cells(own_kernel):
     logs = own_kernel.value("[msg for worker in __import__('jupyter_flow.engine.cluster', fromlist=['x'])"
                             ".connect(None).client.get_worker_logs().values() for _, msg in worker]")
     assert logs and not [line for line in logs if "Compute Failed" in line]
+
+
+def test_an_interrupted_cell_says_one_line_and_the_next_cell_runs_at_once(own_kernel):
+    # What a person does: a %%flow cell takes too long, they press Interrupt (Jupyter sends
+    # SIGINT to the kernel's whole process group, the kernel's own worker processes included),
+    # then run the next cell.
+    own_kernel.ok("%%flow warm_up\nwarm = 1", timeout=240)
+    workers = "len(jf.engine.cluster.connect(None).client.scheduler_info()['workers'])"
+    own_kernel.ok("import jupyter_flow.engine.cluster")
+    assert own_kernel.value(workers) == 1
+    cell = own_kernel.run("%%flow sleepy\nimport time\ntime.sleep(90)\nslept = 1", timeout=8)  # nbclient interrupts
+    error = error_of(cell)
+    assert error is not None and error["ename"] == "KeyboardInterrupt", text_of(cell)
+    shown = text_of(cell)
+    assert "canceled" in error["evalue"] and len(error["traceback"]) <= 2, shown
+    assert "magics.py" not in shown and "threading.py" not in shown and shown.count("KeyboardInterrupt") == 1, shown
+    state = "[(t.name, t.status) for t in __import__('jupyter_flow.kernel.magics', fromlist=['x']).last_run().tasks]"
+    assert own_kernel.value(state) == [["sleepy", "CANCELED"]]
+    # The cluster is intact: the next cell runs at once, on a worker that is not busy.
+    cell = own_kernel.run("%%flow after_interrupt\nafter = 2", timeout=60)
+    assert error_of(cell) is None, text_of(cell)
+    assert own_kernel.value("after") == 2
+    assert own_kernel.value(workers) == 1
+    assert "KeyboardInterrupt" not in text_of(cell)
+
+
+def test_restarting_or_shutting_down_the_kernel_ends_its_notebook_run_normally(tmp_path):
+    # Restart Kernel, then close the notebook (shut the kernel down): neither is a loss.
+    from jupyter_core.utils import run_sync
+
+    from jupyter_flow.store import Store
+
+    home = tmp_path / "flow-home"
+    env = kernel_env(home, "unused", DASK_FLOW__CLUSTERS__LOCAL__KWARGS__N_WORKERS="1",
+                     DASK_FLOW__CLUSTERS__LOCAL__KWARGS__THREADS_PER_WORKER="1",
+                     JUPYTER_FLOW_KEYS=str(tmp_path / "keys"))
+    env.pop("DASK_FLOW__DEFAULT_CLUSTER")
+    nk = NotebookKernel(env, str(tmp_path))
+    store = None
+    try:
+        nk.ok("%load_ext jupyter_flow\nimport jupyter_flow as jf")
+        nk.ok("%%flow before_restart\nx = 1", timeout=240)
+        store = Store(f"sqlite:///{home}/flow.db")
+
+        def notebook_runs():
+            return [r["status"] for r in store.list_runs(limit=20) if r["kind"] == "notebook"]
+
+        assert notebook_runs() == ["RUNNING"]
+        run_sync(nk.client.km.restart_kernel)(now=False)  # what JupyterLab's Restart Kernel does
+        assert notebook_runs() == ["SUCCESS"]  # not left RUNNING for the reconciler to call LOST
+        run_sync(nk.client.kc.wait_for_ready)(timeout=60)
+        nk.ok("%load_ext jupyter_flow\nimport jupyter_flow as jf")
+        nk.ok("%%flow after_restart\ny = 2", timeout=240)
+        assert sorted(notebook_runs()) == ["RUNNING", "SUCCESS"]
+    finally:
+        nk.close()  # a graceful shutdown, as closing the notebook's kernel does
+    assert notebook_runs() == ["SUCCESS", "SUCCESS"]
+    store.close()

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import dask.config
 import pytest
 
 from jupyter_flow.artifacts import artifact_store
-from tests.server.conftest import check, make_run
+from jupyter_flow.artifacts.keyring import load_keyring
+from tests.server.conftest import FLOW_ONLY, check, make_run, start_server_process
+from tests.waiting import stop
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 
 @pytest.fixture
 def artifacts(flow_config, store):
-    """The server's artifact store, signing pickles with the store's key as the engine does."""
-    return artifact_store(flow_config["artifacts_url"], signing_key=store.artifact_key())
+    """The artifact store as a kernel of the server's user opens it (signing with their key)."""
+    return artifact_store(flow_config["artifacts_url"], keyring=load_keyring())
 
 
 @pytest.fixture
@@ -107,6 +116,68 @@ async def test_artifact_preview_is_bounded_and_truncation_is_said(api, artifacts
     digest = artifacts.put("y" * 500_000).digest
     _, preview = await api(f"artifacts/{digest}", max_bytes=100)
     assert preview["truncated"] is True and len(preview["data"]) <= 100
+
+
+async def test_a_preview_of_nul_bytes_stays_within_max_bytes_once_encoded(api, artifacts):
+    # A NUL is one stored byte but six characters of JSON (\\u0000): the preview used to come
+    # back six times the max_bytes it was asked for.
+    for size in (100_000, 900):
+        digest = artifacts.put(b"\x00" * size).digest
+        _, response = await api(f"artifacts/{digest}", max_bytes=1000, raw=True)
+        preview = json.loads(response.body)
+        assert len(json.dumps(preview["data"])) <= 1000, size
+        assert preview["kind"] == "text" and preview["data"] and set(preview["data"]) == {"\x00"}
+        assert preview["truncated"] is True
+        assert len(response.body) < 1000 + 2000  # the data plus the registry facts around it
+
+
+async def test_a_download_of_a_corrupt_artifact_sends_none_of_it(api, artifacts, flow_config):
+    digest = artifacts.put(b"good bytes " * 1000).digest
+    path = Path(flow_config["artifacts_url"]) / digest[:2] / digest
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    status, body = await api(f"artifacts/{digest}", download="1")
+    assert status == 404 and "is corrupt" in body["message"], body
+
+
+def _peak_rss_mb(pid: int) -> float:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return next(int(line.split()[1]) for line in lines if line.startswith("VmHWM:")) / 1024
+
+
+@pytest.mark.timeout(300)
+def test_large_downloads_are_streamed_not_held_in_server_memory(flow_home, tmp_path):
+    db_url, artifacts_url = f"sqlite:///{flow_home / 'flow.db'}", str(flow_home / "artifacts")
+    payload = os.urandom(2**20) * 48
+    digest = artifact_store(artifacts_url).put(payload).digest
+    server = start_server_process(tmp_path, db_url, artifacts_url, *FLOW_ONLY)
+    try:
+        assert server.wait_for_api()[0] == 200
+        pid = server.proc.pid
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets the peak to what is in use now
+        before = _peak_rss_mb(pid)
+
+        def download(_):
+            request = urllib.request.Request(f"{server.api_url}artifacts/{digest}?download=1",
+                                             headers={"Authorization": f"token {server.token}"})
+            received, length = hashlib.sha256(), 0
+            with urllib.request.urlopen(request, timeout=120) as response:
+                assert response.headers["Content-Length"] == str(len(payload))
+                assert response.headers["Content-Type"] == "application/octet-stream"
+                while chunk := response.read(2**20):
+                    received.update(chunk)
+                    length += len(chunk)
+            return length, received.hexdigest()
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(download, range(4)))
+        assert results == [(len(payload), hashlib.sha256(payload).hexdigest())] * 4
+        grown = _peak_rss_mb(pid) - before
+        # Four concurrent 48 MB downloads held whole would need about 200 MB more at their peak.
+        assert grown < 40, f"the server's peak memory grew by {grown:.0f} MB"
+    finally:
+        stop(server.proc)
 
 
 async def test_artifact_download_gives_the_serialized_value(api, artifacts, pipeline):

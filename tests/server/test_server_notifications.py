@@ -85,6 +85,18 @@ async def test_each_ended_top_level_run_is_posted_and_mailed_once(
     assert smtp.logins == [smtp.username, smtp.username]
 
 
+async def test_a_run_name_with_line_breaks_is_still_mailed_on_one_subject_line(api, store, owner, smtp):
+    # A name is free text (jf.run(name=...), a notebook's file name); CR/LF in it used to make
+    # EmailMessage refuse the Subject, and the run's mail was silently dropped.
+    make_run(store, owner, "CRLF", kind="api", name="nightly\r\nBcc: eve@example.org\n\rX-Evil: 1")
+    store.finish_run("CRLF", owner, "FAILED", error="boom")
+    mail = await smtp.next_message()
+    assert mail["Subject"] == "[jupyter_flow] api run nightly Bcc: eve@example.org X-Evil: 1 failed"
+    assert mail["Bcc"] is None and mail["X-Evil"] is None
+    assert mail["To"] == "ana@example.org, bo@example.org"
+    assert "boom" in mail.get_content()
+
+
 @pytest.mark.timeout(120)
 def test_failing_hooks_are_logged_without_secrets_and_later_runs_still_go_out(flow_home, tmp_path, monkeypatch):
     db_url = f"sqlite:///{flow_home / 'flow.db'}"

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from jupyter_flow.artifacts import artifact_store
+from jupyter_flow.artifacts.keyring import load_keyring
 from tests.batch.test_batch_secrets import write_secret_notebook
 from tests.planted import files_holding, plant
 from tests.server.conftest import check, make_run
@@ -18,7 +19,7 @@ from tests.server.conftest import check, make_run
 
 @pytest.fixture
 def artifacts(flow_config, store):
-    return artifact_store(flow_config["artifacts_url"], signing_key=store.artifact_key())
+    return artifact_store(flow_config["artifacts_url"], keyring=load_keyring())
 
 
 @pytest.mark.parametrize("serializer", ["cloudpickle", "pandas"])
@@ -28,7 +29,7 @@ async def test_planted_pickle_is_neither_unpickled_nor_served(api, flow_config, 
     status, preview = await api(f"artifacts/{digest}")
     assert status == 200, preview
     check(preview, "ArtifactPreview")
-    assert preview["kind"] == "untrusted" and "not written with this store's key" in preview["data"]
+    assert preview["kind"] == "untrusted" and "has no signature" in preview["data"]
     status, error = await api(f"artifacts/{digest}", download="1")
     assert status == 409, error
     check(error, "Error")
@@ -103,3 +104,39 @@ async def test_batch_with_a_secret_keeps_it_out_of_responses_and_files(api, stor
     assert status == 422
     check(error, "Error")
     assert error["message"] == "parameter 'api_token' is secret and was not stored; pass its value again"
+
+
+class _Reports:
+    """Unpickling runs a shell that writes which process unpickled it and what it could see."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"echo $PPID:${{FLOW_TEST_SERVER_SECRET:-none}} > {self.marker}",))
+
+
+async def test_the_server_never_unpickles_even_a_trusted_pickle(api, artifacts, flow_config, tmp_path,
+                                                                monkeypatch):
+    import os
+
+    monkeypatch.setenv("FLOW_TEST_SERVER_SECRET", "s3cr3t")  # the server's environment
+    # A teammate's validly signed value: refused, naming them; nothing runs anywhere.
+    theirs = artifact_store(flow_config["artifacts_url"], keyring=load_keyring(tmp_path / "mate-keys"))
+    foreign = theirs.put(_Reports(tmp_path / "foreign")).digest
+    status, preview = await api(f"artifacts/{foreign}")
+    assert status == 200 and preview["kind"] == "untrusted", preview
+    assert "do not trust" in preview["data"] and "jupyter flow trust add" in preview["data"]
+    status, error = await api(f"artifacts/{foreign}", download="1")
+    assert status == 409, error
+    assert not (tmp_path / "foreign").exists()
+
+    # The server user's own pickle previews, but is decoded in a throwaway child process that
+    # does not inherit the server's environment.
+    own = artifacts.put(_Reports(tmp_path / "own")).digest
+    status, preview = await api(f"artifacts/{own}")
+    assert status == 200, preview
+    pid, secret = (tmp_path / "own").read_text().strip().split(":")
+    assert int(pid) != os.getpid() and secret == "none"

@@ -2,7 +2,7 @@
 
     python store_worker.py write URL RUNS TASKS   # waits for a line on stdin, then writes
     python store_worker.py hold URL               # owns a RUNNING run and heartbeats forever
-    python store_worker.py key URL                # waits for a line, prints the artifact key
+    python store_worker.py key URL KEYS           # waits for a line, loads KEYS, publishes, prints the key id
     python store_worker.py lease URL HOLDER       # waits for a line, prints acquire_lease's answer
     python store_worker.py advance URL HOLDER SCHEDULE ISO   # … advance_schedule's answer
 """
@@ -52,11 +52,15 @@ def hold(url: str) -> None:
         time.sleep(0.05)
 
 
-def key(url: str) -> None:
+def key(url: str, keys: str) -> None:
+    from jupyter_flow.artifacts.keyring import load_keyring
+
     print("ready", flush=True)
-    sys.stdin.readline()   # all open the fresh store at once
+    sys.stdin.readline()   # all make the keys and open the fresh store at once
+    ring = load_keyring(keys)
     store = Store(url)
-    print(store.artifact_key().hex(), flush=True)
+    store.publish_signer(ring.user, ring.key_id, ring.public_b64)
+    print(ring.key_id, flush=True)
     store.close()
 
 
@@ -89,6 +93,6 @@ if __name__ == "__main__":
     elif sys.argv[1] == "write":
         write(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[1] == "key":
-        key(sys.argv[2])
+        key(sys.argv[2], sys.argv[3])
     else:
         hold(sys.argv[2])

@@ -249,11 +249,11 @@ def test_one_transaction_touching_many_runs_pages_without_loss(store, owner):
 def test_cache_lookup_put_drop_and_last_components(store, owner):
     keys = [f"{i:064x}" for i in range(1200)]    # more than one SQLite chunk
     store.put_cache([{"key": k, "outputs": {"out": k}, "components": {"code": "v1"},
-                      "op_name": "clean", "task_id": "T1"} for k in keys[:1100]])
+                      "op_name": "clean", "task_id": "T1", "signer": "k" * 16} for k in keys[:1100]])
     found = store.lookup_cache(keys)
     assert len(found) == 1100 and keys[1100] not in found
     assert found[keys[3]] == {"outputs": {"out": keys[3]}, "components": {"code": "v1"},
-                              "task_id": "T1", "op_name": "clean"}
+                              "task_id": "T1", "op_name": "clean", "signer": "k" * 16}
     # A key keeps its first value: a second computation cannot make it map to another one.
     kept = store.put_cache([{"key": keys[3], "outputs": {"out": "other"}, "op_name": "clean"}])
     assert kept == [keys[3]]
@@ -376,9 +376,9 @@ def test_claims_give_each_key_one_computer(store, owner):
     assert theirs["k1"] == {"state": "held", "run_id": "RUN_A", "owner_id": owner}
     assert theirs["k3"] == {"state": "mine"}
     # The claimer records the value: waiters see a cache entry and the claim is gone.
-    store.put_cache([{"key": "k1", "outputs": {"return": "h1"}, "task_id": "T1"}], owner_id=owner)
+    store.put_cache([{"key": "k1", "outputs": {"return": "h1"}, "task_id": "T1", "signer": "s1"}], owner_id=owner)
     assert store.claim_status(["k1", "k2", "k9"]) == {
-        "k1": {"state": "cached", "outputs": {"return": "h1"}, "task_id": "T1", "metrics": None},
+        "k1": {"state": "cached", "outputs": {"return": "h1"}, "task_id": "T1", "metrics": None, "signer": "s1"},
         "k2": {"state": "held", "run_id": "RUN_A", "owner_id": owner, "fenced": False},
         "k9": {"state": "free"},
     }
