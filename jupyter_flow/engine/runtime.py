@@ -506,7 +506,7 @@ class Engine:
                 args = template(list(s.node.args))
                 kwargs = template(dict(s.node.kwargs))
                 specs.append(TaskSpec(run_id, s.id, s.node.op, tuple(args), kwargs, self.artifacts_url,
-                                      keyring=self.keyring))
+                                      captured=_watched_values(s.components), keyring=self.keyring))
             task = (execute, specs[0], *dep_keys) if len(specs) == 1 else (execute_chain, specs, *dep_keys)
             resources = group[0].annotation if group[0].annotation is not None else strict_resources(group[0].resources)
             if resources:
@@ -671,3 +671,13 @@ def shutdown() -> None:
 import atexit  # noqa: E402
 
 atexit.register(shutdown)
+
+
+def _watched_values(components: dict | None) -> dict[str, str] | None:
+    """The tokens, at submission, of the data an op reads from the notebook by name (a
+    cell's captured values): the worker compares them after the op ran, to tell the user
+    when the op changed one in place (a change that stays on the worker)."""
+    tokens = ((components or {}).get("tokens") or {}).get("globals") or {}
+    watched = {name: tok for name, tok in tokens.items()
+               if isinstance(tok, str) and tok.startswith("dask:")}  # containers, arrays, frames
+    return watched or None

@@ -383,6 +383,7 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
                 })
                 raise
         _check_not_canceled(spec)  # a canceled op's value is not written as a result
+        _warn_if_changed_in_place(spec, capture.buffers["stderr"])
         store = artifact_store(spec.artifacts_url, keyring=spec.keyring)
         written = {}
         by_identity: dict[int, dict] = {}  # one object bound to several names is stored once
@@ -443,6 +444,41 @@ def execute_chain(specs: list[TaskSpec], *deps: Any) -> Any:
     for spec in specs[1:]:
         value = execute(spec, value)
     return value
+
+
+def _warn_if_changed_in_place(spec: TaskSpec, stderr) -> None:
+    """Say so when the op changed a value it read from the notebook in place
+    (``scores[i] = ...`` on a captured ``scores``): plain Jupyter would keep that change,
+    but here the op worked on the worker's copy, so the notebook's value stays as it was."""
+    if not spec.captured:
+        return
+    from ..core.keys import token
+
+    scope = getattr(spec.op.func, "__globals__", None) or {}
+    changed = []
+    for name, before in spec.captured.items():
+        if name not in scope:
+            continue
+        try:
+            after = token(scope[name])
+        except Exception:  # no deterministic token now: nothing to compare
+            continue
+        if after != before:
+            changed.append(name)
+    for name in changed:
+        stderr.write(
+            f"[jupyter_flow] {_op_label(spec.op)} changed {name!r} in place, but {name!r} came from the "
+            f"notebook and the op ran on a copy: the notebook's {name!r} is unchanged (plain Jupyter "
+            f"would have changed it). To keep the change, make {name!r} an output of the op: assign it "
+            f"(e.g. `{name} = {name}.copy()` before changing it), then use the new value.\n"
+        )
+
+
+def _op_label(op: Op) -> str:
+    """``cell 'fit'`` for a %%flow cell's op (and its map elements), ``op 'fit'`` otherwise."""
+    name = op.name[: -len(".each")] if op.name.endswith(".each") else op.name
+    is_cell = getattr(op.func, "__name__", "").startswith("cell_")  # kernel/cells.build_function
+    return f"{'cell' if is_cell else 'op'} {name!r}"
 
 
 def _split_outputs(op: Op, value: Any) -> dict[str, Any]:

@@ -302,8 +302,23 @@ def _all_reads(code_tree: ast.Module) -> list[str]:
 
 def build_function(code: CellCode, params: list[str], outputs: list[str], namespace: dict[str, Any]) -> Callable:
     """``def _cell(*params): <body>; return {outputs, "_": last value}`` with ``namespace`` as globals."""
+    function_object = _compile_cell(code, params, outputs, namespace, ())
+    # A name the cell assigns is local to the function; one it also reads first from the
+    # notebook (``x = x + 1``, ``scores = scores.copy()``) starts from the notebook's value.
+    carried = [name for name in function_object.__code__.co_varnames if name in namespace and name not in params]
+    if carried:
+        function_object = _compile_cell(code, params, outputs, namespace, carried)
+    return function_object
+
+
+_CARRIED = "_flow_notebook_values_"
+
+
+def _compile_cell(code: CellCode, params: list[str], outputs: list[str], namespace: dict[str, Any],
+                  carried: Iterable[str]) -> Callable:
     tree = ast.parse(code.body)  # a fresh copy: compiling rewrites it
     body = list(tree.body)
+    carried = list(carried)
     value_expr: ast.expr = ast.Constant(None)
     if code.has_value:
         last = body.pop()
@@ -312,6 +327,13 @@ def build_function(code: CellCode, params: list[str], outputs: list[str], namesp
                                col_offset=last.col_offset, end_lineno=last.end_lineno, end_col_offset=last.end_col_offset))
         value_expr = ast.Name(temp, ast.Load())
     last_line = max([getattr(n, "end_lineno", 1) or 1 for n in body] + [1])
+    prelude = []
+    for name in carried:
+        load = ast.parse(f"{name} = {_CARRIED}[{name!r}]").body[0]
+        for node in ast.walk(load):
+            node.lineno = node.end_lineno = 1
+            node.col_offset = node.end_col_offset = 0
+        prelude.append(load)
     keys = [ast.Constant(name) for name in outputs] + [ast.Constant(VALUE)]
     values = [ast.Name(name, ast.Load()) for name in outputs] + [value_expr]
     returned = ast.Return(ast.Dict(keys=keys, values=values))
@@ -322,7 +344,7 @@ def build_function(code: CellCode, params: list[str], outputs: list[str], namesp
         name="_cell",
         args=ast.arguments(posonlyargs=[], args=[ast.arg(p) for p in params], vararg=None, kwonlyargs=[],
                            kw_defaults=[], kwarg=None, defaults=[]),
-        body=body + [returned] if body else [returned], decorator_list=[], returns=None, type_comment=None,
+        body=prelude + body + [returned], decorator_list=[], returns=None, type_comment=None,
         lineno=1, col_offset=0,
     )
     module = ast.Module(body=[function], type_ignores=[])
@@ -331,6 +353,8 @@ def build_function(code: CellCode, params: list[str], outputs: list[str], namesp
     compiled = compile(module, filename(code.label), "exec")
     scope: dict[str, Any] = dict(namespace)
     scope["__builtins__"] = builtins
+    if carried:
+        scope[_CARRIED] = {name: namespace[name] for name in carried}
     exec(compiled, scope)  # defines _cell in its own globals; nothing of the cell runs here
     function_object = scope.pop("_cell")
     function_object.__qualname__ = function_object.__name__ = f"cell_{_identifier(code.label)}"

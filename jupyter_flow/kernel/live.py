@@ -35,6 +35,7 @@ class CellOutputs:
         self.headers = sum(1 for t in execution.tasks if not t.cached) > 1
         self.last_task: str | None = None
         self.display_ids: dict[str, str] = {}
+        self.held: list[tuple[str, int, list]] = []  # map elements' outputs waiting for their turn
         execution.add_output_listener(self._arrived)
 
     def _arrived(self, task_id: str, seq: int, items: list) -> None:
@@ -42,12 +43,31 @@ class CellOutputs:
 
     def pump(self) -> None:
         """Publish what arrived (call from the thread running the cell)."""
+        arrived = self.held
         while True:
             try:
-                task_id, seq, items = self.queue.get_nowait()
+                arrived.append(self.queue.get_nowait())
             except queue.Empty:
-                return
-            self._take(task_id, seq, items)
+                break
+        self.held = []
+        for task_id, seq, items in sorted(arrived, key=lambda parcel: self._index(parcel[0])):
+            if self._in_turn(task_id):
+                self._take(task_id, seq, items)
+            else:
+                self.held.append((task_id, seq, items))
+
+    def _index(self, task_id: str) -> int:
+        task = self.execution.by_id.get(task_id)
+        return -1 if task is None or task.index is None else task.index
+
+    def _in_turn(self, task_id: str) -> bool:
+        """A map element shows its outputs once the elements before it have ended, so a map
+        cell reads in element order as the loop it replaces would (not in completion order)."""
+        task = self.execution.by_id.get(task_id)
+        if task is None or task.index is None:
+            return True
+        return all(other.status.terminal for other in self.execution.tasks
+                   if other.name == task.name and other.index is not None and other.index < task.index)
 
     def _take(self, task_id: str, seq: int, items: list) -> None:
         shown = self.shown.get(task_id, 0)
@@ -65,7 +85,8 @@ class CellOutputs:
     def finish(self, tasks: Iterable) -> None:
         """After the run: what executed ops showed that did not arrive live, from their records."""
         self.pump()
-        for task in tasks:
+        self.held = []  # every element has ended: the records below hold what was waiting
+        for task in element_order(tasks):
             if task.cached or task.status != "SUCCESS":
                 continue
             record = self._record(task)
@@ -91,7 +112,10 @@ class CellOutputs:
                 run_id = row["run_id"] if row else None
             except Exception:  # the mark is a courtesy; the outputs still show
                 run_id = None
-        _publish_one(_mark(self._name(task.id, task.name), run_id), self.display_ids)
+        elif task.run_id != self.execution.run_id:  # an element of an earlier run's map
+            run_id = task.run_id
+        label = task.name if task.index is None else f"{task.name}[{task.index}]"
+        _publish_one(_mark(self._name(task.id, label), run_id), self.display_ids)
         self._publish(task.id, items, header=False)
 
     def _name(self, task_id: str, default: str) -> str:
@@ -118,6 +142,15 @@ class CellOutputs:
         self.last_task = task_id
         for item in items:
             _publish_one(item, self.display_ids)
+
+
+def element_order(tasks: Iterable) -> list:
+    """``tasks`` with each map's elements by index, where its first element stood."""
+    tasks = list(tasks)
+    first: dict[str, int] = {}
+    for position, task in enumerate(tasks):
+        first.setdefault(task.name, position)
+    return sorted(tasks, key=lambda t: (first[t.name], -1 if t.index is None else t.index))
 
 
 def _publish_one(item: dict, display_ids: dict[str, str]) -> None:
@@ -214,7 +247,7 @@ def watch(execution, engine, title: str, *, replay_cached: bool) -> None:
     tasks = Run(engine, execution.run_id, execution=execution).tasks
     outputs.finish(tasks)
     if replay_cached:
-        for task in tasks:
+        for task in element_order(tasks):
             if task.cached:
                 outputs.replay(task)
 

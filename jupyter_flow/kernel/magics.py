@@ -392,6 +392,7 @@ class FlowMagics(Magics):
     def _conclude(self, run, shown: list[str], outputs) -> None:
         """Outputs shown once, values into the namespace, cached outputs replayed, or the op's error."""
         from IPython.display import display
+        from .live import element_order
 
         tasks = run.tasks
         outputs.finish(tasks)
@@ -399,15 +400,34 @@ class FlowMagics(Magics):
         self.notebook.import_modules(tasks)
         if run.status != "SUCCESS":
             raise self._failure(run)
-        for task in tasks:
+        for task in element_order(tasks):
             if self.notebook.cell_of(task.name) not in shown or not task.cached:
                 continue
+            for element in self._elements_of_cached_map(task, tasks):
+                outputs.replay(element)
             outputs.replay(task)
             if task.name in shown and VALUE in task.outputs and self.notebook.cells[task.name].code.has_value:
                 # A cache entry from before outputs were recorded: its value was stored.
                 value = _engine().artifacts.get(task.outputs[VALUE])
                 if value is not None:
                     display(value)
+
+    def _elements_of_cached_map(self, task, tasks) -> list:
+        """A mapped cell restored whole is not expanded: its elements, as the run that
+        computed it recorded them, so their prints and figures show again in order."""
+        from ..engine.records import Task
+
+        cell = self.notebook.cells.get(task.name)
+        source = (task.provenance or {}).get("cached_from")
+        element = f"{task.name}.each"
+        if cell is None or cell.map_over is None or not source or any(t.name == element for t in tasks):
+            return []
+        store = _engine().store
+        computed = store.get_task(source)
+        if computed is None:  # the computing run was deleted: the values stay, the prints are gone
+            return []
+        rows = [r for r in store.get_tasks(computed["run_id"]) if r["name"] == element]
+        return sorted((Task.from_row(r) for r in rows), key=lambda t: -1 if t.index is None else t.index)
 
     def _failure(self, run) -> BaseException:
         execution = run._execution

@@ -191,7 +191,10 @@ class FlowNotebook:
 
         items = cell.map_over
         params = [items] + [p for p in inputs if p != items]
-        function = cells.build_function(cell.code, params, cell.outputs, values)
+        # The element is the function's parameter: the whole list among its globals would
+        # put every element into every element's key (one more element reran them all).
+        element_globals = {name: value for name, value in values.items() if name != items}
+        function = cells.build_function(cell.code, params, cell.outputs, element_globals)
         each = Op(function, name=f"{cell.name}.each", retries=cell.retries, timeout=cell.timeout,
                   cache=cell.cache, resources=cell.resources, outputs=[*cell.outputs, VALUE],
                   source=cell.code.body)

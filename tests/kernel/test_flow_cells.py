@@ -225,3 +225,18 @@ def test_a_bad_resource_names_the_cell_and_the_field(kernel):
                              "resources: cores", ">= 1")
     _fails_before_submitting(kernel, "%%flow fit --resources GPU\nm = 1", "CellError", "cell 'fit'",
                              "NAME=AMOUNT")
+
+
+def test_changing_a_captured_value_in_place_is_said_in_the_cell(kernel):
+    # Plain Jupyter keeps `scores` changed; a %%flow cell ran on a copy, so it must say so.
+    kernel.ok("import numpy as np\nscores = np.zeros(3)")
+    cell = kernel.run("%%flow fill_scores\nfor i in range(3):\n    scores[i] = i + 1\nfilled = True")
+    assert error_of(cell) is None, text_of(cell)
+    shown = text_of(cell)
+    assert "cell 'fill_scores' changed 'scores' in place" in shown and "make 'scores' an output" in shown, shown
+    assert kernel.value("scores.tolist()") == [0.0, 0.0, 0.0]  # what the message says
+    # Reading a captured value without changing it says nothing; assigning it as an output works.
+    quiet = kernel.run("%%flow read_scores\ntotal = float(scores.sum())")
+    assert "in place" not in text_of(quiet)
+    kernel.ok("%%flow fill_copy\nscores = scores.copy()\nfor i in range(3):\n    scores[i] = i + 1")
+    assert kernel.value("scores.tolist()") == [1.0, 2.0, 3.0]
