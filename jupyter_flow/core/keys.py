@@ -13,6 +13,7 @@ import builtins
 import hashlib
 import inspect
 import json
+import re
 import os
 import sys
 import sysconfig
@@ -577,6 +578,7 @@ def task_key(
         sort_keys=True, separators=(",", ":"),
     )
     components: dict[str, Any] = {
+        "origin": op_origin(op.inner if isinstance(op, MapOp) else op),
         "code": part.fp.code,
         "deps": part.fp.deps,
         "globals": globals_display,
@@ -588,6 +590,38 @@ def task_key(
     }
     return TaskKey(key=hashlib.sha256(payload.encode()).hexdigest(), components=components,
                    disabled_reason=reason)
+
+
+_KERNEL_FILE = re.compile(r"(^|/)ipykernel_\d+/|^<ipython-input-")
+
+
+def op_origin(op: Op) -> str | None:
+    """Where an op is defined, so that a rerun is explained against the same op's own
+    history and not another op of the same name: ``notebook:PATH:NAME`` for a ``%%flow``
+    cell or a function defined in a notebook (the kernel's file names change with every
+    execution; the notebook's path does not), ``file:PATH:QUALNAME`` for a function in a
+    file. None when not known (then any op of that name is compared, as before).
+
+    >>> op_origin(Op(len, name="size")) is None
+    True
+    """
+    func = getattr(op, "func", None)
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return None
+    where = code.co_filename or ""
+    qualname = getattr(func, "__qualname__", op.name)
+    if where.startswith("<flow cell ") or code.co_name.startswith("<flow cell "):
+        return f"notebook:{_notebook()}:{op.name}"
+    if _KERNEL_FILE.search(where):
+        return f"notebook:{_notebook()}:{qualname}"
+    if where.startswith("<"):
+        return None
+    return f"file:{os.path.abspath(where)}:{qualname}"
+
+
+def _notebook() -> str:
+    return os.environ.get("JPY_SESSION_NAME") or os.environ.get("JUPYTER_FLOW_NOTEBOOK") or ""
 
 
 def explain(components: Mapping[str, Any] | None, previous: Mapping[str, Any] | None,
@@ -602,6 +636,8 @@ def explain(components: Mapping[str, Any] | None, previous: Mapping[str, Any] | 
     """
     if not previous:
         return "no cache entry"
+    if None not in (components.get("origin"), previous.get("origin")) and components["origin"] != previous["origin"]:
+        return "no cache entry"  # another op of the same name (another notebook or script)
     if components.get("code") != previous.get("code") or components.get("deps") != previous.get("deps"):
         return "code changed"
     if components.get("env") != previous.get("env"):

@@ -289,6 +289,12 @@ class RunExecution:
             "provenance": provenance,
         }
 
+    def final_records(self) -> list[dict]:
+        """Every task's final state as the store should hold it: written again when the
+        run's own writes failed (a full disk) and the store accepts writes again."""
+        with self.lock:
+            return [{"id": task.id, "reason": task.reason, **self._final_fields(task)} for task in self.tasks]
+
     # --------------------------------------------------------------- monitor
     def _monitor(self) -> None:
         from distributed import as_completed
@@ -457,7 +463,7 @@ class RunExecution:
             fresh, store.lookup_cache([s.key for s in fresh if s.cacheable and s.position not in forced],
                                       components=False))
         misses = {s.position for s in fresh if s.position in forced or not s.cacheable or s.key not in hits}
-        previous = store.last_components([inner.name]) if misses else {}
+        previous = store.last_components([inner.name], {inner.name: keylib.op_origin(inner)}) if misses else {}
         for s in fresh:
             if s.position in misses:
                 s.forced = s.position in forced
@@ -785,6 +791,10 @@ class RunExecution:
                 self.record_error = RunNotRecorded(describe_store_failure(self.engine.store, self.run_id, cause))
                 self.error = str(self.record_error)
             self.status = status
+        if self.record_error is not None:
+            # Not left RUNNING in the store for the life of the process: written again as
+            # soon as the store accepts writes (engine heartbeat), FAILED with this error.
+            self.engine.record_later(self)
         self.engine.run_ended(self)
         # Release the cluster's copies: values are loaded from artifacts from now on.
         futures, self.futures = self.futures, []

@@ -64,6 +64,8 @@ class Engine:
         self._subscribed: set[int] = set()
         self._clusters_registered: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._unrecorded: dict[str, RunExecution] = {}  # runs whose final records failed to write
+        self._unrecorded_lock = threading.Lock()
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat_loop, name="jupyter-flow-heartbeat", daemon=True)
         self._beat.start()
@@ -111,6 +113,9 @@ class Engine:
                     self._on_fenced()
                 except Exception:  # a transient database error must not kill the heartbeat
                     log.exception("jupyter_flow: heartbeat failed")
+                else:
+                    if self._unrecorded:
+                        self._record_unrecorded()
             active = list(self.active)
             if active:
                 try:
@@ -153,6 +158,33 @@ class Engine:
                 target.on_event(msg)
 
         client.subscribe_topic(TOPIC, on_event)
+
+    def record_later(self, execution: RunExecution) -> None:
+        """Keep a run whose final records failed to reach the store, to write them again."""
+        with self._unrecorded_lock:
+            self._unrecorded[execution.run_id] = execution
+
+    def _record_unrecorded(self) -> None:
+        """Write the final state of runs whose records failed (a full disk, a store that was
+        down), now that a heartbeat went through: their tasks, then the run, FAILED with the
+        error the process reported (their values may not all be cached; jf.resume reruns
+        what is not)."""
+        with self._unrecorded_lock:
+            pending = list(self._unrecorded.items())
+        for run_id, execution in pending:
+            try:
+                self.store.update_tasks(self.owner_id, execution.final_records())
+                self.store.finish_run(run_id, self.owner_id, "FAILED",
+                                      error=f"{execution.error} (recorded once the store accepted writes again)")
+            except FencedWrite:  # declared LOST meanwhile: that is its final state now
+                log.info("jupyter_flow: run %s was declared LOST before its records could be written", run_id)
+            except Exception as err:  # still refused: try again at the next heartbeat
+                log.debug("jupyter_flow: run %s still cannot be recorded: %s", run_id, err)
+                continue
+            else:
+                log.info("jupyter_flow: run %s recorded (FAILED) now that the store accepts writes", run_id)
+            with self._unrecorded_lock:
+                self._unrecorded.pop(run_id, None)
 
     def run_ended(self, execution: RunExecution) -> None:
         self.recent[execution.run_id] = execution
@@ -252,7 +284,8 @@ class Engine:
             if not dropped:
                 break
         need_reasons = [s.name for s in states if s.position in miss_set and s.reason is None]
-        previous = self.store.last_components(list(dict.fromkeys(need_reasons))) if need_reasons else {}
+        origins = {s.name: (s.components or {}).get("origin") for s in states if s.name in need_reasons}
+        previous = self.store.last_components(list(dict.fromkeys(need_reasons)), origins) if need_reasons else {}
         for s in states:
             if s.position in miss_set:
                 if is_forced(s):

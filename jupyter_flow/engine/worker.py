@@ -6,6 +6,7 @@ worker events, which reach the client that submitted the work.
 from __future__ import annotations
 
 import copy
+import errno
 import io
 import os
 import sys
@@ -384,28 +385,36 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
                 raise
         _check_not_canceled(spec)  # a canceled op's value is not written as a result
         _warn_if_changed_in_place(spec, capture.buffers["stderr"])
-        store = artifact_store(spec.artifacts_url, keyring=spec.keyring)
-        written = {}
-        by_identity: dict[int, dict] = {}  # one object bound to several names is stored once
-        replaced = {}
-        for name, output_value, identity in prepared:
-            meta = by_identity.get(identity)
-            if meta is None:
-                try:
-                    meta = by_identity[identity] = _describe(store.put(output_value))
-                except SerializationError as err:
-                    message = f"op {op.name!r} returned a value for {name!r} that cannot be stored: {err}"
-                    record.send_live(final=True, failed=True)
-                    emit({**_base_event(spec, "failed"), "error": message, "error_type": "SerializationError",
-                          "timeout": False, "traceback": "", "stdout": capture.text("stdout"),
-                          "stderr": capture.text("stderr"), "attempt": attempt, "started": started, **where})
-                    raise SerializationError(message) from None
-            written[name] = meta
-            if output_value is not outputs[name]:
-                replaced[name] = output_value  # a figure: downstream ops get what a cache hit would give
-        shown = record.payload()
-        if shown is not None:
-            written[displays.DISPLAYS] = _describe(store.put(shown))
+        try:
+            store = artifact_store(spec.artifacts_url, keyring=spec.keyring)
+            written = {}
+            by_identity: dict[int, dict] = {}  # one object bound to several names is stored once
+            replaced = {}
+            for name, output_value, identity in prepared:
+                meta = by_identity.get(identity)
+                if meta is None:
+                    try:
+                        meta = by_identity[identity] = _describe(store.put(output_value))
+                    except SerializationError as err:
+                        message = f"op {op.name!r} returned a value for {name!r} that cannot be stored: {err}"
+                        record.send_live(final=True, failed=True)
+                        emit({**_base_event(spec, "failed"), "error": message, "error_type": "SerializationError",
+                              "timeout": False, "traceback": "", "stdout": capture.text("stdout"),
+                              "stderr": capture.text("stderr"), "attempt": attempt, "started": started, **where})
+                        raise SerializationError(message) from None
+                written[name] = meta
+                if output_value is not outputs[name]:
+                    replaced[name] = output_value  # a figure: downstream ops get what a cache hit would give
+            shown = record.payload()
+            if shown is not None:
+                written[displays.DISPLAYS] = _describe(store.put(shown))
+        except OSError as err:  # a full disk, a read-only or vanished artifact directory
+            message = _artifact_write_failure(op, spec.artifacts_url, err)
+            record.send_live(final=True, failed=True)
+            emit({**_base_event(spec, "failed"), "error": message, "error_type": "FlowError",
+                  "timeout": False, "traceback": "", "stdout": capture.text("stdout"),
+                  "stderr": capture.text("stderr"), "attempt": attempt, "started": started, **where})
+            raise FlowError(message) from None
         record.send_live(final=True)
         emit({
             **_base_event(spec, "done"),
@@ -428,6 +437,16 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
                 running.discard(spec.task_id)
                 if not running:
                     del _executing[spec.run_id]
+
+
+def _artifact_write_failure(op: Op, artifacts_url: str, err: OSError) -> str:
+    """What a user reads when an op's result cannot be written: where, and what to do."""
+    where = getattr(err, "filename", None) or artifacts_url
+    if err.errno == errno.ENOSPC or err.errno == errno.EDQUOT:
+        return (f"op {op.name!r} finished, but its result could not be stored: disk full at {where}; "
+                "free space there (or point JUPYTER_FLOW_ARTIFACTS elsewhere) and run it again")
+    return (f"op {op.name!r} finished, but its result could not be stored at {where}: "
+            f"{err.strerror or err}; check that the artifact directory is writable, then run it again")
 
 
 def _describe(info) -> dict:

@@ -372,7 +372,8 @@ def stale_report(notebook: FlowNotebook, engine) -> dict[str, str]:
         states[node] = key
     engine.writer.flush()  # the store is read below: this process's own writes first
     hits = engine.store.lookup_cache([k.key for k in states.values() if k.disabled_reason is None])
-    previous = engine.store.last_components(list(plan.nodes))
+    previous = engine.store.last_components(
+        list(plan.nodes), {name: states[node].components.get("origin") for name, node in plan.nodes.items()})
     for name, node in plan.nodes.items():
         key = states[node]
         if key.disabled_reason:

@@ -17,7 +17,7 @@ import json
 import os
 import re
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from enum import Enum
@@ -229,6 +229,9 @@ def _as_utc(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+_HISTORY_LOOKED_AT = 20  # newest cache entries of an op name searched for the same op's own
 
 
 class Store:
@@ -1233,9 +1236,17 @@ class Store:
             for chunk in _chunks(keys):
                 conn.execute(delete(CACHE).where(CACHE.c.key.in_(chunk)))
 
-    def last_components(self, op_names: Iterable[str]) -> dict[str, dict]:
-        """Components of the newest cache entry of each op name (to explain a rerun)."""
+    def last_components(self, op_names: Iterable[str], origins: Mapping[str, str | None] | None = None,
+                        ) -> dict[str, dict]:
+        """Components of the newest cache entry of each op name (to explain a rerun).
+
+        ``origins`` (op name -> where the op is defined, ``core.keys.op_origin``) keeps, of
+        the newest few entries of that name, the newest of the same op: another notebook's
+        or script's op of the same name is not this op's history. Entries written before
+        origins were recorded match any origin.
+        """
         op_names = list(dict.fromkeys(op_names))
+        origins = origins or {}
         result: dict[str, dict] = {}
         with self._read() as conn:
             for chunk in _chunks(op_names):
@@ -1253,10 +1264,17 @@ class Store:
                     .where(CACHE.c.op_name.in_(chunk))
                     .subquery()
                 )
-                for op_name, components in conn.execute(
-                    select(newest.c.op_name, newest.c.components).where(newest.c.rank == 1)
-                ):
-                    result[op_name] = components
+                rows = conn.execute(
+                    select(newest.c.op_name, newest.c.components, newest.c.rank)
+                    .where(newest.c.rank <= _HISTORY_LOOKED_AT).order_by(newest.c.op_name, newest.c.rank)
+                ).all()
+                for op_name, components, _ in rows:
+                    if op_name in result:
+                        continue
+                    wanted = origins.get(op_name)
+                    found = (components or {}).get("origin")
+                    if wanted is None or found is None or found == wanted:
+                        result[op_name] = components
         return result
 
     # -- artifacts ------------------------------------------------------------------------

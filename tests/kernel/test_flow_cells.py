@@ -240,3 +240,20 @@ def test_changing_a_captured_value_in_place_is_said_in_the_cell(kernel):
     assert "in place" not in text_of(quiet)
     kernel.ok("%%flow fill_copy\nscores = scores.copy()\nfor i in range(3):\n    scores[i] = i + 1")
     assert kernel.value("scores.tolist()") == [1.0, 2.0, 3.0]
+
+
+def test_a_new_cell_is_not_explained_by_another_op_of_the_same_name(kernel):
+    # A script's (here: a module's) op `summary_report` ran before; the notebook's first
+    # `summary_report` cell never ran, so it is new, not "code changed".
+    (kernel.work / "reporting.py").write_text(
+        "import jupyter_flow as jf\n\n@jf.op\ndef summary_report(x):\n    return x * 2\n")
+    kernel.ok("import sys\nsys.path.insert(0, '.')\nimport reporting\n"
+              "assert jf.run(reporting.summary_report(1)).status == 'SUCCESS'")
+    kernel.ok("%%flow summary_report\nreported = 3")
+    assert tasks_of_last_run(kernel)["summary_report"] == ["SUCCESS", "no cache entry"]
+    # Its own history does explain its next run.
+    kernel.ok("%%flow summary_report\nreported = 4")
+    assert tasks_of_last_run(kernel)["summary_report"] == ["SUCCESS", "code changed"]
+    # And the module's op is compared with its own past, not with the cell.
+    kernel.ok("_again = jf.run(reporting.summary_report(2))")
+    assert kernel.value("[t.reason for t in _again.tasks]") == ["params changed"]  # its argument
