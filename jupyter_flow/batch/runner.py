@@ -45,8 +45,13 @@ def batch(
     artifacts_url: str | None = None,
     schedule_id: str | None = None,
     scheduled_for: datetime | None = None,
+    keep_cluster: bool = True,
 ):
     """Run ``notebook`` once per point of ``params`` × ``grid``; returns the batch ``Run``.
+
+    ``keep_cluster=False`` (the Jupyter server's batches and schedules) closes a cluster this
+    process started for the batch (a local one) once no batch of this process uses it: a
+    server must not keep Dask workers running after the batches it was asked for.
 
     Values are checked against the notebook's declared parameters first (``validate_params``:
     the names its parameters cell defines, the types, bounds and choices of its ``jf.param``
@@ -94,11 +99,35 @@ def batch(
         children.append((child, point))
 
     job = _Batch(engine, batch_id, path, kernel, handle.address, children, parallel, progress)
+    _using(handle, +1)
+
+    def run_then_release() -> None:
+        try:
+            job.run()
+        finally:
+            if _using(handle, -1) == 0 and not keep_cluster and handle.owned:
+                clusters.forget(handle)
+
     if wait:
-        job.run()
+        run_then_release()
         return Run(engine, batch_id)
-    threading.Thread(target=job.run, name=f"jupyter-flow-batch-{batch_id}", daemon=True).start()
+    threading.Thread(target=run_then_release, name=f"jupyter-flow-batch-{batch_id}", daemon=True).start()
     return Run(engine, batch_id)
+
+
+_users: dict[int, int] = {}  # id(cluster handle) -> batches of this process running on it
+_users_lock = threading.Lock()
+
+
+def _using(handle, change: int) -> int:
+    """Count the batches using ``handle``; returns how many are left."""
+    with _users_lock:
+        count = _users.get(id(handle), 0) + change
+        if count > 0:
+            _users[id(handle)] = count
+        else:
+            _users.pop(id(handle), None)
+        return count
 
 
 class _Batch:

@@ -206,7 +206,7 @@ class Scheduler:
                 schedule["notebook"], params=schedule["params"] or None, grid=schedule["grid"] or None,
                 parallel=schedule["parallel"], cluster=schedule["cluster"], name=schedule["name"], wait=False,
                 db_url=self.db_url, artifacts_url=self.artifacts_url, schedule_id=schedule["id"],
-                scheduled_for=when,
+                scheduled_for=when, keep_cluster=False,
             )
         except Exception as err:  # any reason it cannot start (FlowError, a cluster that will not come up)
             if not isinstance(err, FlowError):

@@ -554,6 +554,17 @@ def describe(store=None) -> dict:
     return {"default": default_profile(), "current": _current[0], "profiles": listing, "in_use": in_use}
 
 
+def forget(handle: ClusterHandle) -> None:
+    """Close ``handle`` and stop reusing it (a later ``connect`` starts a fresh cluster)."""
+    with _lock:
+        for key in [k for k, h in _handles.items() if h is handle]:
+            del _handles[key]
+    try:
+        handle.close()
+    except Exception as err:  # already gone: nothing left running
+        log.debug("jupyter_flow: closing cluster %s: %s", handle.name, err)
+
+
 def close_all() -> None:
     with _lock:
         handles = list(_handles.values())

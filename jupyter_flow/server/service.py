@@ -335,7 +335,7 @@ class FlowService:
             # (validate_params), so a refused value records nothing.
             run = batch(fields["notebook"], params=fields["params"], grid=fields["grid"],
                         parallel=fields["parallel"], cluster=fields["cluster"], name=fields["name"],
-                        wait=False, db_url=db_url, artifacts_url=artifacts_url)
+                        wait=False, db_url=db_url, artifacts_url=artifacts_url, keep_cluster=False)
         except FlowError as err:
             raise Unprocessable(str(err)) from None
         return self.get_run(run.id)

@@ -64,3 +64,31 @@ async def test_bad_batch_bodies_are_422_and_record_nothing(api, store, served_no
 async def test_batches_needs_credentials(api, served_notebook):
     status, _ = await api("batches", method="POST", body='{"notebook": "work/sweep.ipynb"}', auth=False)
     assert status in (401, 403)
+
+
+async def test_a_batch_from_the_ui_leaves_no_cluster_running_in_the_server(api, store, served_notebook, jp_root_dir):
+    # "Launch with parameters…" on the default (local) profile: the server starts a local
+    # cluster for the batch, and closes it once the batch has ended.
+    import json
+
+    import dask.config
+
+    from jupyter_flow.engine import cluster as clusters
+
+    before = set(clusters._handles)
+    body = {"notebook": str(jp_root_dir / served_notebook), "params": {"lr": 0.25}, "cluster": "local"}
+    with dask.config.set({"flow.clusters.local.kwargs.n_workers": 1, "flow.clusters.local.kwargs.threads_per_worker": 1}):
+        status, run = await api("batches", method="POST", body=json.dumps(body))
+        assert status == 202, run
+        started = [clusters._handles[k] for k in set(clusters._handles) - before]
+        assert len(started) == 1 and started[0].cluster is not None  # the batch's local cluster
+        deadline = time.monotonic() + 240
+        while store.get_run(run["id"])["status"] == "RUNNING" and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+    final = store.get_run(run["id"])
+    assert final["status"] == "SUCCESS", final["error"]
+    deadline = time.monotonic() + 60
+    while started[0].cluster.status.name != "closed" and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert started[0].cluster.status.name == "closed"
+    assert set(clusters._handles) == before
