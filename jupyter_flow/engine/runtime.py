@@ -173,6 +173,12 @@ class Engine:
             pending = list(self._unrecorded.items())
         for run_id, execution in pending:
             try:
+                if self.store.get_run(run_id) is None:
+                    # Its creation never reached the store either: there is nothing to end.
+                    log.info("jupyter_flow: run %s was never recorded; nothing to write for it", run_id)
+                    with self._unrecorded_lock:
+                        self._unrecorded.pop(run_id, None)
+                    continue
                 self.store.update_tasks(self.owner_id, execution.final_records())
                 self.store.finish_run(run_id, self.owner_id, "FAILED",
                                       error=f"{execution.error} (recorded once the store accepted writes again)")

@@ -60,10 +60,14 @@ def test_a_run_whose_final_writes_hit_a_full_disk_is_recorded_once_space_is_back
 
     @jf.op
     def fills_the_store_disk(x, where, flag):
-        # While `flag` exists the disk fills as the op runs: its own records and the run's
-        # end cannot be written.
+        # While `flag` exists the disk fills as the op runs (once the test says "go": the
+        # run's start is recorded by then): its own records and the run's end cannot be written.
         import pathlib
+        import time
 
+        deadline = time.monotonic() + 120
+        while pathlib.Path(flag).exists() and not pathlib.Path(flag + ".go").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         if pathlib.Path(flag).exists():
             with open(pathlib.Path(where) / "filler", "wb") as handle:
                 try:
@@ -77,13 +81,18 @@ def test_a_run_whose_final_writes_hit_a_full_disk_is_recorded_once_space_is_back
     flag = small_disk.parent / "fill-the-disk"
     flag.touch()
     run = jf.run(fills_the_store_disk(first(), str(small_disk), str(flag)), wait=False)
+    observer = Store(f"sqlite:///{db}")
+    wait_for(lambda: {t["name"]: t["status"] for t in observer.get_tasks(run.id)}.get("fills_the_store_disk")
+             == "RUNNING", timeout=120)
+    go = small_disk.parent / "fill-the-disk.go"
+    go.touch()
     with pytest.raises(RunNotRecorded, match="the disk holding it is full"):
         run.wait()
     assert run.status == "FAILED"
-    observer = Store(f"sqlite:///{db}")
     assert observer.get_run(run.id)["status"] == "RUNNING"  # nothing could be written yet
     (small_disk / "filler").unlink()  # space is back
     flag.unlink()
+    go.unlink()
     # Within a heartbeat or two, not "for the life of the process".
     wait_for(lambda: observer.get_run(run.id)["status"] != "RUNNING", timeout=60)
     recorded = observer.get_run(run.id)
