@@ -13,6 +13,7 @@ import { taskEdges } from '../layout';
 import { baseName, elapsed, formatDuration, formatStarted, taskCounts } from '../runs';
 import { TERMINAL_RUN, type Run, type Task } from '../types';
 import { cancelRun, rerunAsBatch } from './actions';
+import { ChildRuns } from './ChildRuns';
 import { GraphView, type GraphItem } from './GraphView';
 import { CopyButton, ErrorMessage, StatusBadge } from './StatusBadge';
 import { TaskDetails, type DetailsPoll } from './TaskDetails';
@@ -26,14 +27,19 @@ interface RunState {
   run: Run | null;
   tasks: Map<string, Task>;
   seq: number;
-  /** The last poll saw the run finished: nothing more will change. */
+  /** A batch's executions or a notebook run's cell runs (null for other kinds). */
+  children: Run[] | null;
+  /** The last poll saw the run (and its child runs) finished: nothing more will change. */
   settled: boolean;
 }
+
+/** Runs whose work is in child runs: a batch (its executions), a notebook run (its cells). */
+const PARENT_KINDS = new Set(['batch', 'notebook']);
 
 export function RunView(props: RunViewProps): JSX.Element {
   const { runId, active } = props;
   const flow = useFlow();
-  const [state, setState] = useState<RunState>({ run: null, tasks: new Map(), seq: -1, settled: false });
+  const [state, setState] = useState<RunState>({ run: null, tasks: new Map(), seq: -1, children: null, settled: false });
   const [error, setError] = useState<string | null>(null);
   const [selected, setSelected] = useState<string | null>(null);
   const [cancelError, setCancelError] = useState<string | null>(null);
@@ -43,9 +49,14 @@ export function RunView(props: RunViewProps): JSX.Element {
     try {
       const run = await flow.client.run(runId);
       const page = await flow.client.tasks(runId, state.seq >= 0 ? state.seq : undefined);
+      const children = PARENT_KINDS.has(run.kind) ? (await flow.client.runs({ parent_id: runId, limit: 500 })).runs : null;
+      const settled = TERMINAL_RUN.has(run.status) && (children ?? []).every(child => TERMINAL_RUN.has(child.status));
       setState(prev => {
         const sameRun = prev.run !== null && prev.run.seq === run.seq && prev.run.status === run.status;
-        if (sameRun && page.tasks.length === 0 && prev.settled === TERMINAL_RUN.has(run.status)) {
+        const sameChildren =
+          JSON.stringify((prev.children ?? []).map(c => [c.id, c.seq])) ===
+          JSON.stringify((children ?? []).map(c => [c.id, c.seq]));
+        if (sameRun && sameChildren && page.tasks.length === 0 && prev.settled === settled) {
           return prev; // nothing changed: no re-render
         }
         const tasks = page.tasks.length ? new Map(prev.tasks) : prev.tasks;
@@ -54,7 +65,13 @@ export function RunView(props: RunViewProps): JSX.Element {
           tasks.set(task.id, task);
           seq = Math.max(seq, task.seq);
         }
-        return { run: sameRun ? prev.run : run, tasks, seq: Math.max(seq, 0), settled: TERMINAL_RUN.has(run.status) };
+        return {
+          run: sameRun ? prev.run : run,
+          tasks,
+          seq: Math.max(seq, 0),
+          children: sameChildren ? prev.children : children,
+          settled
+        };
       });
       setError(null);
     } catch (err) {
@@ -199,8 +216,12 @@ export function RunView(props: RunViewProps): JSX.Element {
               label={`graph of run ${run.name ?? run.id}`}
               showMiniMap
             />
+          ) : state.children?.length ? (
+            <ChildRuns parent={run} runs={state.children} />
           ) : (
-            <p className="jp-flow-muted">This run has no ops yet.</p>
+            <p className="jp-flow-muted">
+              {PARENT_KINDS.has(run.kind) ? 'No runs under this one yet.' : 'This run has no ops yet.'}
+            </p>
           )}
         </div>
         {selected && byId.has(selected) ? (
