@@ -97,8 +97,10 @@ async def test_cancel_end_to_end_from_the_api(api, store, subprocess_env, tmp_pa
     try:
         child_owner = store.register_owner(user=ME)
         make_run(store, child_owner, "CHILD", parent_id=run_id)
+        # In the full suite the session cluster's threads may still be busy with an earlier
+        # test's long op for a while: `add` then waits for a free thread.
         await _until(api, f"runs/{run_id}/tasks", lambda body: {
-            t["name"]: t["status"] for t in body["tasks"]} == {"sleepy": "RUNNING", "add": "SUCCESS"})
+            t["name"]: t["status"] for t in body["tasks"]} == {"sleepy": "RUNNING", "add": "SUCCESS"}, timeout=180)
         requested = time.monotonic()
         status, _ = await api(f"runs/{run_id}/cancel", method="POST")
         assert status == 202
