@@ -124,6 +124,19 @@ export function taskCounts(counts: Partial<Record<TaskStatus, number>>): Counts 
 }
 
 /** Seconds as "0.4 s", "12 s", "3 min 05 s", "2 h 04 min". */
+/** An op as graphs and chips name it: a mapped element carries its index (`square[3]`). */
+export function taskLabel(task: { name: string; index?: number | null }): string {
+  return task.index !== null && task.index !== undefined ? `${task.name}[${task.index}]` : task.name;
+}
+
+/** Where a task's cell stands: its prompt (`In [7]`), and in a batch, in which copy. */
+export function cellPrompt(prov: { cell_index?: number | null; executed_copy?: boolean | null }): string {
+  if (!prov.cell_index) {
+    return '';
+  }
+  return prov.executed_copy ? `In [${prov.cell_index}] of the executed copy` : `In [${prov.cell_index}]`;
+}
+
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) {
     return '';

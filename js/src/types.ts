@@ -87,6 +87,8 @@ export interface Provenance {
   notebook?: string;
   cell_id?: string;
   cell_index?: number;
+  /** true where the cell ran in a batch's executed copy (its prompts count papermill's injected cell) */
+  executed_copy?: boolean;
   outputs?: Record<string, OutputMeta>;
   params?: Record<string, unknown>;
   [other: string]: unknown;
@@ -170,7 +172,7 @@ export interface ArtifactPreview {
 
 export interface Lineage {
   root: { type: 'task' | 'artifact'; id: string };
-  tasks: { id: string; run_id: string; name: string; status: string; cached?: boolean }[];
+  tasks: { id: string; run_id: string; name: string; index?: number | null; status: string; cached?: boolean }[];
   artifacts: string[];
   edges: Edge[];
   truncated: boolean;

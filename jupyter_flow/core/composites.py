@@ -15,8 +15,19 @@ def _collect(*values):
     return list(values)
 
 
-# Built-in op whose value is the list of its arguments' values.
+# Built-in op whose value is the list of its arguments' values. Its name is what graphs
+# show: "parallel" for jf.parallel, "map:OP" for a map, "funnel:OP" for a funnel's inputs.
+# The name is not part of the cache key (the code and inputs are), so every collector with
+# the same inputs shares one cache entry.
 _COLLECT = Op(_collect, name="parallel")
+_COLLECTORS: dict[str, Op] = {"parallel": _COLLECT}
+
+
+def _collector(name: str) -> Op:
+    op_ = _COLLECTORS.get(name)
+    if op_ is None:
+        op_ = _COLLECTORS[name] = Op(_collect, name=name)
+    return op_
 
 
 def _as_node(item: Any, where: str) -> Node | OutputRef:
@@ -65,7 +76,8 @@ def funnel(items: Iterable[Any], into: Op) -> Node:
     """``into(list of the items' values)``: fan-in of parallel branches."""
     if not isinstance(into, Op):
         raise FlowError(f"jf.funnel: into= must be an op, got {type(into).__name__}")
-    return into(parallel(items))
+    nodes = [_as_node(item, "jf.funnel item") for item in items]
+    return into(_collector(f"funnel:{into.name}")(*nodes))
 
 
 def map_op(op_: Op, items: Iterable[Any] | Node | OutputRef, **params: Any) -> Node:
@@ -77,7 +89,7 @@ def map_op(op_: Op, items: Iterable[Any] | Node | OutputRef, **params: Any) -> N
     >>> from .op import op
     >>> square = op(lambda x: x * x, name="square")
     >>> map_op(square, [1, 2, 3]).op.name, map_op(square, square(4)).op.name
-    ('parallel', 'map:square')
+    ('map:square', 'map:square')
     """
     if not isinstance(op_, Op):
         raise FlowError(f"jf.map: the first argument must be an op, got {type(op_).__name__}")
@@ -88,4 +100,4 @@ def map_op(op_: Op, items: Iterable[Any] | Node | OutputRef, **params: Any) -> N
         node = op_(item, **params)
         node.index = index
         nodes.append(node)
-    return _COLLECT(*nodes)
+    return _collector(f"map:{op_.name}")(*nodes)

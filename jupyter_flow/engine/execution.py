@@ -562,8 +562,14 @@ class RunExecution:
         if task.metrics:
             self.engine.writer.call(self.engine.store.record_metrics, self.run_id, task.metrics,
                                     run_id=self.run_id)
-        task.reason = "cached (computed meanwhile by another run)"
-        task.provenance["cached_from"] = entry.get("task_id")
+        producer = entry.get("task_id")
+        twin = next((t for t in self.tasks if t.id == producer), None) if producer else None
+        if twin is not None:  # the same value twice in this run: computed once, by its twin
+            label = twin.name if twin.index is None else f"{twin.name}[{twin.index}]"
+            task.reason = f"cached (the same value as {label} of this run, computed once)"
+        else:
+            task.reason = "cached (computed meanwhile by another run)"
+        task.provenance["cached_from"] = producer
         task.ended = time.time()
         self.engine.writer.task_update({
             "id": task.id, "status": TaskStatus.CACHED.value, "cached": True, "outputs": task.outputs,

@@ -137,7 +137,7 @@ def lineage_graph(store, identifier: str, *, artifact_exists=None, limit: int = 
                 visit(upstream)
     return {
         "root": root,
-        "tasks": [{k: t[k] for k in ("id", "run_id", "name", "status", "cached", "key", "outputs")}
+        "tasks": [{k: t.get(k) for k in ("id", "run_id", "name", "index", "status", "cached", "key", "outputs")}
                   for t in tasks.values()],
         "artifacts": sorted(artifacts),
         "edges": [{"source": s, "target": t} for s, t in sorted(edges)],

@@ -203,8 +203,12 @@ class FlowMagics(Magics):
         return self.notebook.define(cell_op, check_names=not args.define_only)
 
     def _provenance(self, text: str) -> dict:
+        # cell_index is the cell's execution count ("In [N]"). In a batch it counts in the
+        # executed copy, which has papermill's injected parameters cell: say so, the source
+        # notebook's prompts differ.
         provenance = {"notebook": notebook_path(), "cell_id": self._cell_id(),
-                      "cell_index": self.shell.execution_count, "source_hash": source_hash(text)}
+                      "cell_index": self.shell.execution_count, "source_hash": source_hash(text),
+                      "executed_copy": True if os.environ.get("JUPYTER_FLOW_RUN_ID") else None}
         return {k: v for k, v in provenance.items() if v is not None}
 
     def _cell_id(self) -> str | None:

@@ -63,7 +63,13 @@ def test_grid_of_three_then_cached_rerun(sweep_notebook, subprocess_env, tmp_pat
         assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
         cells = store.list_runs(parent_id=run["id"])
         assert [c["kind"] for c in cells] == ["cell"]
-        assert [t["status"] for t in store.get_tasks(cells[0]["id"])] == ["SUCCESS"]
+        (task,) = store.get_tasks(cells[0]["id"])
+        assert task["status"] == "SUCCESS"
+        # Its prompt counts in the executed copy (papermill's injected cell included), and
+        # says so: the source notebook's own prompts differ (issue 17 point 8).
+        (train_cell,) = [c for c in executed.cells if c.source.startswith("%%flow train")]
+        assert task["provenance"]["cell_index"] == train_cell.execution_count
+        assert task["provenance"]["executed_copy"] is True
 
     again = json.loads(flow(env, "batch", str(sweep_notebook), "--grid", str(grid), "--parallel", "2",
                             "--cluster", env["FLOW_TEST_SCHEDULER"], "--json").stdout)

@@ -69,6 +69,30 @@ def test_composites_build_the_expected_nodes():
         jf.map(inc(1), [1])
 
 
+def test_collector_nodes_are_named_after_the_call_that_made_them_and_share_one_key():
+    """Graphs showed an op named `parallel` for every jf.map and jf.funnel (issue 17
+    point 8): the collector of a map is `map:OP` (as a dynamic map), of a funnel
+    `funnel:OP`; the name is not in the cache key, so the same inputs share one entry."""
+    from jupyter_flow.core.keys import task_key
+
+    mapped = jf.map(add, [1, 2], b=10)
+    funneled = jf.funnel([add(1, b=10), add(2, b=10)], into=inc)
+    assert mapped.op.name == "map:add"
+    collector = funneled.args[0]
+    assert collector.op.name == "funnel:inc"
+    assert jf.parallel([inc(1)]).op.name == "parallel"
+
+    def key(node):
+        found: dict = {}
+        for n in Graph(node).nodes:  # upstream first
+            found[n] = task_key(n, found).key
+        return found[node]
+
+    plain = jf.parallel([add(1, b=10), add(2, b=10)])
+    assert key(mapped) == key(collector) == key(plain)
+    assert key(jf.map(add, [1, 3], b=10)) != key(plain)
+
+
 def test_statuses_and_kinds_are_spelled_as_the_spec():
     assert [s.value for s in RunStatus] == ["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELED", "LOST"]
     assert [s.value for s in TaskStatus] == [

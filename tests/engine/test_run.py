@@ -94,6 +94,22 @@ def test_composites_values(jf):
     assert mapped == [(0, "add"), (1, "add"), (2, "add")]
 
 
+def test_the_same_value_twice_in_one_run_is_computed_once_and_says_so(jf):
+    """A mapped element equal to another op of the same run was said to be "computed
+    meanwhile by another run" (issue 17 point 8): it names its twin in this run."""
+    run = jf.run([ops.add(2, 7), jf.map(ops.add, [1, 2], b=7)])
+    twins = [t for t in run.tasks if t.name == "add" and t.key == next(
+        u.key for u in run.tasks if u.name == "add" and u.index is None)]
+    assert len(twins) == 2
+    computed = [t for t in twins if t.status == "SUCCESS"]
+    restored = [t for t in twins if t.status == "CACHED"]
+    assert len(computed) == len(restored) == 1, [(t.index, t.status, t.reason) for t in twins]
+    label = "add" if computed[0].index is None else f"add[{computed[0].index}]"
+    assert restored[0].reason == f"cached (the same value as {label} of this run, computed once)"
+    assert "another run" not in restored[0].reason
+    assert sorted(t.name for t in run.tasks if t.index is None) == ["add", "map:add"]
+
+
 def test_multi_output_and_numpy_payload(jf):
     node = ops.multi_out(3)
     assert jf.run(node).result() == {"a": 3, "b": 30}

@@ -82,10 +82,12 @@ def test_flow_run_reruns_exactly_the_stale_ops(kernel):
 
 def test_provenance_names_notebook_cell_and_source(kernel):
     body = "answer = 6 * 7"
-    kernel.ok(f"%%flow prov\n{body}")
+    cell = kernel.run(f"%%flow prov\n{body}")
     prov = kernel.value(f"{LAST_RUN}.tasks[-1].provenance")
     assert prov["notebook"].endswith("analysis.ipynb")
-    assert isinstance(prov["cell_index"], int)
+    # The prompt the user saw: In [N] is the cell's execution count.
+    assert isinstance(prov["cell_index"], int) and prov["cell_index"] == cell.execution_count
+    assert "executed_copy" not in prov  # an interactive kernel runs the notebook itself
     # The hash of the cell as the notebook shows it, %%flow line included.
     assert prov["source_hash"] == hashlib.sha256(f"%%flow prov\n{body}".encode()).hexdigest()
 

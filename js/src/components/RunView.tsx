@@ -10,7 +10,7 @@ import { FlowApiError } from '../api';
 import { useFlow } from '../context';
 import { usePoll } from '../hooks';
 import { taskEdges } from '../layout';
-import { baseName, elapsed, formatDuration, formatStarted, taskCounts } from '../runs';
+import { baseName, elapsed, formatDuration, formatStarted, taskCounts, taskLabel } from '../runs';
 import { TERMINAL_RUN, type Run, type Task } from '../types';
 import { cancelRun, rerunAsBatch } from './actions';
 import { ChildRuns } from './ChildRuns';
@@ -100,7 +100,7 @@ export function RunView(props: RunViewProps): JSX.Element {
     () =>
       tasks.map(task => ({
         id: task.id,
-        label: task.index !== null && task.index !== undefined ? `${task.name}[${task.index}]` : task.name,
+        label: taskLabel(task),
         status: task.status,
         cached: task.cached,
         detail:
@@ -127,7 +127,7 @@ export function RunView(props: RunViewProps): JSX.Element {
   const describe = (ids: string[] | undefined): { id: string; name: string; status: string }[] =>
     (ids ?? []).flatMap(id => {
       const task = byId.get(id);
-      return task ? [{ id, name: task.name, status: task.status }] : [];
+      return task ? [{ id, name: taskLabel(task), status: task.status }] : [];
     });
 
   const run = state.run;

@@ -7,7 +7,7 @@ import React, { useCallback, useEffect, useRef, useState } from 'react';
 
 import { FlowApiError } from '../api';
 import { useFlow } from '../context';
-import { elapsed, formatDuration } from '../runs';
+import { cellPrompt, elapsed, formatDuration, taskLabel } from '../runs';
 import { TERMINAL_TASK, type ArtifactPreview, type Lineage, type Task, type TaskLogs } from '../types';
 import { CopyButton, ErrorMessage, StatusBadge } from './StatusBadge';
 
@@ -129,8 +129,7 @@ export function TaskDetails(props: TaskDetailsProps): JSX.Element {
     <section className="jp-flow-details" aria-label={`op ${task.name} details`}>
       <header className="jp-flow-details-header">
         <h3 className="jp-flow-details-title">
-          {task.name}
-          {task.index !== null && task.index !== undefined ? `[${task.index}]` : ''}
+          {taskLabel(task)}
         </h3>
         <StatusBadge status={task.status} cached={task.cached} />
         <CopyButton text={task.id} label={`copy task id ${task.id}`} onCopy={flow.copy} />
@@ -158,7 +157,7 @@ export function TaskDetails(props: TaskDetailsProps): JSX.Element {
         <Fact name="Slurm job" value={prov.slurm_job_id ?? ''} />
         <Fact name="Resources" value={resourcesText(task.resources)} />
         <Fact name="Cache key" value={task.key ?? ''} mono />
-        <Fact name="Notebook" value={prov.notebook ? `${prov.notebook}${prov.cell_index ? ` (cell [${prov.cell_index}])` : ''}` : ''} />
+        <Fact name="Notebook" value={prov.notebook ? `${prov.notebook}${cellPrompt(prov) ? ` (${cellPrompt(prov)})` : ''}` : ''} />
       </dl>
 
       {task.error || logs?.traceback ? (
@@ -446,7 +445,7 @@ function LineageSummary(props: { taskId: string }): JSX.Element {
         <ul aria-label="lineage">
           {lineage.tasks.map(item => (
             <li key={item.id}>
-              <span className={`jp-flow-dot jp-flow-status-${item.status}`} aria-hidden="true" /> {item.name}{' '}
+              <span className={`jp-flow-dot jp-flow-status-${item.status}`} aria-hidden="true" /> {taskLabel(item)}{' '}
               <span className="jp-flow-muted jp-flow-mono">
                 {item.status} · task {item.id} · run {item.run_id}
               </span>
