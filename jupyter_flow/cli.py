@@ -307,7 +307,7 @@ def cmd_batch(args) -> int:
 
     params = {name: parse_value(value) for name, value in args.param}
     run = batch(args.notebook, params=params, grid=args.grid, parallel=args.parallel, cluster=args.cluster,
-                name=args.name, progress=sys.stderr.isatty())
+                name=args.name, progress=True if sys.stderr.isatty() else "lines")
     table = compare(run.id)
     if args.json:
         _print_json({"batch": run.id, "status": run.status, "error": run.error,

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ def batch(
     name: str | None = None,
     kernel: str | None = None,
     wait: bool = True,
-    progress: bool = False,
+    progress: bool | str = False,
     db_url: str | None = None,
     artifacts_url: str | None = None,
     schedule_id: str | None = None,
@@ -52,6 +52,10 @@ def batch(
     ``keep_cluster=False`` (the Jupyter server's batches and schedules) closes a cluster this
     process started for the batch (a local one) once no batch of this process uses it: a
     server must not keep Dask workers running after the batches it was asked for.
+
+    ``progress=True`` shows a tqdm bar of executions and a line on stderr as each one starts
+    and ends (parameters, status, duration, ops ran/cached/failed); ``progress="lines"`` the
+    lines only (for logs and pipes, where a bar would be noise).
 
     Values are checked against the notebook's declared parameters first (``validate_params``:
     the names its parameters cell defines, the types, bounds and choices of its ``jf.param``
@@ -145,20 +149,14 @@ class _Batch:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"jupyter-flow-batch-{batch_id}-"))
 
     def run(self) -> None:
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(self.children), desc=f"batch {self.batch_id}", unit="notebook")
+        report = _Progress(self, self.progress)
         results: dict[str, str] = {}
         with ThreadPoolExecutor(max_workers=self.parallel) as pool:
-            futures = [pool.submit(self._execute, i, run_id, point) for i, (run_id, point) in enumerate(self.children)]
-            for future, (run_id, _) in zip(futures, self.children):
-                results[run_id] = future.result()
-                if bar is not None:
-                    bar.update(1)
-        if bar is not None:
-            bar.close()
+            futures = {pool.submit(self._execute, i, run_id, point, report): run_id
+                       for i, (run_id, point) in enumerate(self.children)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+        report.close()
         failed = sum(1 for status in results.values() if status == RunStatus.FAILED.value)
         canceled = sum(1 for status in results.values() if status == RunStatus.CANCELED.value)
         if self.canceled.is_set() or canceled:
@@ -178,12 +176,22 @@ class _Batch:
             return True
         return False
 
-    def _execute(self, index: int, run_id: str, point: dict) -> str:
+    def _execute(self, index: int, run_id: str, point: dict, report: "_Progress") -> str:
+        status = RunStatus.FAILED.value
+        started = time.monotonic()
+        try:
+            status = self._execute_one(index, run_id, point, report)
+        finally:
+            report.ended(index, run_id, point, status, time.monotonic() - started)
+        return status
+
+    def _execute_one(self, index: int, run_id: str, point: dict, report: "_Progress") -> str:
         owner = self.engine.owner_id
         if self._cancel_requested(run_id):
             self.store.finish_run(run_id, owner, RunStatus.CANCELED.value, error="canceled before it started")
             return RunStatus.CANCELED.value
         self.store.update_run(run_id, owner, status=RunStatus.RUNNING.value)
+        report.started(index, point)
         output = self.workdir / f"{index:04d}-{self.path.name}"
         # The parameters go through stdin, so no file holds a secret value.
         spec = {
@@ -254,6 +262,55 @@ class _Batch:
             error = f"the execution failed (exit code {returncode}): {' | '.join(tail)}"
         self.store.finish_run(run_id, owner, RunStatus.FAILED.value, error=scrub_text(error, secret_values(point)))
         return RunStatus.FAILED.value
+
+
+class _Progress:
+    """What a person at the terminal sees while a batch runs: a line when each execution
+    starts and ends (its parameters, status, duration and what its ops did), and with
+    ``bar`` a tqdm bar of executions done. Secret parameter values are shown as ``***``."""
+
+    def __init__(self, job: "_Batch", mode: bool | str):
+        self.job, self.enabled, self.lock = job, bool(mode), threading.Lock()
+        self.total = len(job.children)
+        self.bar = None
+        if mode is True:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, desc=f"batch {job.batch_id}", unit="notebook")
+
+    def _say(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def _label(self, index: int, point: dict) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in point.items()) or "no parameters"
+        return f"[{index + 1}/{self.total}] {scrub_text(shown, secret_values(point))}"
+
+    def started(self, index: int, point: dict) -> None:
+        if self.enabled:
+            with self.lock:
+                self._say(f"{self._label(index, point)}: running")
+
+    def ended(self, index: int, run_id: str, point: dict, status: str, seconds: float) -> None:
+        if not self.enabled:
+            return
+        run = self.job.store.get_run(run_id) or {}
+        counts = run.get("task_counts") or {}
+        ran = sum(counts.get(s, 0) for s in ("SUCCESS", "FAILED", "RUNNING"))
+        line = (f"{self._label(index, point)}: {status} in {seconds:.1f} s"
+                f" · ran {ran} · cached {counts.get('CACHED', 0)} · failed {counts.get('FAILED', 0)}")
+        if run.get("error"):
+            line += f" · {run['error']}"
+        with self.lock:
+            self._say(line)
+            if self.bar is not None:
+                self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _cell_label(executed: Path, failure: dict) -> str:

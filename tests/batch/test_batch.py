@@ -47,6 +47,12 @@ def test_grid_of_three_then_cached_rerun(sweep_notebook, subprocess_env, tmp_pat
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout)
     assert summary["status"] == "SUCCESS"
+    # Not silent while it runs: a line as each execution starts and ends (issue 17 point 9).
+    progress = result.stderr.splitlines()
+    for lr in (0.1, 0.2, 0.3):
+        assert any(line.endswith(f"lr={lr!r}: running") for line in progress), progress
+        assert any(f"lr={lr!r}: SUCCESS in " in line and "· ran 1 · cached 0 · failed 0" in line
+                   for line in progress), progress
     executions = summary["executions"]
     assert sorted(e["lr"] for e in executions) == [0.1, 0.2, 0.3]
     assert sorted(e["accuracy"] for e in executions) == [0.7, 0.8, 0.9]
@@ -71,8 +77,11 @@ def test_grid_of_three_then_cached_rerun(sweep_notebook, subprocess_env, tmp_pat
         assert task["provenance"]["cell_index"] == train_cell.execution_count
         assert task["provenance"]["executed_copy"] is True
 
-    again = json.loads(flow(env, "batch", str(sweep_notebook), "--grid", str(grid), "--parallel", "2",
-                            "--cluster", env["FLOW_TEST_SCHEDULER"], "--json").stdout)
+    again = flow(env, "batch", str(sweep_notebook), "--grid", str(grid), "--parallel", "2",
+                 "--cluster", env["FLOW_TEST_SCHEDULER"], "--json")
+    assert again.returncode == 0
+    assert "· ran 0 · cached 1 · failed 0" in again.stderr
+    again = json.loads(again.stdout)
     assert again["status"] == "SUCCESS"
     for run in store.list_runs(parent_id=again["batch"]):
         (cell,) = store.list_runs(parent_id=run["id"])

@@ -37,7 +37,8 @@ def test_secret_parameter_is_stored_nowhere_and_runs_still_resume(jf, secret_not
     result = flow(env, "batch", str(secret_notebook), "-p", "api_token", "s3cr3t", "-p", "lr", "0.5",
                   "--cluster", env["FLOW_TEST_SCHEDULER"], "--json")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "s3cr3t" not in result.stdout
+    assert "s3cr3t" not in result.stdout and "s3cr3t" not in result.stderr
+    assert "***" in result.stderr  # the per-execution progress line shows the secret masked
     summary = json.loads(result.stdout)
     assert summary["status"] == "SUCCESS"
     (execution,) = summary["executions"]

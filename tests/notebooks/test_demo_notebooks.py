@@ -77,3 +77,24 @@ def test_the_resources_notebook_runs_unchanged_on_the_local_profile(subprocess_e
     assert "('SUCCESS', '6 samples, score" in text
     # Without pools a request larger than any job is advisory: the op runs.
     assert text.rstrip().endswith("'SUCCESS'")
+
+
+def test_the_readme_sweep_of_notebook_04_sweeps_its_parameters(subprocess_env, tmp_path):
+    """Notebook 04 declared no parameters, so its documented sweep had nothing to sweep
+    (issue 17 point 9): the command in its parameters cell runs one execution per grid point,
+    each with its own metric, and the executed notebooks stay out of the repository."""
+    env = _env(subprocess_env)
+    work = tmp_path / "notebooks"
+    work.mkdir()
+    for needed in ("04-sweep-and-caching.ipynb", "04-grid.yaml"):
+        shutil.copy(NOTEBOOKS / needed, work / needed)
+    result = subprocess.run(
+        [sys.executable, "-m", "jupyter_flow.cli", "batch", "04-sweep-and-caching.ipynb", "--grid", "04-grid.yaml",
+         "--parallel", "2", "--cluster", env["FLOW_TEST_SCHEDULER"], "--json"],
+        env=env, cwd=work, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    summary = json.loads(result.stdout)
+    points = sorted((e["n"], e["seed"]) for e in summary["executions"])
+    assert points == [(1000, 1), (1000, 2), (4000, 1), (4000, 2)]
+    assert len({e["best_score"] for e in summary["executions"]}) == 4  # each point its own data
+    assert sorted(p.name for p in work.iterdir()) == ["04-grid.yaml", "04-sweep-and-caching.ipynb"]
