@@ -336,16 +336,7 @@ class FlowMagics(Magics):
         print(f"cluster: {handle.name} at {handle.address}" + (f"; dashboard: {link}" if link else ""))
 
     def _cmd_params(self, args) -> None:
-        from IPython.display import display
-
-        text = params.text_table()
-        try:
-            form = params.form()
-        except ImportError:
-            print(text)
-            return
-        display({"text/plain": text, "application/vnd.jupyter.widget-view+json": {
-            "model_id": form.model_id, "version_major": 2, "version_minor": 0}}, raw=True)
+        params.show_form()
 
     # ------------------------------------------------------------------- run
     def _run(self, names: list[str], *, kind: str, title: str, force: list[str], cluster: str | None,

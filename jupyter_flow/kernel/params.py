@@ -182,3 +182,59 @@ def text_table() -> str:
         origin = "injected" if p.injected else "default"
         lines.append(f"{p.name} = {p.value!r}  ({p.type.__name__}{', ' + bounds if bounds else ''}; {origin})")
     return "\n".join(lines)
+
+
+def html_table() -> str:
+    """The declared parameters as a static HTML table: what a saved notebook shows where
+    the live form was (nbviewer, GitHub, a reopened notebook without its kernel)."""
+    from html import escape
+
+    if not PARAMETERS:
+        return "<p>No parameters declared; use <code>jf.param(name, default)</code>.</p>"
+    rows = []
+    for p in PARAMETERS.values():
+        bounds = ", ".join(f"{k}={v!r}" for k, v in (("min", p.min), ("max", p.max), ("choices", p.choices))
+                           if v is not None)
+        rows.append("<tr>" + "".join(f"<td style='padding:2px 8px'>{escape(str(cell))}</td>" for cell in (
+            p.name, repr(p.value), p.type.__name__, bounds, "injected" if p.injected else "default",
+            p.help or "")) + "</tr>")
+    head = "".join(f"<th style='padding:2px 8px;text-align:left'>{h}</th>"
+                   for h in ("parameter", "value", "type", "bounds", "from", "help"))
+    return f"<table class='jp-flow-params'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+_FORMS: list[str] = []  # display ids of the live %flow params forms of this kernel
+
+
+def show_form() -> None:
+    """``%flow params``: the live form, with its static table as the fallback; when the
+    kernel shuts down or restarts, each form still shown becomes its static table, so the
+    saved notebook never says "Error displaying widget: model not found"."""
+    from IPython.display import display
+
+    from . import session
+
+    text = text_table()
+    try:
+        widget = form()
+    except ImportError:
+        print(text)
+        return
+    display_id = f"jupyter-flow-params-{widget.model_id}"
+    display({"text/plain": text, "text/html": html_table(), "application/vnd.jupyter.widget-view+json": {
+        "model_id": widget.model_id, "version_major": 2, "version_minor": 0}}, raw=True, display_id=display_id)
+    _FORMS.append(display_id)
+    session.on_shutdown(freeze_forms)
+
+
+def freeze_forms() -> None:
+    """Replace every live form by its static table and text (values as they are now)."""
+    from IPython.display import update_display
+
+    try:
+        sync()  # values assigned in the notebook since
+    except FlowError:
+        pass  # a value that fails its checks: the table shows the last valid one
+    bundle = {"text/plain": text_table(), "text/html": html_table()}
+    while _FORMS:
+        update_display(bundle, raw=True, display_id=_FORMS.pop())

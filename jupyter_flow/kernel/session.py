@@ -94,6 +94,17 @@ _open: dict[str, object] = {}  # notebook runs of this kernel not ended yet -> t
 _watched: set[int] = set()  # kernels whose shutdown ends them
 
 
+_shutdown_callbacks: list = []
+
+
+def on_shutdown(callback) -> None:
+    """Call ``callback()`` when this kernel is asked to shut down or restart (once each)."""
+    shell = kernel_shell()
+    if callback not in _shutdown_callbacks:
+        _shutdown_callbacks.append(callback)
+    _end_runs_on_shutdown(shell.kernel if shell is not None else None)
+
+
 def _end_runs_on_shutdown(kernel) -> None:
     """End this kernel's notebook runs as soon as it is asked to shut down or restart.
 
@@ -108,6 +119,11 @@ def _end_runs_on_shutdown(kernel) -> None:
     original = kernel.do_shutdown
 
     def do_shutdown(restart):
+        for callback in list(_shutdown_callbacks):
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - a failing callback must not keep the kernel alive
+                pass
         end_notebook_runs()
         return original(restart)
 
