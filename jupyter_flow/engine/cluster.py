@@ -8,6 +8,7 @@ import atexit
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -316,6 +317,7 @@ def _start(name: str, overrides: dict) -> ClusterHandle:
     if "pools" in kwargs:
         cls = _pool_class(name, cls)
     _refuse_in_a_spawned_import(name)
+    _check_batch_system(name, cls)
     try:
         with _interrupt_blocked():
             cluster = cls(**kwargs)
@@ -331,13 +333,49 @@ def _start(name: str, overrides: dict) -> ClusterHandle:
     # A cluster built with a Security object carries it; the client must present it too.
     client = Client(cluster, set_as_default=False, security=getattr(cluster, "security", None))
     try:
-        import os
-
         client.register_plugin(IgnoreInterrupts(os.getpid()))
     except Exception as err:  # a guard, not a requirement: the signal mask already protects them
         log.debug("jupyter_flow: could not register the interrupt guard on the workers: %s", err)
     return ClusterHandle(name=name, client=client, cluster=cluster, kwargs=kwargs,
                          pools=getattr(cluster, "pools", None) if "pools" in kwargs else None)
+
+
+SLURM_PROBE_TIMEOUT_S = 30
+
+
+def _check_batch_system(name: str, cls: type) -> None:
+    """Before a dask-jobqueue cluster starts: its job commands exist and (Slurm) its
+    controller answers. Otherwise every ``sbatch`` of the adaptive loop fails in the log and
+    ``jf.run`` waits for workers that never come; say so now, with what to do."""
+    job_cls = getattr(cls, "job_cls", None)
+    submit = getattr(job_cls, "submit_command", None)
+    if not submit:
+        return  # not a job-queue cluster
+    import shutil
+    import subprocess
+
+    command = submit.split()[0]
+    if shutil.which(command) is None:
+        raise FlowError(f"cluster profile {name!r}: `{command}` is not on PATH, so no {cls.__name__} job can be "
+                        "submitted from this machine; run on a login node of the cluster, or choose another "
+                        "cluster (jf.cluster('local'))")
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError:  # pragma: no cover - the class came from it
+        return
+    if not issubclass(cls, SLURMCluster) or shutil.which("squeue") is None:
+        return
+    try:
+        probe = subprocess.run(["squeue", "-h", "-o", "%i", "-u", str(os.getuid())], capture_output=True,
+                               text=True, timeout=SLURM_PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        log.warning("jupyter_flow: cluster profile %r: squeue did not answer within %d s; starting anyway",
+                    name, SLURM_PROBE_TIMEOUT_S)
+        return
+    if probe.returncode != 0:
+        said = " ".join((probe.stderr or probe.stdout).split())[:300]
+        raise FlowError(f"cluster profile {name!r}: Slurm does not answer from this machine (squeue: {said}); "
+                        "start Slurm or check SLURM_CONF, or choose another cluster (jf.cluster('local'))")
 
 
 def _refuse_in_a_spawned_import(name: str) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+
+import pytest
 
 from tests.distributed import ops
 from tests.distributed.conftest import dask_worker_jobs
@@ -64,3 +67,29 @@ def test_cpu_and_gpu_ops_of_one_run_share_slurm_gpu_jobs(flow_home, slurm_config
         assert all(t.provenance.get("slurm_job_id") for t in run.tasks)
     finally:
         clusters.connect("slurm-gpu").close()
+
+
+def test_a_slurm_that_does_not_answer_is_said_at_once_not_waited_for(tmp_path, monkeypatch, flow_home):
+    """Notebook 02 on a machine whose Slurm is down waited forever: every `sbatch` of the
+    adaptive loop failed in the log while `jf.run` waited for workers. `jf.cluster("slurm")`
+    now asks the real `squeue` first and says what is wrong (issue 17, first hour)."""
+    import jupyter_flow as jf
+    from jupyter_flow.engine import cluster as clusters
+
+    conf = tmp_path / "slurm.conf"  # a controller that is not there (nothing listens on 6999)
+    conf.write_text("ClusterName=nowhere\nSlurmctldHost=localhost\nSlurmctldPort=6999\n"
+                    "NodeName=localhost CPUs=1 State=UNKNOWN\nPartitionName=debug Nodes=localhost Default=YES\n")
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    handles = dict(clusters._handles)
+    try:
+        with pytest.raises(jf.FlowError, match=r"cluster profile 'slurm': Slurm does not answer from this machine "
+                                               r"\(squeue: .*contact slurm controller.*\); start Slurm or check SLURM_CONF"):
+            jf.cluster("slurm", job_name="jf-probe")  # its own settings: not the shared handle
+        monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                                   if not os.path.exists(os.path.join(p, "sbatch"))))
+        with pytest.raises(jf.FlowError, match=r"`sbatch` is not on PATH, so no SLURMCluster job can be submitted"):
+            jf.cluster("slurm", job_name="jf-probe")
+    finally:
+        clusters._current[0] = None
+        clusters._current_overrides.clear()
+    assert clusters._handles == handles  # nothing started, nothing kept
