@@ -221,8 +221,11 @@ def show_form() -> None:
         print(text)
         return
     display_id = f"jupyter-flow-params-{widget.model_id}"
+    # The Jupyter server's pre-save hook writes only the static table of an output marked
+    # static_fallback (jupyter_flow.server.saving): a reopened notebook shows it.
     display({"text/plain": text, "text/html": html_table(), "application/vnd.jupyter.widget-view+json": {
-        "model_id": widget.model_id, "version_major": 2, "version_minor": 0}}, raw=True, display_id=display_id)
+        "model_id": widget.model_id, "version_major": 2, "version_minor": 0}}, raw=True, display_id=display_id,
+        metadata={"jupyter_flow": {"static_fallback": True}})
     _FORMS.append(display_id)
     session.on_shutdown(freeze_forms)
 

@@ -100,7 +100,9 @@ class RunDisplay:
                 self.widget = ipywidgets.HTML(summary_html(execution, title, self.dashboard))
             except ImportError:  # no ipywidgets: the text/HTML summary is all there is
                 self.widget = None
-        self.handle = display(self._bundle(), raw=True, display_id=True)
+        # Saved while live, the file keeps the static table (jupyter_flow.server.saving).
+        self.handle = display(self._bundle(), raw=True, display_id=True,
+                              metadata={"jupyter_flow": {"static_fallback": True}})
 
     def _bundle(self) -> dict:
         bundle = {"text/plain": summary_text(self.execution, self.title),

@@ -30,6 +30,7 @@ from jupyter_flow.server.reconciler import Reconciler
 from jupyter_flow.server.schedule_firer import ScheduleFirer
 from jupyter_flow.server.service import FlowService
 from jupyter_flow.server.store_access import StoreAccess
+from jupyter_flow.server.saving import keep_static_fallbacks
 
 #: Seconds ``stop_extension`` waits for a scheduler tick in progress, then for the lease's
 #: release; bounded so that SIGTERM still ends the server when the database hangs.
@@ -181,6 +182,11 @@ class FlowApp(ExtensionApp):
             {"jupyter_flow_service": self.service, "jupyter_flow_executor": self.executor,
              "jupyter_flow_app": self}
         )
+        # Saved notebooks keep the static table of a live form, not a widget that cannot
+        # render once its kernel is gone (jupyter_flow.server.saving).
+        contents = getattr(self.serverapp, "contents_manager", None)
+        if contents is not None and hasattr(contents, "register_pre_save_hook"):
+            contents.register_pre_save_hook(keep_static_fallbacks)
         self.reconciler = Reconciler(self.service.reconcile, self.executor, self.reconcile_interval)
         self.reconciler.start()
         self._start_scheduler()
