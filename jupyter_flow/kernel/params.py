@@ -195,7 +195,7 @@ def html_table() -> str:
     for p in PARAMETERS.values():
         bounds = ", ".join(f"{k}={v!r}" for k, v in (("min", p.min), ("max", p.max), ("choices", p.choices))
                            if v is not None)
-        rows.append("<tr>" + "".join(f"<td style='padding:2px 8px'>{escape(str(cell))}</td>" for cell in (
+        rows.append("<tr>" + "".join(f"<td style='padding:2px 8px;text-align:left'>{escape(str(cell))}</td>" for cell in (
             p.name, repr(p.value), p.type.__name__, bounds, "injected" if p.injected else "default",
             p.help or "")) + "</tr>")
     head = "".join(f"<th style='padding:2px 8px;text-align:left'>{h}</th>"

@@ -35,7 +35,7 @@ def test_params_form_has_a_static_fallback_and_becomes_static_at_shutdown(tmp_pa
         assert len(shown) == 1
         data, display_id = shown[0]["content"]["data"], shown[0]["content"]["transient"]["display_id"]
         assert WIDGET in data  # live: the form
-        assert "<td style='padding:2px 8px'>lr</td>" in data["text/html"]  # saved: a table
+        assert "<td style='padding:2px 8px;text-align:left'>lr</td>" in data["text/html"]  # saved: a table
         assert "lr = 0.1" in data["text/plain"]
         _execute(client, "lr = 0.5")  # the form's value as the notebook has it at the end
 
