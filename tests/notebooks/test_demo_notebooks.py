@@ -27,7 +27,7 @@ def _papermill(env, source: Path, workdir: Path) -> Path:
 
 
 @pytest.mark.parametrize("name", ["01-quickstart.ipynb", "04-sweep-and-caching.ipynb", "05-batch.ipynb", "06-provenance-and-lineage.ipynb",
-                                  "09-fanout-and-shell.ipynb"])
+                                  "09-fanout-and-shell.ipynb", "10-classifier-comparison.ipynb"])
 def test_demo_notebook_runs(name, subprocess_env, tmp_path):
     work = tmp_path / "notebooks"
     work.mkdir()
@@ -110,3 +110,43 @@ def test_the_readme_sweep_of_notebook_04_sweeps_its_parameters(subprocess_env, t
     assert points == [(1000, 1), (1000, 2), (4000, 1), (4000, 2)]
     assert len({e["best_score"] for e in summary["executions"]}) == 4  # each point its own data
     assert sorted(p.name for p in work.iterdir()) == ["04-grid.yaml", "04-sweep-and-caching.ipynb"]
+
+
+def test_the_ported_classifier_comparison_maps_plots_caches_and_sweeps(subprocess_env, tmp_path):
+    """A public scikit-learn example ported with `--map` and plots (notebook 10): its map cell
+    shows one figure per dataset in dataset order, live and restored from the cache, and the
+    batch its first cell documents runs one execution per noise level in parallel."""
+    env = _env(subprocess_env)
+    work = tmp_path / "notebooks"
+    work.mkdir()
+    for needed in ("10-classifier-comparison.ipynb", "10-grid.yaml"):
+        shutil.copy(NOTEBOOKS / needed, work / needed)
+    import nbformat
+
+    def map_cell(executed: Path):
+        nb = nbformat.read(executed, as_version=4)
+        (cell,) = [c for c in nb.cells if c.source.startswith("%%flow scores --map datasets")]
+        return cell
+
+    for attempt in ("first", "cached"):
+        cell = map_cell(_papermill(env, NOTEBOOKS / "10-classifier-comparison.ipynb", work))
+        printed = [o.text for o in cell.outputs if o.output_type == "stream"]
+        names = [line.split()[0] for text in printed for line in text.splitlines() if line.split()
+                 and line.split()[0] in ("moons", "circles", "blobs")]
+        assert names == ["moons", "circles", "blobs"], (attempt, printed)
+        figures = [o for o in cell.outputs if o.output_type == "display_data" and "image/png" in o.data]
+        assert len(figures) == 3, attempt
+        if attempt == "cached":
+            summary = next(o.data["text/plain"] for o in cell.outputs
+                           if o.output_type == "display_data" and "scores: run" in o.data.get("text/plain", ""))
+            assert "scores           CACHED" in summary and "SUCCESS    ran" not in summary, summary
+
+    result = subprocess.run(
+        [sys.executable, "-m", "jupyter_flow.cli", "batch", "10-classifier-comparison.ipynb", "-p", "n_samples", "150",
+         "--grid", "10-grid.yaml", "--parallel", "2", "--cluster", env["FLOW_TEST_SCHEDULER"], "--json"],
+        env=env, cwd=work, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    executions = json.loads(result.stdout)["executions"]
+    assert sorted(e["noise"] for e in executions) == [0.1, 0.3, 0.5]
+    by_noise = {e["noise"]: e["mean_score"] for e in executions}
+    assert by_noise[0.1] > by_noise[0.5]  # noisier moons and circles are harder to separate
