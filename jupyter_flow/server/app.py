@@ -251,6 +251,12 @@ class FlowApp(ExtensionApp):
     async def stop_extension(self) -> None:
         # Never raise here, whatever failed at start: an exception out of stop_extension
         # ends jupyter_server's shutdown early and the process no longer exits on SIGTERM.
+        if getattr(self, "_stopped", False):
+            return  # stopped already (once is enough; the executor is gone)
+        self._stopped = True
+        service = getattr(self, "service", None)
+        if service is not None:
+            service.stopping = True  # requests from now on: 503 "shutting down", not 500
         try:
             await self._stop_jobs()
         except Exception:  # logged; shutting down goes on

@@ -53,6 +53,13 @@ class Unprocessable(ApiError):
     status = 422
 
 
+class ShuttingDown(ApiError):
+    """The server is stopping (SIGTERM, ``jupyter server stop``): a request that arrives
+    after its worker threads stopped taking calls is answered this, not a 500."""
+
+    status = 503
+
+
 class StoreUnavailable(ApiError):
     """The server cannot open its store; ``store`` names it (a SQLite file's path, or the
     database URL with its password hidden). Every route that needs the store answers this."""

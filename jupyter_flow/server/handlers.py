@@ -8,6 +8,7 @@ become ``{"message", "reason"}`` bodies (plus ``store`` when the store cannot be
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import datetime, timezone
@@ -24,7 +25,7 @@ from tornado.ioloop import IOLoop
 from jupyter_flow.artifacts.store import STREAM_CHUNK
 from jupyter_flow.core.status import RunKind, RunStatus
 from jupyter_flow.server import limits
-from jupyter_flow.server.errors import ApiError
+from jupyter_flow.server.errors import ApiError, ShuttingDown
 from jupyter_flow.server.service import FlowService
 
 API_PREFIX = "/jupyter-flow/api"
@@ -66,6 +67,12 @@ class FlowHandler(APIHandler):
             )
         except ApiError as err:
             raise ApiHTTPError(err) from None
+        except (RuntimeError, asyncio.CancelledError) as err:
+            # The executor was shut down (the server is stopping): a queued call was dropped,
+            # or a new one refused with "cannot schedule new futures after shutdown".
+            if getattr(self.service, "stopping", False):
+                raise ApiHTTPError(ShuttingDown("the Jupyter server is shutting down; retry once it is back")) from None
+            raise
 
     async def is_admin(self) -> bool:
         """Whether the authorizer grants this request action ``admin`` (the owner rule's

@@ -189,6 +189,7 @@ class FlowService:
         self._artifacts_url = None if isinstance(artifacts, ArtifactStore) else artifacts
         self.heartbeat_timeout = heartbeat_timeout
         self.server_user = server_user
+        self.stopping = False  # set by FlowApp.stop_extension: handlers answer 503 from then on
 
     @property
     def artifacts(self) -> ArtifactStore:

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -110,3 +111,68 @@ def test_sigterm_stops_a_server_whose_database_never_answers(silent_postgresql, 
     finally:
         stop(server.proc)
     assert "Traceback" not in server.log_text()
+
+
+@pytest.mark.timeout(180)
+def test_requests_during_sigterm_get_503_not_500(flow_home, tmp_path):
+    """The sidebar polls while a person stops the server: requests that arrive after the
+    extension stopped its worker threads were 500s logging "cannot schedule new futures
+    after shutdown" (issue 17 point 10); they are 503 "shutting down", and nothing is logged
+    as an error."""
+    import threading
+
+    url = _healthy(flow_home)
+    server = start_server_process(tmp_path, url, str(flow_home / "artifacts"), "--FlowApp.reconcile_interval=0.02",
+                                  "--FlowApp.scheduler_interval=0.02", "--FlowApp.lease_ttl=60")
+    answers: list[int | None] = []
+    done = threading.Event()
+
+    def poll():
+        while not done.is_set():
+            status, _ = server.api("runs?limit=50", timeout=5)
+            answers.append(status)
+            if status is None:
+                return  # the server has stopped listening
+
+    try:
+        assert server.wait_for_api()[0] == 200
+        # A kernel, as a person's lab has: the server shuts it down after the extensions,
+        # and keeps answering requests meanwhile.
+        request = urllib.request.Request(f"http://127.0.0.1:{server.port}/api/kernels", method="POST", data=b"{}",
+                                         headers={"Authorization": f"token {server.token}"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 201
+        pollers = [threading.Thread(target=poll, daemon=True) for _ in range(12)]
+        for thread in pollers:
+            thread.start()
+        time.sleep(2)
+        _stop_and_time(server)
+        done.set()
+        for thread in pollers:
+            thread.join(10)
+    finally:
+        done.set()
+        stop(server.proc)
+    log = server.log_text()
+    assert 200 in answers
+    assert 500 not in answers, (answers.count(500), log[-3000:])
+    assert "cannot schedule new futures" not in log and "Traceback" not in log, log[-3000:]
+
+
+async def test_a_request_after_the_extension_stopped_is_a_503(api, jp_serverapp):
+    """Between the extension's stop (its worker threads shut down) and the HTTP server's,
+    jupyter_server keeps answering while it shuts kernels down: a request then was a 500
+    "cannot schedule new futures after shutdown"; it is a 503 that says the server stops."""
+    (flow_app,) = [ext for ext in _extension_apps(jp_serverapp) if type(ext).__name__ == "FlowApp"]
+    assert (await api("runs"))[0] == 200
+    await flow_app.stop_extension()
+    status, body = await api("runs")
+    assert status == 503, body
+    assert body["message"] == "the Jupyter server is shutting down; retry once it is back"
+
+
+def _extension_apps(serverapp):
+    for extension in serverapp.extension_manager.extensions.values():
+        for point in extension.extension_points.values():
+            if point.app is not None:
+                yield point.app
