@@ -113,6 +113,21 @@ def running_lab(base: Path, healthy: bool = True, args: tuple[str, ...] = (), en
         stop(proc)
 
 
+def show_flow_sidebar(page):
+    """Open the Flow sidebar (at its default width) once the lab has restored its layout: an
+    earlier page of the same lab may have saved it open, and clicking its tab would close it."""
+    from playwright.sync_api import expect
+
+    tab = page.locator('.jp-SideBar li[data-id="jupyter-flow-sidebar"]')
+    expect(tab).to_have_attribute("title", "Flow", timeout=60_000)
+    expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=60_000)
+    sidebar = page.locator("#jupyter-flow-sidebar")
+    if not sidebar.is_visible():
+        tab.click()
+    expect(sidebar).to_be_visible()
+    return sidebar
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A lab with a fresh, empty store."""

@@ -15,6 +15,7 @@ import nbformat
 import pytest
 
 from tests.kernel.conftest import NotebookKernel, kernel_env
+from tests.ui.conftest import show_flow_sidebar
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "flow-sidebar.png"
 NOTEBOOK = "flow_demo.ipynb"
@@ -122,15 +123,7 @@ def open_sidebar(lab, browser):
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     page.set_default_timeout(30_000)
     page.goto(f"{lab.url}lab?token={lab.token}")
-    tab = page.locator('.jp-SideBar li[data-id="jupyter-flow-sidebar"]')
-    expect(tab).to_have_attribute("title", "Flow", timeout=60_000)
-    # The layout an earlier page of this lab saved may have the sidebar open already (the
-    # splash screen goes once it is restored); clicking the tab then would close it.
-    expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=60_000)
-    sidebar = page.locator("#jupyter-flow-sidebar")
-    if not sidebar.is_visible():
-        tab.click()
-    expect(sidebar).to_be_visible()
+    sidebar = show_flow_sidebar(page)
     return page, sidebar
 
 

@@ -86,6 +86,8 @@ export interface GraphViewProps {
   /** Accessible name of the whole graph. */
   label: string;
   showMiniMap?: boolean;
+  /** The laid-out graph's size at zoom 1, whenever its shape changes. */
+  onLayoutSize?: (size: { width: number; height: number }) => void;
 }
 
 export function GraphView(props: GraphViewProps): JSX.Element {
@@ -102,6 +104,19 @@ function GraphCanvas(props: GraphViewProps): JSX.Element {
   const shape = structureKey(ids, edges);
   // eslint-disable-next-line react-hooks/exhaustive-deps
   const positions = useMemo(() => layoutGraph(ids, edges), [shape]);
+  const { onLayoutSize } = props;
+  useEffect(() => {
+    if (!onLayoutSize || positions.size === 0) {
+      return;
+    }
+    let width = 0;
+    let height = 0;
+    for (const { x, y } of positions.values()) {
+      width = Math.max(width, x + DEFAULT_LAYOUT.nodeWidth);
+      height = Math.max(height, y + DEFAULT_LAYOUT.nodeHeight);
+    }
+    onLayoutSize({ width, height });
+  }, [positions, onLayoutSize]);
   const nodes: OpNode[] = useMemo(
     () =>
       items.map(({ id, ...data }) => ({

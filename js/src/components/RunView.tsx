@@ -95,6 +95,13 @@ export function RunView(props: RunViewProps): JSX.Element {
   }, [refresh, state.settled]);
   usePoll(tick, 1000, active && (!state.settled || detailsLive));
 
+  // A graph wider than tall (a pipeline) gets the tab's whole width, the op details under
+  // it; a tall one (a fan-out) keeps the details beside it. Either way it can stay at a
+  // zoom where labels are legible.
+  const [wide, setWide] = useState(false);
+  const onLayoutSize = useCallback((size: { width: number; height: number }) => {
+    setWide(size.width >= 1.5 * size.height);
+  }, []);
   const tasks = useMemo(() => [...state.tasks.values()].sort((a, b) => (a.id < b.id ? -1 : 1)), [state.tasks]);
   const edges = useMemo(() => taskEdges(tasks), [tasks]);
   const items: GraphItem[] = useMemo(
@@ -223,7 +230,7 @@ export function RunView(props: RunViewProps): JSX.Element {
       <ErrorMessage error={cancelError} title="Cancel failed" />
       <ErrorMessage error={run.error ?? null} title="Run error" />
       <ErrorMessage error={error} />
-      <div className="jp-flow-run-body">
+      <div className={`jp-flow-run-body${wide ? ' jp-flow-run-body-stacked' : ''}`}>
         <div className="jp-flow-run-graph">
           {items.length ? (
             <GraphView
@@ -233,6 +240,7 @@ export function RunView(props: RunViewProps): JSX.Element {
               onSelect={setSelected}
               label={`graph of run ${run.name ?? run.id}`}
               showMiniMap
+              onLayoutSize={onLayoutSize}
             />
           ) : state.children?.length ? (
             <ChildRuns parent={run} runs={state.children} />

@@ -376,12 +376,13 @@ function RenderedOutputs(props: { hash: string }): JSX.Element {
     }
     let area: SimplifiedOutputArea | null = null;
     let cancelled = false;
-    flow.client.artifactJSON<NotebookOutputs>(props.hash).then(
-      outputs => {
+    // Stored as {outputs: [...], modules?: {...}} (jupyter_flow/engine/capture.py).
+    flow.client.artifactJSON<{ outputs?: NotebookOutputs } | NotebookOutputs>(props.hash).then(
+      record => {
         if (cancelled || !host.current) {
           return;
         }
-        const values = Array.isArray(outputs) ? outputs : [];
+        const values = Array.isArray(record) ? record : Array.isArray(record?.outputs) ? record.outputs : [];
         area = new SimplifiedOutputArea({ model: new OutputAreaModel({ values, trusted: false }), rendermime });
         area.addClass('jp-flow-rendered-outputs');
         Widget.attach(area, host.current);
