@@ -10,6 +10,7 @@ import type {
   ArtifactPreview,
   BatchRequest,
   Clusters,
+  ExecutedNotebook,
   Health,
   Lineage,
   NotebookParams,
@@ -198,6 +199,14 @@ export class FlowClient {
     );
   }
 
+  /**
+   * Write a batch execution's executed notebook under the server root
+   * (`flow-executed/<notebook>.<run id>.ipynb`) and say where, for JupyterLab to open it.
+   */
+  executedNotebook(runId: string): Promise<ExecutedNotebook> {
+    return this.send('POST', `runs/${encodeURIComponent(runId)}/notebook`, {});
+  }
+
   /** Run a notebook run's notebook again, with the same parameters, as a new batch. */
   rerunAsBatch(run: Run): Promise<Run> {
     return this.startBatch({ notebook: run.notebook ?? '', params: run.params ?? {} });
@@ -252,6 +261,14 @@ export class FlowClient {
 
   artifact(hash: string, maxBytes?: number): Promise<ArtifactPreview> {
     return this.get(`artifacts/${encodeURIComponent(hash)}`, { max_bytes: maxBytes });
+  }
+
+  /**
+   * The whole value of a JSON artifact (the download, parsed), e.g. an op's displayed
+   * outputs, which a bounded preview would cut in the middle of an image.
+   */
+  artifactJSON<T>(hash: string): Promise<T> {
+    return this.get(`artifacts/${encodeURIComponent(hash)}`, { download: 1 });
   }
 
   /** URL that downloads an artifact's serialized bytes (for an `<a href>`). */

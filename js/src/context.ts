@@ -1,4 +1,5 @@
 import React from 'react';
+import type { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 
 import { FlowClient } from './api';
 import type { RunFeed } from './feed';
@@ -24,8 +25,18 @@ export interface FlowServices {
   /** A schedule this page just made: show it in the sidebar's Schedules view. */
   scheduled?: (schedule: Schedule) => void;
   copy: (text: string) => void;
-  /** Ask the user to confirm something destructive (`reject` names the other button). */
-  confirm: (title: string, body: string, accept: string, reject?: string) => Promise<boolean>;
+  /**
+   * Ask the user to confirm something destructive (`reject` names the other button, "Cancel"
+   * by default). When `dismiss` resolves first, the question closes without an answer (false)
+   * and its message is shown instead ("run already ended").
+   */
+  confirm: (title: string, body: string, accept: string, reject?: string, dismiss?: Promise<string>) => Promise<boolean>;
+  /** Show the user a short message (JupyterLab's notifications). */
+  notify?: (message: string) => void;
+  /** The app's renderers for MIME bundles (op outputs render as in a notebook, untrusted). */
+  rendermime?: IRenderMimeRegistry;
+  /** Open a notebook (path relative to the server root) in JupyterLab. */
+  openNotebook?: (path: string) => Promise<void>;
 }
 
 export const FlowContext = React.createContext<FlowServices | null>(null);

@@ -7,7 +7,7 @@
 import { Signal, type ISignal } from '@lumino/signaling';
 
 import { FlowApiError, type FlowClient } from './api';
-import { mergeRuns, panelFailure } from './runs';
+import { mergeRuns, retryDelay } from './runs';
 import type { Run } from './types';
 
 export interface FeedState {
@@ -16,6 +16,8 @@ export interface FeedState {
   cursor: number | null;
   nextBefore: string | null;
   failure: Error | null;
+  /** Failed polls in a row (0 once the API answers); the pause before the next grows with it. */
+  failures: number;
   /** True until the first answer (or failure). */
   loading: boolean;
 }
@@ -28,7 +30,7 @@ export interface FeedUpdate {
 
 export const PAGE_SIZE = 100;
 
-const EMPTY: FeedState = { runs: [], cursor: null, nextBefore: null, failure: null, loading: true };
+const EMPTY: FeedState = { runs: [], cursor: null, nextBefore: null, failure: null, failures: 0, loading: true };
 
 type FeedClient = Pick<FlowClient, 'runs' | 'changes'>;
 
@@ -99,7 +101,14 @@ export class RunFeed {
     try {
       if (state.cursor === null) {
         const page = await this.client.runs({ limit: this.pageSize });
-        this._state = { runs: page.runs, cursor: page.cursor, nextBefore: page.next_before, failure: null, loading: false };
+        this._state = {
+          runs: page.runs,
+          cursor: page.cursor,
+          nextBefore: page.next_before,
+          failure: null,
+          failures: 0,
+          loading: false
+        };
         this._updated.emit({ runs: page.runs, initial: true });
       } else {
         const changes = await this.client.changes(state.cursor);
@@ -110,6 +119,7 @@ export class RunFeed {
             runs: mergeRuns(current.runs, changes.runs),
             cursor: changes.cursor,
             failure: null,
+            failures: 0,
             loading: false
           };
         }
@@ -122,9 +132,10 @@ export class RunFeed {
       // Once the store opens again (perhaps a new, empty one) start from its first page:
       // the old cursor and runs may mean nothing there.
       const restart = error instanceof FlowApiError && error.kind === 'store';
+      const failures = current.failures + 1;
       this._state = restart
-        ? { ...EMPTY, failure: error as Error, loading: false }
-        : { ...current, failure: error as Error, loading: false };
+        ? { ...EMPTY, failure: error as Error, failures, loading: false }
+        : { ...current, failure: error as Error, failures, loading: false };
     }
     this._polled.emit(this._state);
   }
@@ -160,13 +171,15 @@ export class RunFeed {
     Signal.clearData(this);
   }
 
-  private interval(): number | null {
+  /** The pause before the next poll, or null when nobody wants news. */
+  interval(): number | null {
     if (!this.demands.size) {
       return null;
     }
     const wanted = Math.min(...this.demands.values());
-    // While the server cannot open its store it retries every few seconds; so do we.
-    return this._state.failure ? Math.max(wanted, panelFailure(this._state.failure).retryMs) : wanted;
+    // After failures, wait longer each time (see `retryDelay`); an answer resets it.
+    const { failure, failures } = this._state;
+    return failure ? Math.max(wanted, retryDelay(failure, failures)) : wanted;
   }
 
   private cancelTimer(): void {

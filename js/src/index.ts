@@ -4,11 +4,12 @@ import {
   type JupyterFrontEnd,
   type JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { Clipboard, Dialog, ICommandPalette, MainAreaWidget, Notification, showDialog, ToolbarButton } from '@jupyterlab/apputils';
+import { Clipboard, Dialog, ICommandPalette, MainAreaWidget, Notification, ToolbarButton } from '@jupyterlab/apputils';
 import { PageConfig } from '@jupyterlab/coreutils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { INotebookTracker, type NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 
 import { FlowClient } from './api';
 import type { FlowServices } from './context';
@@ -47,14 +48,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-flow:plugin',
   description: 'jupyter_flow runs, graphs, op details, provenance, schedules and a launch form',
   autoStart: true,
-  optional: [ILayoutRestorer, IDocumentManager, ICommandPalette, INotebookTracker, IFileBrowserFactory],
+  optional: [ILayoutRestorer, IDocumentManager, ICommandPalette, INotebookTracker, IFileBrowserFactory, IRenderMimeRegistry],
   activate: (
     app: JupyterFrontEnd,
     restorer: ILayoutRestorer | null,
     docManager: IDocumentManager | null,
     palette: ICommandPalette | null,
     notebooks: INotebookTracker | null,
-    browsers: IFileBrowserFactory | null
+    browsers: IFileBrowserFactory | null,
+    rendermime: IRenderMimeRegistry | null
   ) => {
     const runWidgets = new Map<string, MainAreaWidget<FlowRunWidget>>();
     const launchWidgets = new Map<string, MainAreaWidget<FlowLaunchWidget>>();
@@ -66,14 +68,37 @@ const plugin: JupyterFrontEndPlugin<void> = {
       client,
       feed,
       copy: text => Clipboard.copyToSystem(text),
-      confirm: async (title, body, accept, reject = 'Keep running') => {
-        const result = await showDialog({
+      confirm: async (title, body, accept, reject = 'Cancel', dismiss) => {
+        const dialog = new Dialog({
           title,
           body,
           buttons: [Dialog.cancelButton({ label: reject }), Dialog.warnButton({ label: accept })]
         });
+        let dismissed: string | null = null;
+        void dismiss?.then(message => {
+          if (!dialog.isDisposed) {
+            dismissed = message;
+            dialog.reject();
+          }
+        });
+        const result = await dialog.launch();
+        if (dismissed !== null) {
+          Notification.info(dismissed, { autoClose: 8000 });
+          return false;
+        }
         return result.button.accept;
       },
+      notify: message => void Notification.info(message, { autoClose: 8000 }),
+      rendermime: rendermime ?? undefined,
+      openNotebook: docManager
+        ? async path => {
+            const widget = docManager.openOrReveal(path);
+            if (!widget) {
+              throw new Error(`cannot open ${path}`);
+            }
+            await widget.context.ready;
+          }
+        : undefined,
       openRun: (runId, title) => void app.commands.execute(CommandIDs.openRun, { runId, title }),
       launch: mode => void app.commands.execute(CommandIDs.launch, { mode }),
       started: run => {

@@ -3,7 +3,7 @@
  * filtering, and the words and numbers the list shows. Pure, so it is unit-tested.
  */
 import { FlowApiError } from './api';
-import type { Run, RunKind, RunStatus, TaskStatus } from './types';
+import { TERMINAL_RUN, type Run, type RunKind, type RunStatus, type TaskStatus } from './types';
 
 /** `current` with `changed` runs replacing or adding by id; newest first (ids sort by time). */
 export function mergeRuns(current: readonly Run[], changed: readonly Run[]): Run[] {
@@ -194,6 +194,30 @@ export function baseName(path: string | null | undefined): string {
 /** How often the list polls: live updates, and while the server cannot open its store. */
 export const POLL_MS = 1000;
 export const STORE_RETRY_MS = 5000;
+/** The longest pause between tries while the API does not answer (no extension, server down). */
+export const RETRY_MAX_MS = 30000;
+
+/**
+ * How long to wait before the next try after `failures` failed tries in a row: the store's
+ * own retry period while the server cannot open it (it answers, just not yet usefully);
+ * otherwise 1 s, 2 s, 4 s, … up to 30 s, so a lab without the server extension (or a server
+ * that went away) is not asked once a second forever. An answer resets the count.
+ *
+ * retryDelay(new FlowApiError('…', 'missing', 404), 3) === 4000
+ */
+export function retryDelay(failure: Error, failures: number): number {
+  if (failure instanceof FlowApiError && failure.kind === 'store') {
+    return STORE_RETRY_MS;
+  }
+  const doublings = Math.max(0, Math.min(failures - 1, 16));
+  return Math.min(POLL_MS * 2 ** doublings, RETRY_MAX_MS);
+}
+
+/** "1 second", "8 seconds". */
+export function formatPause(ms: number): string {
+  const seconds = Math.round(ms / 1000);
+  return seconds === 1 ? '1 second' : `${seconds} seconds`;
+}
 
 /** What the panel shows in place of the runs list when it cannot load them. */
 export interface PanelFailure {
@@ -201,17 +225,22 @@ export interface PanelFailure {
   message: string;
   /** The store the server cannot open (its path, or URL without password), if that is why. */
   store: string | null;
+  /** The pause before the next try. */
   retryMs: number;
+  /** Whether the pause grows with each failed try (everything but a store that cannot open). */
+  backoff: boolean;
 }
 
-export function panelFailure(failure: Error): PanelFailure {
+export function panelFailure(failure: Error, failures = 1): PanelFailure {
+  const retryMs = retryDelay(failure, failures);
   if (failure instanceof FlowApiError && failure.kind === 'store') {
     // The server retries opening its store every few seconds; no need to ask every second.
     return {
       title: 'The jupyter_flow store cannot be opened',
       message: failure.message,
       store: failure.store,
-      retryMs: STORE_RETRY_MS
+      retryMs,
+      backoff: false
     };
   }
   const unavailable = failure instanceof FlowApiError && (failure.kind === 'missing' || failure.kind === 'refused');
@@ -219,6 +248,45 @@ export function panelFailure(failure: Error): PanelFailure {
     title: unavailable ? 'jupyter_flow is not available' : 'Cannot load runs',
     message: failure.message,
     store: null,
-    retryMs: POLL_MS
+    retryMs,
+    backoff: true
   };
+}
+
+/** Task statuses that mean work is going on or waiting to go. */
+const BUSY_TASKS: readonly TaskStatus[] = ['PENDING', 'WAITING', 'RUNNING'];
+
+/**
+ * Whether `run` is a notebook run whose kernel is alive with no cell running: RUNNING, no
+ * unfinished child (cell) run among `runs`, and no task of its own or its children's
+ * (task counts roll up) pending or running. The sidebar shows it as "idle", without a
+ * Cancel button: there is nothing to cancel; it ends when the kernel shuts down.
+ *
+ * notebookIdle({kind: 'notebook', status: 'RUNNING', task_counts: {SUCCESS: 3}, …}, []) === true
+ */
+export function notebookIdle(run: Run, runs: readonly Run[]): boolean {
+  if (run.kind !== 'notebook' || run.status !== 'RUNNING') {
+    return false;
+  }
+  if (BUSY_TASKS.some(status => (run.task_counts[status] ?? 0) > 0)) {
+    return false;
+  }
+  return !runs.some(child => child.parent_id === run.id && child.id !== run.id && !TERMINAL_RUN.has(child.status));
+}
+
+/** The tooltip of a run row: everything the compact row leaves out, one fact a line. */
+export function runTooltip(run: Run, now: number = Date.now()): string {
+  const counts = taskCounts(run.task_counts);
+  const started = run.started_at ?? run.created_at;
+  return [
+    `${run.name ?? run.id} (${run.kind}, ${run.status})`,
+    `id ${run.id}`,
+    run.notebook ? `notebook ${run.notebook}` : '',
+    `started ${formatStarted(started)}${run.ended_at ? '' : ', still going'}`,
+    `duration ${formatDuration(elapsed(started, run.ended_at, now))}`,
+    `ran ${counts.ran} · cached ${counts.cached} · failed ${counts.failed} · ${counts.total} ops`,
+    run.error ? `error: ${run.error.split('\n')[0]}` : ''
+  ]
+    .filter(Boolean)
+    .join('\n');
 }

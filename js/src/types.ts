@@ -39,6 +39,8 @@ export interface Run {
   host?: string | null;
   params?: Record<string, unknown> | null;
   metrics?: Record<string, unknown> | null;
+  /** What the run as a whole produced ({name: artifact hash}): a batch execution's output_notebook. */
+  outputs?: Record<string, string> | null;
   cluster?: string | null;
   notebook?: string | null;
   error?: string | null;
@@ -119,6 +121,13 @@ export interface Task {
   seq: number;
 }
 
+/** POST runs/{id}/notebook: where the executed notebook was written under the server root. */
+export interface ExecutedNotebook {
+  run_id: string;
+  path: string;
+  artifact: string;
+}
+
 export interface TaskList {
   run_id: string;
   tasks: Task[];
@@ -131,6 +140,9 @@ export interface TaskLogs {
   error: string;
   traceback: string;
   truncated: boolean;
+  /** A cached task's logs are those of the execution that produced its value: that task. */
+  from_task?: string | null;
+  from_run?: string | null;
 }
 
 export interface Edge {

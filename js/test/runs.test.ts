@@ -5,8 +5,10 @@ import {
   elapsed,
   formatDuration,
   mergeRuns,
+  notebookIdle,
   panelFailure,
   POLL_MS,
+  retryDelay,
   runRows,
   STORE_RETRY_MS,
   taskCounts
@@ -123,5 +125,34 @@ describe('panelFailure', () => {
     expect(missing.store).toBeNull();
     expect(missing.retryMs).toBe(POLL_MS);
     expect(panelFailure(new Error('boom')).title).toBe('Cannot load runs');
+  });
+});
+
+describe('retryDelay', () => {
+  it('doubles from 1 s up to 30 s while the API does not answer, and keeps the store period', () => {
+    const missing = new FlowApiError(MISSING_EXTENSION_MESSAGE, 'missing', 404);
+    expect([1, 2, 3, 4, 5, 6, 7, 20].map(n => retryDelay(missing, n))).toEqual([
+      1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000
+    ]);
+    expect(retryDelay(new FlowApiError('no store', 'store', 503, '/x.db'), 9)).toBe(STORE_RETRY_MS);
+    expect(panelFailure(missing, 4)).toMatchObject({ retryMs: 8000, backoff: true });
+  });
+});
+
+describe('notebookIdle', () => {
+  const notebook = (counts: Run['task_counts'] = { SUCCESS: 2 }): Run => ({
+    id: 'NB', name: 'nb', kind: 'notebook', status: 'RUNNING', created_at: '2024-01-01T00:00:00Z', seq: 1,
+    task_counts: counts, pinned: false
+  });
+  const cell = (status: Run['status']): Run => ({ ...notebook(), id: 'C1', kind: 'cell', status, parent_id: 'NB' });
+
+  it('is idle with its kernel alive and no cell running', () => {
+    expect(notebookIdle(notebook(), [cell('SUCCESS')])).toBe(true);
+  });
+  it('is busy while a cell run is unfinished or a task pending or running', () => {
+    expect(notebookIdle(notebook(), [cell('RUNNING')])).toBe(false);
+    expect(notebookIdle(notebook({ RUNNING: 1 }), [])).toBe(false);
+    expect(notebookIdle({ ...notebook(), status: 'SUCCESS' }, [])).toBe(false);
+    expect(notebookIdle({ ...notebook(), kind: 'batch' }, [])).toBe(false);
   });
 });

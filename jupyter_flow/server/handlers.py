@@ -247,6 +247,21 @@ class RunCancelHandler(FlowHandler):
         self.write_json(run, status=202)
 
 
+class RunNotebookHandler(FlowHandler):
+    """POST: write a batch execution's executed notebook under the server root (the
+    sidebar opens it in JupyterLab); answers its path."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        self.check_id(run_id, "run")
+        payload = self.json_body()
+        if self.request.body.strip() and payload != {}:
+            raise web.HTTPError(422, "%s", "the request body must be empty or an empty JSON object")
+        self.write_json(await self.call(self.service.open_executed_notebook, run_id,
+                                        self.settings.get("server_root_dir", "."), await self.is_admin()))
+
+
 class BatchesHandler(FlowHandler):
     """POST: run a notebook once per parameter point (papermill), as a batch run."""
 
@@ -418,6 +433,7 @@ def routes() -> list[tuple[str, type]]:
         (f"{API_PREFIX}/runs/{part}", RunHandler),
         (f"{API_PREFIX}/runs/{part}/tasks", RunTasksHandler),
         (f"{API_PREFIX}/runs/{part}/cancel", RunCancelHandler),
+        (f"{API_PREFIX}/runs/{part}/notebook", RunNotebookHandler),
         (f"{API_PREFIX}/batches", BatchesHandler),
         (f"{API_PREFIX}/schedules", SchedulesHandler),
         (f"{API_PREFIX}/schedules/{part}", ScheduleHandler),

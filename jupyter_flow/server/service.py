@@ -37,6 +37,8 @@ from jupyter_flow.store import CancelConflict, RunNotFound, ScheduleExists, Sche
 
 log = logging.getLogger("jupyter_flow.server")
 
+# Where "open" puts a batch execution's notebook, under the server root.
+EXECUTED_DIR = "flow-executed"
 # Task fields too large for listings; ``tasks/{id}/logs`` serves them.
 LOG_FIELDS = ("stdout", "stderr", "traceback")
 
@@ -341,6 +343,38 @@ class FlowService:
             raise Unprocessable(str(err)) from None
         return self.get_run(run.id)
 
+    def open_executed_notebook(self, run_id: str, root_dir: str, is_admin: bool = False) -> dict:
+        """Write the executed notebook of a batch execution (a notebook run's
+        ``outputs.output_notebook`` artifact, secrets already redacted) under the server
+        root as ``flow-executed/<notebook>.<run id>.ipynb`` and return that path (relative to
+        the root, for JupyterLab to open). Not a hidden folder: Jupyter's contents manager
+        refuses hidden files by default. Written once; a second call returns the same file.
+        """
+        run = self._run(run_id, is_admin)
+        digest = (run.get("outputs") or {}).get("output_notebook")
+        if not digest:
+            raise NotFound(f"run {run_id} has no executed notebook (only a batch's executions store one, "
+                           "once they end)")
+        digest = self._digest(digest)
+        try:
+            header, payload = self.artifacts.payload(digest)
+        except ArtifactError as err:
+            raise NotFound(str(err)) from None
+        if header.get("sealed") or header.get("serializer") != "bytes":
+            raise Conflict(f"artifact {digest} of run {run_id} is not a stored notebook")
+        stem = os.path.splitext(os.path.basename(run.get("notebook") or "notebook"))[0]
+        stem = re.sub(r"[^0-9A-Za-z._-]+", "_", stem).strip("._") or "notebook"
+        relative = f"{EXECUTED_DIR}/{stem}.{run_id}.ipynb"
+        folder = os.path.join(os.path.abspath(root_dir), EXECUTED_DIR)
+        target = os.path.join(folder, os.path.basename(relative))
+        if not os.path.exists(target):
+            os.makedirs(folder, exist_ok=True)
+            temp = f"{target}.{os.getpid()}.tmp"
+            with open(temp, "wb") as out:
+                out.write(payload)
+            os.replace(temp, target)  # a reader never sees half a notebook
+        return {"run_id": run_id, "path": relative, "artifact": digest}
+
     # -- schedules ------------------------------------------------------------------------
 
     def list_schedules(self) -> dict:
@@ -441,11 +475,25 @@ class FlowService:
         return to_json(_task_summary(self._task(task_id, is_admin)))
 
     def task_logs(self, task_id: str, is_admin: bool = False) -> dict:
-        """stdout, stderr, error and traceback of a task; each keeps its last 256 KiB."""
+        """stdout, stderr, error and traceback of a task; each keeps its last 256 KiB.
+
+        A task restored from the cache printed nothing itself: its logs are those of the
+        execution that produced the cached value (``provenance.cached_from``), named by
+        ``from_task``, when that task is still stored and this user may read it.
+        """
         task = self._task(task_id, is_admin)
-        logs: dict[str, Any] = {"task_id": task_id, "truncated": False}
+        source, from_task = task, None
+        producer_id = (task.get("provenance") or {}).get("cached_from")
+        if task.get("status") == "CACHED" and producer_id and producer_id != task_id:
+            producer = self.store.get_task(producer_id)
+            run = (self.store.get_run(producer["run_id"]) or {}) if producer else {}
+            # Another user's output, restored into this user's run, keeps that user's logs private.
+            if producer is not None and self.owns(run.get("user"), is_admin):
+                source, from_task = producer, producer_id
+        logs: dict[str, Any] = {"task_id": task_id, "from_task": from_task,
+                                "from_run": source["run_id"] if from_task else None, "truncated": False}
         for field in ("stdout", "stderr", "error", "traceback"):
-            text = task.get(field) or ""
+            text = source.get(field) or ""
             if len(text) > limits.LOG_LIMIT:
                 text = text[-limits.LOG_LIMIT:]
                 logs["truncated"] = True

@@ -49,11 +49,14 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_lab(base: Path, healthy: bool = True, args: tuple[str, ...] = (), env: dict | None = None):
+def running_lab(base: Path, healthy: bool = True, args: tuple[str, ...] = (), env: dict | None = None,
+                server_extension: bool = True):
     """``jupyter lab`` with a token, ``base/flow`` as JUPYTER_FLOW_HOME and no user settings,
     loading this checkout's build of the sidebar. Ready once the extension answers: health
     200, or (``healthy=False``, a store prepared to be unusable) a JSON 503. ``args`` go on
-    its command line (``--FlowApp.scheduler_interval=0.5``), ``env`` into its environment."""
+    its command line (``--FlowApp.scheduler_interval=0.5``), ``env`` into its environment.
+    ``server_extension=False``: the sidebar without jupyter_flow's server extension (disabled
+    in the lab's config, as after a broken install); ready once Jupyter's own API answers."""
     if not LABEXTENSION.exists():
         pytest.fail("the JupyterLab extension is not built: run `pip install -e .` (builds js/)")
     root, home, config = base / "notebooks", base / "flow", base / "config"
@@ -62,6 +65,9 @@ def running_lab(base: Path, healthy: bool = True, args: tuple[str, ...] = (), en
     # No "news?" toast over the page.
     (config / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    if not server_extension:
+        (config / "jupyter_server_config.json").write_text(
+            json.dumps({"ServerApp": {"jpserver_extensions": {"jupyter_flow": False}}}))
     # JUPYTER_PATH comes first among the labextension directories, so the lab shows this
     # checkout's build rather than whichever copy pip installed under sys.prefix.
     jupyter_path = base / "jupyter_path"
@@ -88,6 +94,10 @@ def running_lab(base: Path, healthy: bool = True, args: tuple[str, ...] = (), en
             if proc.poll() is not None:
                 pytest.fail(f"jupyter lab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
             try:
+                if not server_extension:
+                    urllib.request.urlopen(urllib.request.Request(
+                        f"{server.url}api/status", headers={"Authorization": f"token {token}"}), timeout=10)
+                    break
                 if server.api("health")["status"] == "ok":
                     break
             except urllib.error.HTTPError as err:
@@ -101,6 +111,21 @@ def running_lab(base: Path, healthy: bool = True, args: tuple[str, ...] = (), en
         yield server
     finally:
         stop(proc)
+
+
+def show_flow_sidebar(page):
+    """Open the Flow sidebar (at its default width) once the lab has restored its layout: an
+    earlier page of the same lab may have saved it open, and clicking its tab would close it."""
+    from playwright.sync_api import expect
+
+    tab = page.locator('.jp-SideBar li[data-id="jupyter-flow-sidebar"]')
+    expect(tab).to_have_attribute("title", "Flow", timeout=60_000)
+    expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=60_000)
+    sidebar = page.locator("#jupyter-flow-sidebar")
+    if not sidebar.is_visible():
+        tab.click()
+    expect(sidebar).to_be_visible()
+    return sidebar
 
 
 @pytest.fixture(scope="module")

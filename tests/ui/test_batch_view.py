@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.batch.test_batch import write_sweep_notebook
+from tests.ui.conftest import show_flow_sidebar
 
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
@@ -85,4 +86,50 @@ def test_a_batch_tab_shows_its_executions_sorted_and_opens_each(lab, dask_cluste
     child.locator("tr.jp-flow-child-row").click()
     # ...and a cell run's tab shows its op.
     expect(page.locator(".jp-flow-node-label", has_text="train").first).to_be_visible()
+    page.close()
+
+
+@pytest.mark.timeout(600)
+def test_a_batch_execution_opens_its_executed_notebook_and_rerun_asks_plainly(lab, dask_cluster, browser,
+                                                                               tmp_path):
+    """Each execution row offers its executed notebook: "open" writes it under the server
+    root (flow-executed/) and opens it in JupyterLab with its outputs. An execution's "Rerun as
+    batch" question answers "Don't rerun" / "Rerun" (its other button said "Keep running")."""
+    from playwright.sync_api import expect
+
+    summary = run_batch(lab, dask_cluster.scheduler_address, tmp_path)
+    batch_id = summary["batch"]
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.set_default_timeout(30_000)
+    page.goto(f"{lab.url}lab?token={lab.token}")
+    sidebar = show_flow_sidebar(page)
+    sidebar.locator(f'li.jp-flow-run-row[data-run-id="{batch_id}"] .jp-flow-run-open').click()
+    view = page.locator(f"#jupyter-flow-run-{batch_id}")
+    rows = view.locator("tr.jp-flow-child-row")
+    expect(rows).to_have_count(3)
+    execution = rows.first.get_attribute("data-run-id")
+    rows.first.get_by_role("button", name=f"open the executed notebook of {execution}").click()
+    path = f"flow-executed/sweep.{execution}.ipynb"
+    notebook = page.locator(".jp-NotebookPanel").filter(has=page.locator(".jp-Cell"))
+    expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")).to_contain_text(f"sweep.{execution}")
+    expect(notebook.locator(".jp-OutputArea-output").first).to_be_visible()
+    assert (lab.root / path).exists()
+    written = json.loads((lab.root / path).read_text())
+    assert any(cell.get("outputs") for cell in written["cells"] if cell["cell_type"] == "code")
+    # The row's own click (open the run) did not fire as well.
+    expect(page.locator(f"#jupyter-flow-run-{execution}")).to_have_count(0)
+
+    # The execution's tab: "Rerun as batch" asks, and "Don't rerun" starts nothing.
+    sidebar.locator(f'li.jp-flow-run-row[data-run-id="{batch_id}"] .jp-flow-run-open').click()  # back to the batch
+    rows.nth(1).click()
+    other = rows.nth(1).get_attribute("data-run-id")
+    child = page.locator(f"#jupyter-flow-run-{other}")
+    expect(child.get_by_role("button", name=f"open the executed notebook of {other}")).to_be_visible()
+    batches = len(lab.api("runs?kind=batch")["runs"])
+    child.get_by_role("button", name="as a batch").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog.locator(".jp-Dialog-button")).to_have_text(["Don't rerun", "Rerun"])
+    dialog.get_by_role("button", name="Don't rerun").click()
+    expect(dialog).to_have_count(0)
+    assert len(lab.api("runs?kind=batch")["runs"]) == batches
     page.close()

@@ -7,8 +7,9 @@ import React, { useMemo, useState } from 'react';
 
 import { useFlow } from '../context';
 import { elapsed, formatDuration, taskCounts } from '../runs';
-import type { Run } from '../types';
-import { StatusBadge } from './StatusBadge';
+import { TERMINAL_RUN, type Run } from '../types';
+import { openExecutedNotebook } from './actions';
+import { ErrorMessage, StatusBadge } from './StatusBadge';
 
 export interface ChildRunsProps {
   parent: Run;
@@ -104,11 +105,19 @@ export function ChildRuns(props: ChildRunsProps): JSX.Element {
     });
   }, [runs, columns, sort]);
   const what = parent.kind === 'batch' ? 'executions' : 'runs';
+  const [openError, setOpenError] = useState<string | null>(null);
+  // A batch's executions each stored their executed notebook: a last column opens it.
+  const notebooks = parent.kind === 'batch' && Boolean(flow.openNotebook);
+  const openNotebook = (run: Run): void => {
+    setOpenError(null);
+    openExecutedNotebook(flow, run).catch(err => setOpenError(String((err as Error).message)));
+  };
   return (
     <div className="jp-flow-children">
       <p className="jp-flow-muted">
         {runs.length} {runs.length === 1 ? what.replace(/s$/, '') : what} · click a column to sort, a row to open it
       </p>
+      <ErrorMessage error={openError} title="Cannot open the notebook" />
       <div className="jp-flow-table-wrap">
         <table className="jp-flow-table jp-flow-children-table" aria-label={`${what} of ${parent.name ?? parent.id}`}>
           <thead>
@@ -137,6 +146,7 @@ export function ChildRuns(props: ChildRunsProps): JSX.Element {
                   </th>
                 );
               })}
+              {notebooks ? <th>notebook</th> : null}
             </tr>
           </thead>
           <tbody>
@@ -167,6 +177,27 @@ export function ChildRuns(props: ChildRunsProps): JSX.Element {
                     </td>
                   )
                 )}
+                {notebooks ? (
+                  <td>
+                    {run.outputs?.output_notebook ? (
+                      <button
+                        type="button"
+                        className="jp-flow-link jp-flow-open-notebook"
+                        aria-label={`open the executed notebook of ${run.id}`}
+                        title="Open the executed notebook (with its outputs) in JupyterLab"
+                        onClick={event => {
+                          event.stopPropagation(); // not the row's "open run"
+                          openNotebook(run);
+                        }}
+                        onKeyDown={event => event.stopPropagation()}
+                      >
+                        open
+                      </button>
+                    ) : (
+                      <span className="jp-flow-muted">{TERMINAL_RUN.has(run.status) ? 'none' : '…'}</span>
+                    )}
+                  </td>
+                ) : null}
               </tr>
             ))}
           </tbody>

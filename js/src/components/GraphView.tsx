@@ -19,7 +19,7 @@ import {
   type NodeProps
 } from '@xyflow/react';
 
-import { layoutGraph, structureKey } from '../layout';
+import { DEFAULT_LAYOUT, layoutGraph, structureKey } from '../layout';
 import type { Edge } from '../types';
 
 export interface OpNodeData extends Record<string, unknown> {
@@ -58,9 +58,10 @@ function OpNodeView(props: NodeProps<OpNode>): JSX.Element {
 }
 
 const NODE_TYPES = { op: OpNodeView };
-// Fitting never zooms out below 0.6 (labels stay readable when op details take space
-// beside the graph); a larger graph is panned, with the minimap as the overview.
-const FIT_OPTIONS = { padding: 0.15, maxZoom: 1.2, minZoom: 0.6 };
+// Fitting never zooms out below 0.8 (13 px labels stay above 10 px when op details take
+// space beside the graph); a larger graph is panned, with the minimap as the overview.
+export const FIT_MIN_ZOOM = 0.8;
+const FIT_OPTIONS = { padding: 0.15, maxZoom: 1.2, minZoom: FIT_MIN_ZOOM };
 
 /** Minimap nodes in their status colour (op nodes draw no background of their own). */
 function miniMapColor(node: OpNode): string {
@@ -85,6 +86,8 @@ export interface GraphViewProps {
   /** Accessible name of the whole graph. */
   label: string;
   showMiniMap?: boolean;
+  /** The laid-out graph's size at zoom 1, whenever its shape changes. */
+  onLayoutSize?: (size: { width: number; height: number }) => void;
 }
 
 export function GraphView(props: GraphViewProps): JSX.Element {
@@ -101,12 +104,30 @@ function GraphCanvas(props: GraphViewProps): JSX.Element {
   const shape = structureKey(ids, edges);
   // eslint-disable-next-line react-hooks/exhaustive-deps
   const positions = useMemo(() => layoutGraph(ids, edges), [shape]);
+  const { onLayoutSize } = props;
+  useEffect(() => {
+    if (!onLayoutSize || positions.size === 0) {
+      return;
+    }
+    let width = 0;
+    let height = 0;
+    for (const { x, y } of positions.values()) {
+      width = Math.max(width, x + DEFAULT_LAYOUT.nodeWidth);
+      height = Math.max(height, y + DEFAULT_LAYOUT.nodeHeight);
+    }
+    onLayoutSize({ width, height });
+  }, [positions, onLayoutSize]);
   const nodes: OpNode[] = useMemo(
     () =>
       items.map(({ id, ...data }) => ({
         id,
         type: 'op',
         position: positions.get(id) ?? { x: 0, y: 0 },
+        // The layout's size until React Flow measures the node. The nodes are controlled and
+        // measurements never come back into them, so without this the minimap (which draws
+        // only nodes with a size) was an empty box.
+        initialWidth: DEFAULT_LAYOUT.nodeWidth,
+        initialHeight: DEFAULT_LAYOUT.nodeHeight,
         data,
         selected: id === selected,
         draggable: false,

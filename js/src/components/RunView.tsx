@@ -10,9 +10,9 @@ import { FlowApiError } from '../api';
 import { useFlow } from '../context';
 import { usePoll } from '../hooks';
 import { taskEdges } from '../layout';
-import { baseName, elapsed, formatDuration, formatStarted, taskCounts, taskLabel } from '../runs';
+import { baseName, elapsed, formatDuration, formatStarted, notebookIdle, taskCounts, taskLabel } from '../runs';
 import { TERMINAL_RUN, type Run, type Task } from '../types';
-import { cancelRun, rerunAsBatch } from './actions';
+import { cancelRun, openExecutedNotebook, rerunAsBatch } from './actions';
 import { ChildRuns } from './ChildRuns';
 import { GraphView, type GraphItem } from './GraphView';
 import { CopyButton, ErrorMessage, StatusBadge } from './StatusBadge';
@@ -44,6 +44,7 @@ export function RunView(props: RunViewProps): JSX.Element {
   const [selected, setSelected] = useState<string | null>(null);
   const [cancelError, setCancelError] = useState<string | null>(null);
   const [rerun, setRerun] = useState<{ id?: string; error?: string } | null>(null);
+  const [openError, setOpenError] = useState<string | null>(null);
 
   const refresh = useCallback(async () => {
     try {
@@ -94,6 +95,13 @@ export function RunView(props: RunViewProps): JSX.Element {
   }, [refresh, state.settled]);
   usePoll(tick, 1000, active && (!state.settled || detailsLive));
 
+  // A graph wider than tall (a pipeline) gets the tab's whole width, the op details under
+  // it; a tall one (a fan-out) keeps the details beside it. Either way it can stay at a
+  // zoom where labels are legible.
+  const [wide, setWide] = useState(false);
+  const onLayoutSize = useCallback((size: { width: number; height: number }) => {
+    setWide(size.width >= 1.5 * size.height);
+  }, []);
   const tasks = useMemo(() => [...state.tasks.values()].sort((a, b) => (a.id < b.id ? -1 : 1)), [state.tasks]);
   const edges = useMemo(() => taskEdges(tasks), [tasks]);
   const items: GraphItem[] = useMemo(
@@ -141,10 +149,12 @@ export function RunView(props: RunViewProps): JSX.Element {
   }
   const counts = taskCounts(run.task_counts);
   const finished = TERMINAL_RUN.has(run.status);
+  // A notebook run with its kernel alive and no cell running has nothing to cancel.
+  const idle = notebookIdle(run, state.children ?? []);
   return (
     <div className="jp-flow-run" aria-label={`run ${run.name ?? run.id}`}>
       <header className="jp-flow-run-header">
-        <StatusBadge status={run.status} />
+        <StatusBadge status={run.status} idle={idle} />
         <h2 className="jp-flow-run-title">{run.name ?? run.id}</h2>
         <span className="jp-flow-muted">{run.kind}</span>
         <span className="jp-flow-mono jp-flow-muted" title={run.id}>
@@ -152,7 +162,7 @@ export function RunView(props: RunViewProps): JSX.Element {
         </span>
         <CopyButton text={run.id} label={`copy run id ${run.id}`} onCopy={flow.copy} />
         <span className="jp-flow-spacer" />
-        {!finished ? (
+        {!finished && !idle ? (
           <button
             type="button"
             className="jp-flow-button jp-mod-warn"
@@ -190,9 +200,24 @@ export function RunView(props: RunViewProps): JSX.Element {
             Rerun as batch
           </button>
         ) : null}
+        {run.outputs?.output_notebook && flow.openNotebook ? (
+          <button
+            type="button"
+            className="jp-flow-button"
+            aria-label={`open the executed notebook of ${run.id}`}
+            title="Open the executed notebook (with its outputs) in JupyterLab"
+            onClick={() => {
+              setOpenError(null);
+              openExecutedNotebook(flow, run).catch(err => setOpenError(String((err as Error).message)));
+            }}
+          >
+            Open executed notebook
+          </button>
+        ) : null}
       </header>
       {rerun?.id ? <p className="jp-flow-muted">Started batch {rerun.id}</p> : null}
       <ErrorMessage error={rerun?.error ?? null} title="Rerun failed" />
+      <ErrorMessage error={openError} title="Cannot open the notebook" />
       <div className="jp-flow-run-facts">
         <span>started {formatStarted(run.started_at ?? run.created_at)}</span>
         <span>{formatDuration(elapsed(run.started_at ?? run.created_at, run.ended_at))}</span>
@@ -205,7 +230,7 @@ export function RunView(props: RunViewProps): JSX.Element {
       <ErrorMessage error={cancelError} title="Cancel failed" />
       <ErrorMessage error={run.error ?? null} title="Run error" />
       <ErrorMessage error={error} />
-      <div className="jp-flow-run-body">
+      <div className={`jp-flow-run-body${wide ? ' jp-flow-run-body-stacked' : ''}`}>
         <div className="jp-flow-run-graph">
           {items.length ? (
             <GraphView
@@ -215,6 +240,7 @@ export function RunView(props: RunViewProps): JSX.Element {
               onSelect={setSelected}
               label={`graph of run ${run.name ?? run.id}`}
               showMiniMap
+              onLayoutSize={onLayoutSize}
             />
           ) : state.children?.length ? (
             <ChildRuns parent={run} runs={state.children} />

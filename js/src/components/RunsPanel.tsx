@@ -10,19 +10,22 @@ import { FlowApiError } from '../api';
 import { useFlow } from '../context';
 import { useFeed } from '../hooks';
 import {
-  baseName,
   elapsed,
   formatDuration,
+  formatPause,
   formatStarted,
+  notebookIdle,
   panelFailure,
   POLL_MS,
+  RETRY_MAX_MS,
   runRows,
+  runTooltip,
   taskCounts,
   type RunFilter
 } from '../runs';
 import { RUN_KINDS, RUN_STATUSES, TERMINAL_RUN, type RunKind, type RunStatus } from '../types';
 import { cancelRun } from './actions';
-import { CopyButton, ErrorMessage, StatusBadge, UpdatesPaused } from './StatusBadge';
+import { CopyButton, ErrorMessage, IDLE_TOOLTIP, StatusBadge, UpdatesPaused } from './StatusBadge';
 
 export function RunsPanel(props: { active: boolean }): JSX.Element {
   const flow = useFlow();
@@ -39,7 +42,7 @@ export function RunsPanel(props: { active: boolean }): JSX.Element {
   const rows = useMemo(() => runRows(feed.runs, filter, collapsed), [feed.runs, filter, collapsed]);
 
   if (failure && feed.cursor === null) {
-    const shown = panelFailure(failure);
+    const shown = panelFailure(failure, feed.failures);
     const kind = failure instanceof FlowApiError ? failure.kind : 'error';
     return (
       <div className="jp-flow-panel-message" role="alert" data-failure={kind}>
@@ -50,10 +53,15 @@ export function RunsPanel(props: { active: boolean }): JSX.Element {
             Store: <code className="jp-flow-mono jp-flow-store-name">{shown.store}</code>
           </p>
         ) : null}
-        <p className="jp-flow-muted">
-          Retrying every {shown.retryMs === 1000 ? 'second' : `${shown.retryMs / 1000} seconds`} while this panel is
-          open.
+        <p className="jp-flow-muted jp-flow-retry" data-retry-ms={shown.retryMs}>
+          {shown.backoff
+            ? `Tried ${feed.failures} time${feed.failures === 1 ? '' : 's'}; trying again in ${formatPause(shown.retryMs)} ` +
+              `(each failed try waits twice as long, up to ${formatPause(RETRY_MAX_MS)}) while this panel is open.`
+            : `Retrying every ${formatPause(shown.retryMs)} while this panel is open.`}
         </p>
+        <button type="button" className="jp-flow-button" onClick={() => flow.feed.pollSoon()}>
+          Retry now
+        </button>
       </div>
     );
   }
@@ -113,7 +121,8 @@ export function RunsPanel(props: { active: boolean }): JSX.Element {
       <ul className="jp-flow-run-list" aria-label="runs, newest first">
         {rows.map(({ run, depth, children }) => {
           const counts = taskCounts(run.task_counts);
-          const finished = TERMINAL_RUN.has(run.status);
+          const idle = notebookIdle(run, feed.runs);
+          const finished = TERMINAL_RUN.has(run.status) || idle;
           const title = run.name ?? run.id;
           return (
             <li
@@ -121,6 +130,7 @@ export function RunsPanel(props: { active: boolean }): JSX.Element {
               className="jp-flow-run-row"
               data-run-id={run.id}
               data-status={run.status}
+              data-idle={idle ? 'true' : undefined}
               style={{ paddingLeft: `${4 + depth * 14}px` }}
             >
               {children ? (
@@ -136,25 +146,29 @@ export function RunsPanel(props: { active: boolean }): JSX.Element {
               ) : (
                 <span className="jp-flow-icon-spacer" />
               )}
+              {/* Two lines at any sidebar width: badge and name; kind, duration, counts,
+                  start (cut with an ellipsis when narrow). The tooltip has everything. */}
               <button
                 type="button"
                 className="jp-flow-run-open"
-                aria-label={`open run ${title}, ${run.kind}, ${run.status}`}
+                aria-label={`open run ${title}, ${run.kind}, ${idle ? 'idle' : run.status}`}
+                title={runTooltip(run, now) + (idle ? `\nidle: ${IDLE_TOOLTIP}` : '')}
                 onClick={() => flow.openRun?.(run.id, title)}
               >
                 <div className="jp-flow-run-line">
-                  <StatusBadge status={run.status} />
+                  <StatusBadge status={run.status} idle={idle} />
                   <span className="jp-flow-run-name">{title}</span>
-                  <span className="jp-flow-kind">{run.kind}</span>
                 </div>
-                <div className="jp-flow-run-line jp-flow-muted">
-                  {run.notebook ? <span title={run.notebook}>{baseName(run.notebook)}</span> : null}
-                  <span>{formatStarted(run.started_at ?? run.created_at)}</span>
-                  <span>{formatDuration(elapsed(run.started_at ?? run.created_at, run.ended_at, now))}</span>
+                <div className="jp-flow-run-line jp-flow-run-meta jp-flow-muted">
+                  <span className="jp-flow-kind">{run.kind}</span>
+                  <span className="jp-flow-duration">
+                    {formatDuration(elapsed(run.started_at ?? run.created_at, run.ended_at, now))}
+                  </span>
                   <span className="jp-flow-counts" aria-label={`ran ${counts.ran}, cached ${counts.cached}, failed ${counts.failed}`}>
                     ran {counts.ran} · cached {counts.cached}
                     {counts.failed ? <span className="jp-flow-failed"> · failed {counts.failed}</span> : ' · failed 0'}
                   </span>
+                  <span>{formatStarted(run.started_at ?? run.created_at)}</span>
                 </div>
               </button>
               <span className="jp-flow-row-actions">

@@ -1,9 +1,25 @@
 import React from 'react';
 import { copyIcon } from '@jupyterlab/ui-components';
 
-/** A status in words and colour (colour is never the only cue). */
-export function StatusBadge(props: { status: string; cached?: boolean }): JSX.Element {
-  const { status, cached } = props;
+export const IDLE_TOOLTIP = 'kernel is alive; no cell running';
+
+/**
+ * A status in words and colour (colour is never the only cue). `idle`: a RUNNING notebook
+ * run with no cell running shows as "idle" (see `notebookIdle`).
+ */
+export function StatusBadge(props: { status: string; cached?: boolean; idle?: boolean }): JSX.Element {
+  const { status, cached, idle } = props;
+  if (idle) {
+    return (
+      <span
+        className="jp-flow-badge jp-flow-status-IDLE"
+        aria-label={`status ${status}, idle: ${IDLE_TOOLTIP}`}
+        title={`idle: ${IDLE_TOOLTIP}`}
+      >
+        idle
+      </span>
+    );
+  }
   return (
     <span
       className={`jp-flow-badge jp-flow-status-${status}`}

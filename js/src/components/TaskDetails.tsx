@@ -5,6 +5,9 @@
  */
 import React, { useCallback, useEffect, useRef, useState } from 'react';
 
+import { OutputAreaModel, SimplifiedOutputArea, type IOutputAreaModel } from '@jupyterlab/outputarea';
+import { Widget } from '@lumino/widgets';
+
 import { FlowApiError } from '../api';
 import { useFlow } from '../context';
 import { cellPrompt, elapsed, formatDuration, taskLabel } from '../runs';
@@ -195,6 +198,12 @@ export function TaskDetails(props: TaskDetailsProps): JSX.Element {
       <Block title="Logs">
         {logs && (logs.stdout || logs.stderr) ? (
           <>
+            {logs.from_task ? (
+              <p className="jp-flow-muted jp-flow-logs-from">
+                Restored from cache; printed by task {logs.from_task}
+                {logs.from_run ? ` of run ${logs.from_run}` : ''}, which computed the value.
+              </p>
+            ) : null}
             {logs.truncated ? <p className="jp-flow-muted">Showing the last 256 KiB.</p> : null}
             {logs.stdout ? (
               <pre className="jp-flow-pre jp-flow-stdout" aria-label="stdout">
@@ -303,8 +312,10 @@ function OutputItem(props: { name: string; hash: string; meta?: { size?: number;
   const [preview, setPreview] = useState<ArtifactPreview | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [open, setOpen] = useState(false);
+  // An op's displayed outputs render as in a notebook (where JupyterLab's renderers are at hand).
+  const rendered = props.name === DISPLAYS && flow.rendermime !== undefined;
   useEffect(() => {
-    if (!open || preview) {
+    if (!open || preview || rendered) {
       return;
     }
     flow.client.artifact(props.hash).then(setPreview, err => setError(message(err)));
@@ -332,13 +343,68 @@ function OutputItem(props: { name: string; hash: string; meta?: { size?: number;
           download
         </a>
       </div>
-      {open ? (
+      {open && rendered ? (
+        <div className="jp-flow-preview">
+          <RenderedOutputs hash={props.hash} />
+        </div>
+      ) : open ? (
         <div className="jp-flow-preview">
           <ErrorMessage error={error} />
           {preview ? <PreviewBody preview={preview} /> : !error ? <p className="jp-flow-muted">Loading preview…</p> : null}
         </div>
       ) : null}
     </li>
+  );
+}
+
+type NotebookOutputs = NonNullable<IOutputAreaModel.IOptions['values']>;
+
+/**
+ * An op's displayed outputs (prints, HTML, figures: nbformat outputs) rendered by the app's
+ * renderers, as a notebook shows an untrusted output: HTML sanitized, no scripts run.
+ */
+function RenderedOutputs(props: { hash: string }): JSX.Element {
+  const flow = useFlow();
+  const host = useRef<HTMLDivElement>(null);
+  const [shown, setShown] = useState<'loading' | 'shown' | 'empty'>('loading');
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    const rendermime = flow.rendermime;
+    if (!rendermime) {
+      return;
+    }
+    let area: SimplifiedOutputArea | null = null;
+    let cancelled = false;
+    // Stored as {outputs: [...], modules?: {...}} (jupyter_flow/engine/capture.py).
+    flow.client.artifactJSON<{ outputs?: NotebookOutputs } | NotebookOutputs>(props.hash).then(
+      record => {
+        if (cancelled || !host.current) {
+          return;
+        }
+        const values = Array.isArray(record) ? record : Array.isArray(record?.outputs) ? record.outputs : [];
+        area = new SimplifiedOutputArea({ model: new OutputAreaModel({ values, trusted: false }), rendermime });
+        area.addClass('jp-flow-rendered-outputs');
+        Widget.attach(area, host.current);
+        setShown(values.length ? 'shown' : 'empty');
+      },
+      err => !cancelled && setError(message(err))
+    );
+    return () => {
+      cancelled = true;
+      if (area) {
+        const model = area.model;
+        area.dispose();
+        model.dispose();
+      }
+    };
+  }, [flow, props.hash]);
+  return (
+    <>
+      <ErrorMessage error={error} />
+      {shown === 'loading' && !error ? <p className="jp-flow-muted">Loading outputs…</p> : null}
+      {shown === 'empty' ? <p className="jp-flow-muted">The op displayed nothing.</p> : null}
+      <div ref={host} className="jp-flow-rendered-host" aria-label="displayed outputs" />
+    </>
   );
 }
 
