@@ -43,6 +43,11 @@ def run(
     record = Run(engine, execution.run_id, execution=execution)
     if wait:
         record.wait()
+    else:
+        # The id handed out must name a recorded run: another process (`jupyter flow cancel
+        # ID`, the sidebar, a child run) may use it at once. Its creation was queued to the
+        # writer; wait for that, not for the run.
+        engine.writer.flush()
     return record
 
 
@@ -95,6 +100,11 @@ def resume(run_id: str, *, wait: bool = True, cluster: str | None = None) -> Run
     record = Run(engine, execution.run_id, execution=execution)
     if wait:
         record.wait()
+    else:
+        # The id handed out must name a recorded run: another process (`jupyter flow cancel
+        # ID`, the sidebar, a child run) may use it at once. Its creation was queued to the
+        # writer; wait for that, not for the run.
+        engine.writer.flush()
     return record
 
 

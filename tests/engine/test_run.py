@@ -229,3 +229,29 @@ def test_a_worker_killing_op_in_a_fused_chain_is_named_with_its_attempts(jf):
     assert last.status == "SKIPPED" and "chain_dies" in last.error
     with pytest.raises(jf.WorkerLost, match="chain_dies"):
         run.result()
+
+
+def test_a_run_started_without_waiting_is_recorded_before_its_id_is_handed_out(jf, flow_home, monkeypatch):
+    """`jf.run(..., wait=False)` returned while the run's creation was still queued to the
+    writer: another process given the id (`jupyter flow cancel ID`, a child run) found no
+    such run — the cancel test's "FOREIGN KEY constraint failed" under load. Here the
+    store's disk is slow: creating the run takes a second."""
+    import time
+
+    from jupyter_flow.engine.runtime import get_engine
+    from jupyter_flow.store import Store
+
+    engine = get_engine()
+    create_run = engine.store.create_run
+
+    def slow_create_run(*args, **kwargs):
+        time.sleep(1.0)
+        return create_run(*args, **kwargs)
+
+    monkeypatch.setattr(engine.store, "create_run", slow_create_run)
+    run = jf.run(ops.add(40, 2), wait=False)
+    with Store(engine.db_url) as other:  # another connection, as another process has
+        assert other.get_run(run.id) is not None, "jf.run handed out the id of a run not yet recorded"
+        assert [t["name"] for t in other.get_tasks(run.id)] == ["add"]
+    run.wait(60)
+    assert run.status == "SUCCESS" and run.result() == 42
