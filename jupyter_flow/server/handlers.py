@@ -24,7 +24,7 @@ from tornado.ioloop import IOLoop
 
 from jupyter_flow.artifacts.store import STREAM_CHUNK
 from jupyter_flow.core.status import RunKind, RunStatus
-from jupyter_flow.server import limits
+from jupyter_flow.server import limits, models
 from jupyter_flow.server.errors import ApiError, ShuttingDown
 from jupyter_flow.server.service import FlowService
 
@@ -90,6 +90,17 @@ class FlowHandler(APIHandler):
             return limits.parse_json_body(self.request.body)
         except ApiError as err:
             raise ApiHTTPError(err) from None
+
+    def model_body(self, model: type[models.Body]) -> dict:
+        """The request body checked against ``model`` (types, required and unknown fields: 422
+        naming the field); the JSON value itself goes on to the service, which checks the
+        limits and the notebook with its own messages."""
+        body = self.json_body()
+        try:
+            models.parse_body(model, body)
+        except ApiError as err:
+            raise ApiHTTPError(err) from None
+        return body
 
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -268,7 +279,7 @@ class BatchesHandler(FlowHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        body = self.json_body()
+        body = self.model_body(models.BatchRequest)
         app = self.settings["jupyter_flow_app"]
         run = await self.call(self.service.start_batch, body, self.settings.get("server_root_dir", "."),
                               db_url=app.resolved_db_url, artifacts_url=app.resolved_artifacts_url)
@@ -286,7 +297,7 @@ class SchedulesHandler(FlowHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        body = self.json_body()
+        body = self.model_body(models.ScheduleRequest)
         # Its owner is the OS user this server acts for, as for runs (see the owner rule).
         schedule = await self.call(self.service.create_schedule, body, self.settings.get("server_root_dir", "."),
                                    created_by=self.service.server_user)
@@ -314,7 +325,7 @@ class ScheduleHandler(FlowHandler):
     @authorized
     async def patch(self, schedule_id: str) -> None:
         self.check_schedule(schedule_id)
-        body = self.json_body()
+        body = self.model_body(models.SchedulePatch)
         self.write_json(await self.call(self.service.update_schedule, schedule_id, body, await self.is_admin()))
 
     @web.authenticated

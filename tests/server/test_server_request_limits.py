@@ -117,7 +117,8 @@ def test_limits_fit_the_store_columns_and_openapi_states_them():
     assert limits.MAX_NAME_LENGTH <= Run.__table__.c.name.type.length
     assert limits.MAX_NAME_LENGTH <= Run.__table__.c.cluster.type.length
     batch = OPENAPI["paths"]["/batches"]["post"]
-    fields = batch["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    body = batch["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    fields = OPENAPI["components"]["schemas"][body]["properties"]
     assert fields["name"]["maxLength"] == fields["cluster"]["maxLength"] == limits.MAX_NAME_LENGTH
     assert fields["params"]["propertyNames"]["maxLength"] == limits.MAX_NAME_LENGTH
     assert fields["grid"]["propertyNames"]["maxLength"] == limits.MAX_NAME_LENGTH
