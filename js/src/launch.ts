@@ -10,8 +10,8 @@ export type FieldControl = 'number' | 'checkbox' | 'select' | 'text';
 
 export interface ParamField {
   name: string;
-  /** The declared type: int, float, bool, str (anything else is edited as JSON text). */
-  type: string;
+  /** The declared type: int, float, bool, str (null: any value, edited as JSON text). */
+  type: DeclaredParam['type'];
   control: FieldControl;
   min: number | null;
   max: number | null;

@@ -1,23 +1,54 @@
 /**
- * Shapes of the jupyter_flow REST API (jupyter_flow/server/openapi.json) and of the
- * `application/vnd.jupyter-flow.graph+json` output of `%flow graph`.
+ * Shapes of the jupyter_flow REST API and of the `application/vnd.jupyter-flow.graph+json`
+ * output of `%flow graph`.
+ *
+ * The API's records are generated from the server's pydantic models
+ * (jupyter_flow/server/models.py) into ./generated/api-types.ts by
+ * `python -m jupyter_flow.server.schema`; this file re-exports them and adds what only the
+ * UI needs (richer provenance, constants).
  */
 
-export type RunStatus = 'PENDING' | 'RUNNING' | 'SUCCESS' | 'FAILED' | 'CANCELED' | 'LOST';
-export type TaskStatus =
-  | 'PENDING'
-  | 'WAITING'
-  | 'RUNNING'
-  | 'SUCCESS'
-  | 'CACHED'
-  | 'FAILED'
-  | 'CANCELED'
-  | 'SKIPPED'
-  | 'LOST';
-export type RunKind = 'api' | 'cell' | 'graph' | 'notebook' | 'batch' | 'resume';
+import type * as api from './generated/api-types';
 
-export const RUN_STATUSES: RunStatus[] = ['PENDING', 'RUNNING', 'SUCCESS', 'FAILED', 'CANCELED', 'LOST'];
-export const RUN_KINDS: RunKind[] = ['api', 'cell', 'graph', 'notebook', 'batch', 'resume'];
+export type {
+  ArtifactPreview,
+  BatchRequest,
+  ClusterInfo,
+  Clusters,
+  DeclaredParam,
+  Edge,
+  ExecutedNotebook,
+  GraphNode,
+  GraphPage,
+  GraphSummary,
+  Health,
+  LastRun,
+  Lineage,
+  LineageTask,
+  Misfire,
+  MisfirePolicy,
+  NotebookParams,
+  Run,
+  RunChanges,
+  RunKind,
+  RunPage,
+  RunStatus,
+  Schedule,
+  ScheduleList,
+  SchedulePatch,
+  ScheduleRequest,
+  StoreUnavailable,
+  TaskLogs,
+  TaskStatus
+} from './generated/api-types';
+
+/** The body of every 4xx/5xx answer. */
+export type ApiErrorBody = api.Error;
+/** GET graphs/{id}: a run's task graph. */
+export type RunGraph = api.Graph;
+
+export const RUN_STATUSES: api.RunStatus[] = ['PENDING', 'RUNNING', 'SUCCESS', 'FAILED', 'CANCELED', 'LOST'];
+export const RUN_KINDS: api.RunKind[] = ['api', 'cell', 'graph', 'notebook', 'batch', 'resume'];
 export const TERMINAL_RUN: ReadonlySet<string> = new Set(['SUCCESS', 'FAILED', 'CANCELED', 'LOST']);
 export const TERMINAL_TASK: ReadonlySet<string> = new Set([
   'SUCCESS',
@@ -27,45 +58,6 @@ export const TERMINAL_TASK: ReadonlySet<string> = new Set([
   'SKIPPED',
   'LOST'
 ]);
-
-export interface Run {
-  id: string;
-  name: string | null;
-  kind: RunKind;
-  status: RunStatus;
-  parent_id?: string | null;
-  resumed_from?: string | null;
-  user?: string | null;
-  host?: string | null;
-  params?: Record<string, unknown> | null;
-  metrics?: Record<string, unknown> | null;
-  /** What the run as a whole produced ({name: artifact hash}): a batch execution's output_notebook. */
-  outputs?: Record<string, string> | null;
-  cluster?: string | null;
-  notebook?: string | null;
-  error?: string | null;
-  created_at: string;
-  started_at?: string | null;
-  ended_at?: string | null;
-  cancel_requested_at?: string | null;
-  /** The schedule whose firing started this batch, and the cron time it was for. */
-  schedule_id?: string | null;
-  scheduled_for?: string | null;
-  seq: number;
-  task_counts: Partial<Record<TaskStatus, number>>;
-  pinned: boolean;
-}
-
-export interface RunPage {
-  runs: Run[];
-  next_before: string | null;
-  cursor: number;
-}
-
-export interface RunChanges {
-  runs: Run[];
-  cursor: number;
-}
 
 export interface OutputMeta {
   hash: string;
@@ -96,183 +88,17 @@ export interface Provenance {
   [other: string]: unknown;
 }
 
-export interface Task {
-  id: string;
-  run_id: string;
-  node: string;
-  name: string;
-  index?: number | null;
-  status: TaskStatus;
-  cached: boolean;
-  reason?: string | null;
-  key?: string | null;
-  components?: Record<string, unknown> | null;
-  attempts: number;
-  provenance?: Provenance | null;
-  outputs?: Record<string, string> | null;
-  upstream?: string[] | null;
-  resources?: Record<string, number> | null;
-  error?: string | null;
-  worker?: string | null;
-  created_at: string;
-  started_at?: string | null;
-  ended_at?: string | null;
-  duration?: number | null;
-  seq: number;
+
+/** A task, with the provenance fields the UI reads typed. */
+export interface Task extends Omit<api.Task, 'provenance'> {
+  provenance: Provenance | null;
 }
 
-/** POST runs/{id}/notebook: where the executed notebook was written under the server root. */
-export interface ExecutedNotebook {
-  run_id: string;
-  path: string;
-  artifact: string;
-}
-
-export interface TaskList {
-  run_id: string;
+export interface TaskList extends Omit<api.TaskList, 'tasks'> {
   tasks: Task[];
 }
 
-export interface TaskLogs {
-  task_id: string;
-  stdout: string;
-  stderr: string;
-  error: string;
-  traceback: string;
-  truncated: boolean;
-  /** A cached task's logs are those of the execution that produced its value: that task. */
-  from_task?: string | null;
-  from_run?: string | null;
-}
-
-export interface Edge {
-  source: string;
-  target: string;
-}
-
-export interface GraphNode {
-  id: string;
-  node: string;
-  name: string;
-  index?: number | null;
-  status: string;
-  cached: boolean;
-  key?: string | null;
-  outputs: Record<string, string>;
-}
-
-export interface RunGraph {
-  id: string;
-  name: string | null;
-  status: string;
-  nodes: GraphNode[];
-  edges: Edge[];
-  targets: string[];
-}
-
-export interface ArtifactPreview {
-  hash: string;
-  type: string;
-  serializer: string;
-  size: number;
-  kind: 'json' | 'text' | 'table' | 'image' | 'repr' | 'untrusted'; // untrusted: an unsigned pickle, never decoded
-  data: unknown;
-  truncated: boolean;
-  created_at?: string | null;
-  producers: string[];
-}
-
-export interface Lineage {
-  root: { type: 'task' | 'artifact'; id: string };
-  tasks: { id: string; run_id: string; name: string; index?: number | null; status: string; cached?: boolean }[];
-  artifacts: string[];
-  edges: Edge[];
-  truncated: boolean;
-}
-
-/** A parameter a notebook declares (`jf.param(...)`, or `x = 1` in its parameters cell). */
-export interface DeclaredParam {
-  name: string;
-  type: 'int' | 'float' | 'bool' | 'str' | string;
-  default: unknown;
-  min?: number | null;
-  max?: number | null;
-  choices?: unknown[] | null;
-  help?: string | null;
-}
-
-export interface NotebookParams {
-  notebook: string;
-  params: DeclaredParam[];
-}
-
-export type MisfirePolicy = 'skip' | 'once' | 'catchup';
-export const MISFIRE_POLICIES: MisfirePolicy[] = ['skip', 'once', 'catchup'];
-
-/** What the scheduler decided after missed firings (downtime). */
-export interface Misfire {
-  at: string;
-  missed: number;
-  policy: MisfirePolicy | string;
-  fired: number;
-}
-
-export interface Schedule {
-  id: string;
-  name: string;
-  notebook: string;
-  cron: string;
-  timezone: string;
-  params?: Record<string, unknown> | null;
-  grid?: Record<string, unknown[]> | null;
-  parallel: number;
-  cluster?: string | null;
-  misfire: MisfirePolicy | string;
-  paused: boolean;
-  created_by?: string | null;
-  created_at: string;
-  updated_at?: string | null;
-  next_fire_at?: string | null;
-  last_fire_at?: string | null;
-  last_run_id?: string | null;
-  last_misfire?: Misfire | null;
-  last_run?: { id: string; status: RunStatus; ended_at?: string | null } | null;
-}
-
-export interface ScheduleList {
-  schedules: Schedule[];
-}
-
-/** POST batches: run a notebook now (once per grid point). */
-export interface BatchRequest {
-  notebook: string;
-  params?: Record<string, unknown>;
-  grid?: Record<string, unknown[]>;
-  parallel?: number;
-  cluster?: string;
-  name?: string;
-}
-
-/** POST schedules: run a notebook as a batch on a cron schedule. */
-export interface ScheduleRequest extends BatchRequest {
-  cron: string;
-  timezone?: string;
-  misfire?: MisfirePolicy;
-}
-
-export interface Clusters {
-  clusters: { name: string; [other: string]: unknown }[];
-  profiles: Record<string, unknown>;
-  default_profile?: string | null;
-}
-
-export interface Health {
-  status: 'ok';
-  version: string;
-  store: string;
-  time: string;
-  heartbeat_timeout: number;
-}
+export const MISFIRE_POLICIES: api.MisfirePolicy[] = ['skip', 'once', 'catchup'];
 
 /**
  * `application/vnd.jupyter-flow.graph+json`, written by `%flow graph`

@@ -132,7 +132,7 @@ class Task(ApiModel):
     provenance: dict[str, Any] | None
     outputs: dict[str, str] | None = Field(description="{output name: artifact hash}")
     upstream: list[str] | None
-    resources: dict[str, Any] | None
+    resources: dict[str, float] | None = Field(description="{resource name: amount}, e.g. {\"GPU\": 1}")
     error: str | None
     worker: str | None
     created_at: datetime

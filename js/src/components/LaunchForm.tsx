@@ -57,7 +57,7 @@ export function LaunchForm(props: { path: string; mode: LaunchMode }): JSX.Eleme
     void load();
     // Cluster profiles and running clusters as suggestions; the field takes any name.
     flow.client.clusters().then(
-      answer => setClusterNames([...new Set([...Object.keys(answer.profiles ?? {}), ...answer.clusters.map(c => c.name)])]),
+      answer => setClusterNames([...new Set([...Object.keys(answer.profiles ?? {}), ...answer.clusters.map(c => c.profile ?? c.address ?? "").filter(Boolean)])]),
       () => setClusterNames([])
     );
   }, [flow, load]);

@@ -85,7 +85,8 @@ export interface Task {
   /** {output name: artifact hash} */
   outputs: Record<string, string> | null;
   upstream: string[] | null;
-  resources: Record<string, unknown> | null;
+  /** {resource name: amount}, e.g. {"GPU": 1} */
+  resources: Record<string, number> | null;
   error: string | null;
   worker: string | null;
   created_at: string;
