@@ -27,6 +27,7 @@ from traitlets.config import Config
 
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures and hooks)
 from jupyter_flow.core.provenance import current_user
+from jupyter_flow.server import models
 from jupyter_flow.store import Store
 
 OPENAPI = json.loads(
@@ -125,9 +126,12 @@ def route_methods(handler) -> list[str]:
 
 
 def check(body, schema_name: str):
-    """Fail unless ``body`` matches ``components/schemas/<schema_name>`` of openapi.json."""
+    """Fail unless ``body`` matches ``components/schemas/<schema_name>`` of openapi.json and
+    its pydantic model (``server.models``; both forbid fields they do not describe, so a
+    served field missing from the models fails here)."""
     schema = {"components": OPENAPI["components"], "$ref": f"#/components/schemas/{schema_name}"}
     jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(body)
+    getattr(models, schema_name).model_validate_json(json.dumps(body), strict=True)
     return body
 
 
