@@ -226,3 +226,22 @@ async def test_a_schedule_fires_a_batch_run_on_a_real_server(api, store, served_
     assert schedule["paused"] is True and schedule["last_fire_at"]
     assert schedule["last_run_id"] == newest["id"]
     assert schedule["last_run"] == {"id": newest["id"], "status": "SUCCESS", "ended_at": newest["ended_at"]}
+
+
+@pytest.mark.parametrize("method, path, body, words", [
+    # The request models check types at the edge: the message names the field and what it expects.
+    ("PATCH", "schedules/nightly", '{"paused": "yes"}', ["'paused'", "boolean", '"yes"']),
+    ("POST", "schedules", _body(grid={"epochs": 2}), ["'grid.epochs'", "array"]),
+    ("POST", "schedules", _body(parallel="2"), ["'parallel'", "integer"]),
+    ("POST", "schedules", json.dumps({"notebook": "work/train.ipynb"}), ["'cron'", "required"]),
+    ("POST", "batches", json.dumps({"notebook": "work/train.ipynb", "params": [1]}), ["'params'", "object"]),
+])
+async def test_bodies_of_the_wrong_type_are_422_naming_the_field_and_the_type(api, store, served_notebook,
+                                                                               method, path, body, words):
+    assert (await api("schedules", method="POST", body=_body(name="nightly")))[0] == 201
+    status, error = await api(path, method=method, body=body)
+    assert status == 422, error
+    check(error, "Error")
+    for word in words:
+        assert word in error["message"], (word, error["message"])
+    assert store.get_schedule("nightly")["paused"] is False and len(store.list_schedules()) == 1
