@@ -26,6 +26,7 @@ from ..core.op import MapOp, Node, Op, OutputRef
 from ..core.provenance import current_user, host_facts
 from ..core.resources import strict as strict_resources
 from ..core.secrets import redact
+from ..core.snapshot import GraphSnapshot
 from ..core.settings import heartbeat_timeout, resolve_artifacts_url, resolve_db_url
 from ..core.status import RunKind, RunStatus, TaskStatus
 from ..store import Store
@@ -458,8 +459,9 @@ class Engine:
     def _write_snapshot(self, run_id: str, graph: Graph) -> None:
         try:
             # Sealed: the pickled ops carry captured globals, which may be secrets (API_TOKEN).
-            info = self.artifacts.put(list(graph.target_list) if not graph.single else graph.target_list[0],
-                                      seal=True)
+            # A flat table of nodes (core/snapshot.py): the nodes themselves, pickled, nest
+            # as deep as the graph and a long chain exceeds pickle's recursion limit.
+            info = self.artifacts.put(GraphSnapshot.of(graph), seal=True)
         except Exception as err:  # unpicklable graphs can still run; they just cannot be resumed
             log.warning("jupyter_flow: run %s cannot be resumed elsewhere: %s", run_id, err)
             return
