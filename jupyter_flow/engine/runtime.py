@@ -21,7 +21,7 @@ from ..artifacts.keyring import load_keyring
 from ..core import keys as keylib
 from ..core.errors import ArtifactError, FlowError, FencedWrite
 from ..core.graph import Graph, order
-from ..core.ids import new_id
+from ..core.ids import new_ids
 from ..core.op import MapOp, Node, Op, OutputRef
 from ..core.provenance import current_user, host_facts
 from ..core.resources import strict as strict_resources
@@ -245,7 +245,9 @@ class Engine:
                 f"unknown cluster profile {cluster!r}; known profiles: {sorted(clusters.profiles())}. "
                 "Define it in dask config under flow.clusters."
             )
-        run_id = new_id()
+        # One block of ids: the run's, then its tasks' in graph order (they sort so).
+        ids = new_ids(len(graph.nodes) + 1)
+        run_id = ids[0]
         upstream_keys: dict[Node, str] = {}
         states: list[TaskState] = []
         position = graph.position
@@ -255,7 +257,7 @@ class Engine:
             tk = keylib.task_key(node, upstream_keys, captured=captured.get(node), namespace=namespace, memo=memo)
             upstream_keys[node] = tk.key
             states.append(TaskState(
-                id=new_id(), node=node, position=pos, name=node.op.name, index=node.index,
+                id=ids[pos + 1], node=node, position=pos, name=node.op.name, index=node.index,
                 key=tk.key, cacheable=tk.disabled_reason is None, components=tk.components,
                 reason=tk.disabled_reason, upstream=[position[u] for u in graph.deps[node]],
                 resources=dict(node.op.resources),
