@@ -263,7 +263,7 @@ class Engine:
                 resources=dict(node.op.resources),
             ))
         def is_forced(s: TaskState) -> bool:
-            return s.node in forced or s.node.op in forced
+            return bool(forced) and (s.node in forced or s.node.op in forced)
 
         lookup = [s.key for s in states if s.cacheable and not is_forced(s)]
         hits = self.usable_hits(states, self.store.lookup_cache(lookup, components=False)) if lookup else {}
@@ -292,9 +292,9 @@ class Engine:
                     dropped = True
             if not dropped:
                 break
-        need_reasons = [s.name for s in states if s.position in miss_set and s.reason is None]
+        need_reasons = dict.fromkeys(s.name for s in states if s.position in miss_set and s.reason is None)
         origins = {s.name: (s.components or {}).get("origin") for s in states if s.name in need_reasons}
-        previous = self.store.last_components(list(dict.fromkeys(need_reasons)), origins) if need_reasons else {}
+        previous = self.store.last_components(list(need_reasons), origins) if need_reasons else {}
         for s in states:
             if s.position in miss_set:
                 if is_forced(s):
@@ -633,8 +633,12 @@ def _forced_set(force) -> set:
 def _environment(states) -> dict:
     packages: dict[str, str] = {}
     python = None
+    seen: set[int] = set()
     for s in states:
         env = s.components.get("env", {})
+        if id(env) in seen:  # the nodes of one op share their op's env
+            continue
+        seen.add(id(env))
         python = env.get("python", python)
         packages.update(env.get("packages", {}))
     return {"python": python, "packages": dict(sorted(packages.items()))}
