@@ -411,24 +411,11 @@ class TaskKey:
     disabled_reason: str | None = None
 
 
-@lru_cache(maxsize=1024)
-def _simple_parameters(signature: inspect.Signature) -> tuple | None:
-    """(names, defaults) when every parameter is plain positional-or-keyword, else None."""
-    names, defaults = [], {}
-    for param in signature.parameters.values():
-        if param.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
-            return None
-        names.append(param.name)
-        if param.default is not inspect.Parameter.empty:
-            defaults[param.name] = param.default
-    return tuple(names), defaults
-
-
 def _bind(op: Op, node: Node) -> dict[str, Any]:
-    simple = _simple_parameters(op.signature) if op.signature is not None else None
-    if simple is not None and len(node.args) <= len(simple[0]):
-        # Fast path for the common signature (the call was validated when it was made).
-        names, defaults = simple
+    simple = op.simple_parameters
+    if simple is not None and len(node.args) <= len(simple.names):
+        # The common signature, checked once per op (the call was validated when it was made).
+        names, defaults = simple.names, simple.defaults
         bound = dict(zip(names, node.args))
         for name in names[len(node.args):]:
             if name in node.kwargs:
@@ -496,6 +483,7 @@ class _OpPart:
     files: dict
     reason: str | None
     digest: str
+    origin: str | None = None
 
 
 def _op_part(op: Op, namespace: Mapping[str, Any] | None) -> _OpPart:
@@ -542,13 +530,16 @@ def task_key(
             # A dynamic map is its mapped op's code applied to a list it has yet to see.
             inner = _op_part(op.inner, namespace)
             part = _OpPart(inner.fp, inner.env, inner.globals_tokens, inner.globals_display, inner.files,
-                           inner.reason, sha256_text("jf.map:" + inner.digest))
+                           inner.reason, sha256_text("jf.map:" + inner.digest), op_origin(op.inner))
         else:
             part = _op_part(op, namespace)
+            part.origin = op_origin(op)
         if memo is not None:
             memo[op] = part
-    globals_tokens = dict(part.globals_tokens)
-    globals_display = dict(part.globals_display)
+    # The op's own dicts, copied only when this node adds to them (10,000 nodes of one op
+    # share them otherwise; nothing changes components once made).
+    globals_tokens = dict(part.globals_tokens) if captured else part.globals_tokens
+    globals_display = dict(part.globals_display) if captured else part.globals_display
     files = dict(part.files)
     params_tokens: dict[str, str] = {}
     params_display: dict[str, Any] = {}
@@ -578,7 +569,7 @@ def task_key(
         sort_keys=True, separators=(",", ":"),
     )
     components: dict[str, Any] = {
-        "origin": op_origin(op.inner if isinstance(op, MapOp) else op),
+        "origin": part.origin,
         "code": part.fp.code,
         "deps": part.fp.deps,
         "globals": globals_display,

@@ -72,14 +72,28 @@ class Op:
             self.signature: inspect.Signature | None = inspect.signature(func)
         except (TypeError, ValueError):
             self.signature = None
+        self._simple: tuple | None = None  # (signature, its SimpleParameters), see below
         self._fingerprint: Any = None  # the latest code analysis (core.keys), pickled along
+
+    @property
+    def simple_parameters(self) -> "SimpleParameters | None":
+        """The signature's parameters when they are all plain, worked out once per op (and
+        again if a subclass replaces ``signature``): calling the op 10,000 times for a big
+        graph, and keying its nodes, then needs no ``Signature.bind``."""
+        simple = getattr(self, "_simple", None)
+        if simple is None or simple[0] is not self.signature:
+            simple = self._simple = (self.signature, _simple_parameters(self.signature))
+        return simple[1]
 
     @property
     def multi_output(self) -> bool:
         return self.outputs != (RETURN,)
 
     def __call__(self, *args: Any, **kwargs: Any) -> "Node":
-        if self.signature is not None:
+        simple = self.simple_parameters
+        if simple is not None and _fits(simple, args, kwargs):
+            return Node(self, args, kwargs)
+        if self.signature is not None:  # bind says exactly what is wrong (or binds *args, **kw)
             try:
                 self.signature.bind(*args, **kwargs)
             except TypeError as err:
@@ -105,6 +119,46 @@ class Op:
             (self.func, self.name, self.retries, self.timeout, self.cache, self.resources,
              self.isolate, self.outputs, self.source, self.captured, self._fingerprint),
         )
+
+
+class SimpleParameters:
+    """A signature whose parameters are all plain (positional or keyword, no ``*args``,
+    ``**kwargs``, ``/`` or ``*``): names in order, defaults, and the required ones."""
+
+    __slots__ = ("names", "defaults", "position", "required")
+
+    def __init__(self, names: tuple[str, ...], defaults: dict[str, Any]):
+        self.names = names
+        self.defaults = defaults
+        self.position = {name: i for i, name in enumerate(names)}
+        self.required = tuple(i for i, name in enumerate(names) if name not in defaults)
+
+
+def _simple_parameters(signature: inspect.Signature | None) -> SimpleParameters | None:
+    if signature is None:
+        return None
+    names, defaults = [], {}
+    for param in signature.parameters.values():
+        if param.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            return None
+        names.append(param.name)
+        if param.default is not inspect.Parameter.empty:
+            defaults[param.name] = param.default
+    return SimpleParameters(tuple(names), defaults)
+
+
+def _fits(simple: SimpleParameters, args: tuple, kwargs: dict) -> bool:
+    """Whether ``Signature.bind(*args, **kwargs)`` would succeed (same rules, no objects)."""
+    count = len(args)
+    if count > len(simple.names):
+        return False
+    position = simple.position
+    for name in kwargs:
+        at = position.get(name)
+        if at is None or at < count:  # unknown, or given positionally too
+            return False
+    names = simple.names
+    return all(at < count or names[at] in kwargs for at in simple.required)
 
 
 def _rebuild_op(func, name, retries, timeout, cache, resources, isolate, outputs, source, captured,

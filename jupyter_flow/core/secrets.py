@@ -76,6 +76,7 @@ _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
 @lru_cache(maxsize=4096)
+@lru_cache(maxsize=4096)  # the same few parameter names, for every node of a big graph
 def looks_secret(name: str) -> bool:
     """Whether a variable or parameter name looks like it holds a secret.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from ..core import snapshot as snapshots
 from ..core.errors import ArtifactError, FlowError
 from ..core.status import RunKind, RunStatus
 from . import cluster as clusters
@@ -85,7 +86,7 @@ def resume(run_id: str, *, wait: bool = True, cluster: str | None = None) -> Run
     if not digest:
         raise FlowError(f"jf.resume: run {run_id} has no stored graph snapshot, so it cannot be resumed")
     try:
-        targets = engine.artifacts.get(digest)
+        targets = snapshots.load(engine.artifacts.get(digest))  # a flat table, or older: the nodes
     except ArtifactError as err:  # missing, corrupt, or not signed by a key this user trusts
         raise type(err)(
             f"jf.resume: the graph snapshot of run {run_id} ({digest[:12]}…) cannot be loaded from the "

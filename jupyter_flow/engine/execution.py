@@ -30,7 +30,7 @@ EARLY_OUTPUTS_LIMIT = 8 * 2**20  # bytes of live outputs kept until someone list
 LOG_TAIL = 64 * 1024  # characters of live stdout/stderr written to the store while a task runs
 
 
-@dataclass
+@dataclass(slots=True)  # thousands per run: smaller, and quicker to make and read
 class TaskState:
     """Live state of one task of a run owned by this process."""
 

@@ -21,11 +21,12 @@ from ..artifacts.keyring import load_keyring
 from ..core import keys as keylib
 from ..core.errors import ArtifactError, FlowError, FencedWrite
 from ..core.graph import Graph, order
-from ..core.ids import new_id
+from ..core.ids import new_ids
 from ..core.op import MapOp, Node, Op, OutputRef
 from ..core.provenance import current_user, host_facts
 from ..core.resources import strict as strict_resources
 from ..core.secrets import redact
+from ..core.snapshot import GraphSnapshot
 from ..core.settings import heartbeat_timeout, resolve_artifacts_url, resolve_db_url
 from ..core.status import RunKind, RunStatus, TaskStatus
 from ..store import Store
@@ -244,7 +245,9 @@ class Engine:
                 f"unknown cluster profile {cluster!r}; known profiles: {sorted(clusters.profiles())}. "
                 "Define it in dask config under flow.clusters."
             )
-        run_id = new_id()
+        # One block of ids: the run's, then its tasks' in graph order (they sort so).
+        ids = new_ids(len(graph.nodes) + 1)
+        run_id = ids[0]
         upstream_keys: dict[Node, str] = {}
         states: list[TaskState] = []
         position = graph.position
@@ -254,13 +257,13 @@ class Engine:
             tk = keylib.task_key(node, upstream_keys, captured=captured.get(node), namespace=namespace, memo=memo)
             upstream_keys[node] = tk.key
             states.append(TaskState(
-                id=new_id(), node=node, position=pos, name=node.op.name, index=node.index,
+                id=ids[pos + 1], node=node, position=pos, name=node.op.name, index=node.index,
                 key=tk.key, cacheable=tk.disabled_reason is None, components=tk.components,
                 reason=tk.disabled_reason, upstream=[position[u] for u in graph.deps[node]],
                 resources=dict(node.op.resources),
             ))
         def is_forced(s: TaskState) -> bool:
-            return s.node in forced or s.node.op in forced
+            return bool(forced) and (s.node in forced or s.node.op in forced)
 
         lookup = [s.key for s in states if s.cacheable and not is_forced(s)]
         hits = self.usable_hits(states, self.store.lookup_cache(lookup, components=False)) if lookup else {}
@@ -289,9 +292,9 @@ class Engine:
                     dropped = True
             if not dropped:
                 break
-        need_reasons = [s.name for s in states if s.position in miss_set and s.reason is None]
+        need_reasons = dict.fromkeys(s.name for s in states if s.position in miss_set and s.reason is None)
         origins = {s.name: (s.components or {}).get("origin") for s in states if s.name in need_reasons}
-        previous = self.store.last_components(list(dict.fromkeys(need_reasons)), origins) if need_reasons else {}
+        previous = self.store.last_components(list(need_reasons), origins) if need_reasons else {}
         for s in states:
             if s.position in miss_set:
                 if is_forced(s):
@@ -458,8 +461,9 @@ class Engine:
     def _write_snapshot(self, run_id: str, graph: Graph) -> None:
         try:
             # Sealed: the pickled ops carry captured globals, which may be secrets (API_TOKEN).
-            info = self.artifacts.put(list(graph.target_list) if not graph.single else graph.target_list[0],
-                                      seal=True)
+            # A flat table of nodes (core/snapshot.py): the nodes themselves, pickled, nest
+            # as deep as the graph and a long chain exceeds pickle's recursion limit.
+            info = self.artifacts.put(GraphSnapshot.of(graph), seal=True)
         except Exception as err:  # unpicklable graphs can still run; they just cannot be resumed
             log.warning("jupyter_flow: run %s cannot be resumed elsewhere: %s", run_id, err)
             return
@@ -629,8 +633,12 @@ def _forced_set(force) -> set:
 def _environment(states) -> dict:
     packages: dict[str, str] = {}
     python = None
+    seen: set[int] = set()
     for s in states:
         env = s.components.get("env", {})
+        if id(env) in seen:  # the nodes of one op share their op's env
+            continue
+        seen.add(id(env))
         python = env.get("python", python)
         packages.update(env.get("packages", {}))
     return {"python": python, "packages": dict(sorted(packages.items()))}

@@ -104,3 +104,51 @@ def test_statuses_and_kinds_are_spelled_as_the_spec():
 def test_error_family():
     for cls in (jf.OpTimeout, jf.WorkerLost, jf.RunCanceled, jf.RunLost):
         assert issubclass(cls, jf.FlowError)
+
+
+@jf.op
+def scaled(x, factor=2, *, offset=0):
+    return x * factor + offset
+
+
+def split_op(x):
+    return {"low": x, "high": x}
+
+
+def test_calls_are_checked_like_python_calls():
+    # Plain signatures are checked without Signature.bind; the verdict is Python's.
+    for call in (lambda: inc(), lambda: inc(1, 2), lambda: inc(1, x=2), lambda: inc(y=1),
+                 lambda: add(1), lambda: add(b=1), lambda: scaled(1, 2, 3), lambda: scaled(1, offset=1, z=0)):
+        with pytest.raises(jf.FlowError, match="check the arguments"):
+            call()
+    assert inc(x=1).kwargs == {"x": 1}
+    assert add(1, b=inc(1)).args == (1,)
+    assert scaled(1, offset=3).kwargs == {"offset": 3}
+
+
+def test_a_deep_graph_snapshot_round_trips_through_pickle():
+    import pickle
+
+    import cloudpickle
+
+    from jupyter_flow.core.op import Op
+    from jupyter_flow.core.snapshot import GraphSnapshot, load
+
+    split = Op(split_op, outputs=("low", "high"))
+    x = inc(0)
+    for _ in range(2000):
+        x = add(x, 1)
+    halves = split(x)
+    targets = (x, add(halves["low"], b={"nested": [inc(1), (3, 4)]}))
+    stored = cloudpickle.dumps(GraphSnapshot.of(Graph(targets)))  # the nodes themselves are too deep
+    restored = load(pickle.loads(stored))
+    assert isinstance(restored, tuple) and len(restored) == 2
+    graph = Graph(restored)
+    assert len(graph.nodes) == len(Graph(targets).nodes) == 2004
+    assert [n.op.name for n in graph.nodes] == [n.op.name for n in Graph(targets).nodes]
+    nested = restored[1].kwargs["b"]["nested"]
+    assert nested[0].op.name == "inc" and nested[1] == (3, 4)
+    low = restored[1].args[0]
+    assert low.output == "low" and low.node.args[0] is restored[0]  # shared nodes stay shared
+    # Snapshots written before the flat table held the targets themselves.
+    assert load(inc(1)).op.name == "inc"
