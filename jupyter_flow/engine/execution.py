@@ -563,7 +563,7 @@ class RunExecution:
             self.engine.writer.call(self.engine.store.record_metrics, self.run_id, task.metrics,
                                     run_id=self.run_id)
         producer = entry.get("task_id")
-        twin = next((t for t in self.tasks if t.id == producer), None) if producer else None
+        twin = self.by_id.get(producer) if producer else None
         if twin is not None:  # the same value twice in this run: computed once, by its twin
             label = twin.name if twin.index is None else f"{twin.name}[{twin.index}]"
             task.reason = f"cached (the same value as {label} of this run, computed once)"

@@ -102,6 +102,11 @@ class FlowHandler(APIHandler):
             raise ApiHTTPError(err) from None
         return body
 
+    def require_empty_body(self) -> None:
+        """A POST that takes no fields: an empty body or ``{}``, else 422."""
+        if self.request.body.strip() and self.json_body() != {}:
+            raise web.HTTPError(422, "%s", "the request body must be empty or an empty JSON object")
+
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
         self.finish(json.dumps(body))
@@ -249,9 +254,7 @@ class RunCancelHandler(FlowHandler):
     @authorized
     async def post(self, run_id: str) -> None:
         self.check_id(run_id, "run")
-        payload = self.json_body()
-        if self.request.body.strip() and payload != {}:
-            raise web.HTTPError(422, "%s", "the request body must be empty or an empty JSON object")
+        self.require_empty_body()
         run = await self.call(
             self.service.cancel_run, run_id, requested_by=self.current_user.username, is_admin=await self.is_admin()
         )
@@ -266,9 +269,7 @@ class RunNotebookHandler(FlowHandler):
     @authorized
     async def post(self, run_id: str) -> None:
         self.check_id(run_id, "run")
-        payload = self.json_body()
-        if self.request.body.strip() and payload != {}:
-            raise web.HTTPError(422, "%s", "the request body must be empty or an empty JSON object")
+        self.require_empty_body()
         self.write_json(await self.call(self.service.open_executed_notebook, run_id,
                                         self.settings.get("server_root_dir", "."), await self.is_admin()))
 

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
+from jupyter_flow.core.status import RunKind, RunStatus
 from jupyter_flow.server import limits, models
 from jupyter_flow.server.typescript import typescript_module
 
@@ -119,8 +120,8 @@ PATHS: dict[str, dict[str, Any]] = {
             parameters=[
                 query('limit', {'type': 'integer', 'minimum': 1, 'maximum': limits.MAX_PAGE, 'default': 50}, 'page size'),
                 query('before', {'type': 'string', 'maxLength': limits.MAX_QUERY_LENGTH}, 'id of the last run of the previous page (keyset pagination)'),
-                query('status', {'type': 'array', 'items': {'type': 'string', 'enum': ['PENDING', 'RUNNING', 'SUCCESS', 'FAILED', 'CANCELED', 'LOST']}}, 'statuses to keep (repeat or comma-separate)', style='form', explode=False),
-                query('kind', {'type': 'array', 'items': {'type': 'string', 'enum': ['api', 'cell', 'graph', 'notebook', 'batch', 'resume']}}, 'kinds to keep', style='form', explode=False),
+                query('status', {'type': 'array', 'items': {'type': 'string', 'enum': [s.value for s in RunStatus]}}, 'statuses to keep (repeat or comma-separate)', style='form', explode=False),
+                query('kind', {'type': 'array', 'items': {'type': 'string', 'enum': [k.value for k in RunKind]}}, 'kinds to keep', style='form', explode=False),
                 query('name', {'type': 'string', 'maxLength': limits.MAX_QUERY_LENGTH}, 'substring of the run name (case-insensitive)'),
                 query('notebook', {'type': 'string', 'maxLength': limits.MAX_QUERY_LENGTH}, 'notebook path'),
                 query('parent_id', {'type': 'string', 'maxLength': limits.MAX_QUERY_LENGTH}, 'runs whose parent is this run'),

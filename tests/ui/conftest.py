@@ -113,6 +113,32 @@ def running_lab(base: Path, healthy: bool = True, args: tuple[str, ...] = (), en
         stop(proc)
 
 
+def open_lab(browser, lab, width=1440, height=900):
+    """A new page on the lab, once the Flow sidebar's tab is there."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(30_000)
+    page.goto(f"{lab.url}lab?token={lab.token}")
+    tab = page.locator('.jp-SideBar li[data-id="jupyter-flow-sidebar"]')
+    expect(tab).to_have_attribute("title", "Flow", timeout=60_000)
+    return page
+
+
+def run_script(lab, filename: str, source: str, *args: str) -> str:
+    """Run ``source`` as a script in a child process on the lab's store; the last line it
+    prints (a run id). A file, not ``-c``: an op's source is read from the file defining it."""
+    env = dict(os.environ, JUPYTER_FLOW_HOME=str(lab.flow_home))
+    for var in ("JUPYTER_FLOW_DB", "JUPYTER_FLOW_ARTIFACTS", "JUPYTER_FLOW_RUN_ID"):
+        env.pop(var, None)
+    script = lab.flow_home / filename
+    script.write_text(source)
+    done = subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True,
+                          timeout=180, cwd=str(lab.flow_home))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
 def show_flow_sidebar(page):
     """Open the Flow sidebar (at its default width) once the lab has restored its layout: an
     earlier page of the same lab may have saved it open, and clicking its tab would close it."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.batch.test_batch import write_sweep_notebook
-from tests.ui.conftest import show_flow_sidebar
+from tests.ui.conftest import open_lab, show_flow_sidebar
 
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
@@ -44,12 +44,8 @@ def test_a_batch_tab_shows_its_executions_sorted_and_opens_each(lab, dask_cluste
     summary = run_batch(lab, dask_cluster.scheduler_address, tmp_path)
     assert summary["status"] == "SUCCESS", summary
     batch_id = summary["batch"]
-    page = browser.new_page(viewport={"width": 1440, "height": 900})
-    page.set_default_timeout(30_000)
-    page.goto(f"{lab.url}lab?token={lab.token}")
-    tab = page.locator('.jp-SideBar li[data-id="jupyter-flow-sidebar"]')
-    expect(tab).to_have_attribute("title", "Flow", timeout=60_000)
-    tab.click()
+    page = open_lab(browser, lab)
+    show_flow_sidebar(page)
     row = page.locator(f'#jupyter-flow-sidebar li.jp-flow-run-row[data-run-id="{batch_id}"]')
     expect(row).to_have_attribute("data-status", "SUCCESS")
     row.locator(".jp-flow-run-open").click()

@@ -8,13 +8,9 @@ lab's store.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from .test_run_view import open_lab
+from tests.ui.conftest import open_lab, run_script, show_flow_sidebar
 
 MAP_SCRIPT = r'''
 import sys
@@ -39,18 +35,10 @@ print(run.id)
 def test_mapped_elements_and_collectors_are_named_in_the_graph_and_chips(lab, dask_cluster, browser):
     from playwright.sync_api import expect
 
-    env = dict(os.environ, JUPYTER_FLOW_HOME=str(lab.flow_home))
-    for var in ("JUPYTER_FLOW_DB", "JUPYTER_FLOW_ARTIFACTS", "JUPYTER_FLOW_RUN_ID"):
-        env.pop(var, None)
-    script = lab.flow_home / "map_and_funnel.py"
-    script.write_text(MAP_SCRIPT)
-    done = subprocess.run([sys.executable, str(script), dask_cluster.scheduler_address], env=env,
-                          capture_output=True, text=True, timeout=180, cwd=str(lab.flow_home))
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    run_id = done.stdout.strip().splitlines()[-1]
+    run_id = run_script(lab, "map_and_funnel.py", MAP_SCRIPT, dask_cluster.scheduler_address)
 
     page = open_lab(browser, lab)
-    page.locator('.jp-SideBar li[data-id="jupyter-flow-sidebar"]').click()
+    show_flow_sidebar(page)
     row = page.locator(f'#jupyter-flow-sidebar li.jp-flow-run-row[data-run-id="{run_id}"]')
     expect(row).to_have_attribute("data-status", "SUCCESS")
     row.locator(".jp-flow-run-open").click()

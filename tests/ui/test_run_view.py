@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.ui.conftest import show_flow_sidebar
+from tests.ui.conftest import open_lab, run_script, show_flow_sidebar
 
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
@@ -74,16 +72,7 @@ OPS = ["load", "evens", "odds", "merge", "total", "report"]
 
 def make_run(lab, scheduler: str, n: int, name: str) -> str:
     """A finished run of the six ops in the lab's store; returns its id."""
-    env = dict(os.environ, JUPYTER_FLOW_HOME=str(lab.flow_home))
-    for var in ("JUPYTER_FLOW_DB", "JUPYTER_FLOW_ARTIFACTS", "JUPYTER_FLOW_RUN_ID"):
-        env.pop(var, None)
-    # A file, not `-c`: an op's source is read from the file that defines it.
-    script = lab.flow_home / "six_ops.py"
-    script.write_text(RUN_SCRIPT)
-    done = subprocess.run([sys.executable, str(script), scheduler, str(n), name], env=env,
-                          capture_output=True, text=True, timeout=180, cwd=str(lab.flow_home))
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return done.stdout.strip().splitlines()[-1]
+    return run_script(lab, "six_ops.py", RUN_SCRIPT, scheduler, str(n), name)
 
 
 @pytest.fixture(scope="module")
@@ -93,17 +82,6 @@ def runs(lab, dask_cluster):
     first = make_run(lab, dask_cluster.scheduler_address, 10, "six-ops")
     cached = make_run(lab, dask_cluster.scheduler_address, 10, "six-ops-again")
     return {"first": first, "cached": cached}
-
-
-def open_lab(browser, lab, width=1440, height=900):
-    from playwright.sync_api import expect
-
-    page = browser.new_page(viewport={"width": width, "height": height})
-    page.set_default_timeout(30_000)
-    page.goto(f"{lab.url}lab?token={lab.token}")
-    tab = page.locator('.jp-SideBar li[data-id="jupyter-flow-sidebar"]')
-    expect(tab).to_have_attribute("title", "Flow", timeout=60_000)
-    return page
 
 
 def open_run(page, run_id: str, name: str):
@@ -257,15 +235,7 @@ def test_op_details_keep_a_large_graph_readable_and_the_minimap_shows_its_nodes(
     narrow tab puts the details under the graph."""
     from playwright.sync_api import expect
 
-    env = dict(os.environ, JUPYTER_FLOW_HOME=str(lab.flow_home))
-    for var in ("JUPYTER_FLOW_DB", "JUPYTER_FLOW_ARTIFACTS", "JUPYTER_FLOW_RUN_ID"):
-        env.pop(var, None)
-    script = lab.flow_home / "fan_out.py"
-    script.write_text(BIG_SCRIPT)
-    done = subprocess.run([sys.executable, str(script), dask_cluster.scheduler_address], env=env,
-                          capture_output=True, text=True, timeout=180, cwd=str(lab.flow_home))
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    run_id = done.stdout.strip().splitlines()[-1]
+    run_id = run_script(lab, "fan_out.py", BIG_SCRIPT, dask_cluster.scheduler_address)
 
     page = open_lab(browser, lab, width=1280, height=800)
     show_flow_sidebar(page)

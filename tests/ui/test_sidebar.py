@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from tests.kernel.conftest import NotebookKernel, kernel_env
-from tests.ui.conftest import show_flow_sidebar
+from tests.ui.conftest import open_lab, show_flow_sidebar
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "flow-sidebar.png"
 NOTEBOOK = "flow_demo.ipynb"
@@ -48,12 +48,8 @@ def test_flow_sidebar_shows_runs_ops_logs_live_updates_and_cancels(lab, kernel, 
     runs = {run["name"]: run for run in lab.api("runs")["runs"]}
     assert {"raw", "clean", "total"} <= set(runs)
 
-    page = browser.new_page(viewport={"width": 1440, "height": 900})
-    page.set_default_timeout(30_000)
-    page.goto(f"{lab.url}lab?token={lab.token}")
-    tab = page.locator('.jp-SideBar li[data-id="jupyter-flow-sidebar"]')
-    expect(tab).to_have_attribute("title", "Flow", timeout=60_000)
-    tab.click()
+    page = open_lab(browser, lab)
+    show_flow_sidebar(page)
 
     sidebar = page.locator("#jupyter-flow-sidebar")
     rows = sidebar.locator("li.jp-flow-run-row")
@@ -118,13 +114,8 @@ def test_flow_sidebar_shows_runs_ops_logs_live_updates_and_cancels(lab, kernel, 
 
 def open_sidebar(lab, browser):
     """The lab at 1440 x 900 with the Flow sidebar open at its default width."""
-    from playwright.sync_api import expect
-
-    page = browser.new_page(viewport={"width": 1440, "height": 900})
-    page.set_default_timeout(30_000)
-    page.goto(f"{lab.url}lab?token={lab.token}")
-    sidebar = show_flow_sidebar(page)
-    return page, sidebar
+    page = open_lab(browser, lab)
+    return page, show_flow_sidebar(page)
 
 
 @pytest.mark.timeout(240)
