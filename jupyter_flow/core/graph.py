@@ -49,7 +49,7 @@ class Graph:
                 continue
             ups = list(dict.fromkeys(node.upstream()))
             self.deps[node] = ups
-            stack.extend(ups)
+            stack.extend(reversed(ups))  # popped first to last: ids follow the items' order
         self.nodes: list[Node] = order(self.deps, label=lambda n: n.op.name)
         self.position = {node: i for i, node in enumerate(self.nodes)}
 

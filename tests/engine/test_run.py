@@ -92,6 +92,11 @@ def test_composites_values(jf):
     assert run.result() == [11, 12, 13]
     mapped = sorted((t.index, t.name) for t in run.tasks if t.name == "add")
     assert mapped == [(0, "add"), (1, "add"), (2, "add")]
+    # Listed in the items' order (ids follow it), as `jupyter flow show` and the sidebar show
+    # them, also where the items are nodes (they came out last to first).
+    over_nodes = jf.run(jf.map(ops.total, [ops.load(2), ops.load(3), ops.load(4)]))
+    assert [t.index for t in over_nodes.tasks if t.name == "total"] == [0, 1, 2]
+    assert over_nodes.result() == [1, 3, 6]
 
 
 def test_the_same_value_twice_in_one_run_is_computed_once_and_says_so(jf):
