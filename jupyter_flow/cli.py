@@ -66,7 +66,7 @@ def _bytes(size: int | None) -> str:
 
 
 def _output_label(name: str) -> str:
-    from .engine.capture import DISPLAYS
+    from .core.outputs import DISPLAYS
 
     return "(displayed outputs)" if name == DISPLAYS else name
 

@@ -11,7 +11,7 @@ from . import cluster as clusters
 from .records import Run
 from ..core.settings import heartbeat_timeout
 from .runtime import get_engine
-from .worker import current_task, emit
+from ..worker.task import current_task, emit
 
 
 def _engine():

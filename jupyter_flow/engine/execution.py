@@ -656,7 +656,7 @@ class RunExecution:
 
     def _check_waiting(self) -> None:
         from .pools import waiting_reason
-        from .worker import no_worker_keys
+        from ..worker.task import no_worker_keys
 
         keys = [k for k, tasks in self.by_key.items() if tasks[0].annotation and not tasks[0].status.terminal]
         if not keys:
@@ -717,7 +717,7 @@ class RunExecution:
         unfinished = [f for f in self.futures if f.status == "pending"]
         if unfinished:
             client.cancel(unfinished, force=True)
-        from .worker import cancel_run
+        from ..worker.task import cancel_run
 
         try:
             busy = {addr: n for addr, n in client.run(cancel_run, self.run_id, on_error="return").items()
@@ -737,7 +737,7 @@ class RunExecution:
         thread cannot be interrupted), then restart the workers still running one."""
         from ..core.settings import DEFAULT_CANCEL_GRACE_S, cancel_grace
         from . import cluster as clusters
-        from .worker import executing
+        from ..worker.task import executing
 
         client = self.handle.client
         try:

@@ -18,8 +18,7 @@ from typing import Any
 
 from ..core import resources as reslib
 from ..core.errors import FlowError
-
-POOL_ENV = "JUPYTER_FLOW_POOL"  # set in each pool job: the worker reports its pool
+from ..core.provenance import POOL_ENV  # set in each pool job: the worker reports its pool
 RESOURCE_PREFIX = "pool-"
 # Keys of a pool entry that are not SLURMJob keyword arguments.
 POOL_KEYS = ("gpus", "resources", "minimum", "maximum")

@@ -33,7 +33,7 @@ from ..store import Store
 from . import cluster as clusters
 from . import pools as pool_lib
 from .execution import RunExecution, TaskState
-from .worker import TOPIC, Ref, TaskSpec, execute, execute_chain, load_cached
+from ..worker.task import TOPIC, Ref, TaskSpec, execute, execute_chain, load_cached
 from .writer import Writer
 
 log = logging.getLogger("jupyter_flow.engine")

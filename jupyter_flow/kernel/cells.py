@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from ..core.errors import FlowError
-from ..engine.capture import VALUE as _DISPLAYED_VALUE
+from ..core.outputs import VALUE as _DISPLAYED_VALUE
 
 VALUE = _DISPLAYED_VALUE  # the value of the cell's last expression: displayed by the worker, never stored
 MAGIC_LINES = 1  # the ``%%flow`` line above the body

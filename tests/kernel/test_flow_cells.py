@@ -129,7 +129,7 @@ def test_op_error_shows_the_remote_traceback_with_cell_line_numbers(kernel):
     assert error["ename"] == "ValueError"
     message = "\n".join(error["traceback"])
     assert "Cell 'boom', line 3" in message and "raise ValueError('bad value')" in message
-    assert "worker.py" not in message
+    assert "worker/task.py" not in message  # no frame of the worker side
     assert kernel.value(f"{LAST_RUN}.status") == "FAILED"
 
 

@@ -1,4 +1,4 @@
-"""Child-process entry point for ``isolate=True`` ops: ``python -m jupyter_flow.engine.isolated RESULT``.
+"""Child-process entry point for ``isolate=True`` ops: ``python -m jupyter_flow.worker.isolated RESULT``.
 
 Reads the cloudpickled ``(func, args, kwargs)`` from stdin, runs it with its own
 stdout/stderr captured, and writes ``(outcome, stdout, stderr)`` to the RESULT file.
