@@ -285,7 +285,7 @@ def cmd_rm(args) -> int:
 
 
 def cmd_clusters(args) -> int:
-    from .engine import cluster
+    from .deploy import cluster
 
     data = cluster.describe(store=_store())
     if args.json:

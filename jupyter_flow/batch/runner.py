@@ -65,7 +65,7 @@ def batch(
     >>> run = jf.batch("train.ipynb", params={"epochs": 3}, grid={"lr": [0.1, 0.01]}, parallel=2)  # doctest: +SKIP
     >>> jf.compare(run.id)                                                                       # doctest: +SKIP
     """
-    from ..engine import cluster as clusters
+    from ..deploy import cluster as clusters
     from ..engine.records import Run
     from ..engine.runtime import get_engine
 

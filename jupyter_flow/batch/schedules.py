@@ -210,7 +210,7 @@ def schedule(
 
 
 def _check_cluster(cluster: Any) -> None:
-    from ..engine import cluster as clusters
+    from ..deploy import cluster as clusters
 
     if not isinstance(cluster, str) or not cluster:
         raise FlowError(f"cluster: give a cluster profile name or a scheduler address, got {cluster!r}")

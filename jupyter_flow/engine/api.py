@@ -7,7 +7,7 @@ from typing import Any, Iterable
 from ..core import snapshot as snapshots
 from ..core.errors import ArtifactError, FlowError
 from ..core.status import RunKind, RunStatus
-from . import cluster as clusters
+from ..deploy import cluster as clusters
 from .records import Run
 from ..core.settings import heartbeat_timeout
 from .runtime import get_engine

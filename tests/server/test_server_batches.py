@@ -73,7 +73,7 @@ async def test_a_batch_from_the_ui_leaves_no_cluster_running_in_the_server(api, 
 
     import dask.config
 
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     before = set(clusters._handles)
     body = {"notebook": str(jp_root_dir / served_notebook), "params": {"lr": 0.25}, "cluster": "local"}
