@@ -34,7 +34,7 @@ from email.message import EmailMessage
 from typing import Any, Callable, Iterable
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from jupyter_flow import __version__
+from jupyter_flow._version import __version__
 from jupyter_flow.server.errors import StoreUnavailable
 from jupyter_flow.server.service import to_json
 from jupyter_flow.store import Store

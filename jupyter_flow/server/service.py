@@ -17,7 +17,7 @@ import re
 from datetime import datetime
 from typing import Any, BinaryIO, Callable
 
-from jupyter_flow import __version__
+from jupyter_flow._version import __version__
 from jupyter_flow.artifacts import ArtifactStore, validate_digest
 from jupyter_flow.core.errors import ArtifactError, ArtifactUntrusted, FlowError
 from jupyter_flow.core.secrets import redact, redact_text
