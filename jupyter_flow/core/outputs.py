@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import types
+from typing import Any
 
 DISPLAYS = "__displays__"  # reserved output name: the task's recorded outputs (a JSON artifact)
 VALUE = "_"  # an output named "_" is the op's displayed value: shown, never stored
@@ -24,6 +25,6 @@ def stored_outputs(outputs: dict | None) -> dict:
     return {name: digest for name, digest in (outputs or {}).items() if name not in RESERVED}
 
 
-def restore_modules(payload: dict | None) -> dict[str, types.ModuleType]:
+def restore_modules(payload: Any) -> dict[str, types.ModuleType]:
     """The module outputs a record names, imported here."""
     return {name: importlib.import_module(module) for name, module in ((payload or {}).get("modules") or {}).items()}

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import threading
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,7 +149,7 @@ def _start(name: str, overrides: dict) -> ClusterHandle:
     # A cluster built with a Security object carries it; the client must present it too.
     client = Client(cluster, set_as_default=False, security=getattr(cluster, "security", None))
     try:
-        client.register_plugin(IgnoreInterrupts(os.getpid()))
+        client.register_plugin(IgnoreInterrupts(os.getpid()))  # type: ignore[arg-type]  # a duck-typed plugin
     except Exception as err:  # a guard, not a requirement: the signal mask already protects them
         log.debug("jupyter_flow: could not register the interrupt guard on the workers: %s", err)
     return ClusterHandle(name=name, client=client, cluster=cluster, kwargs=kwargs,
@@ -217,7 +218,7 @@ def _called_at_script_top_level() -> bool:
     main = sys.modules.get("__main__")
     if main is None or not getattr(main, "__file__", None):
         return False
-    frame = sys._getframe(1)
+    frame: types.FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
             return True

@@ -115,7 +115,7 @@ def load_class(name: str, spec: dict):
     """The cluster class a profile names (FlowError saying what to install or fix)."""
     module_name, class_name = spec.get("module"), spec.get("class")
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(module_name)  # type: ignore[arg-type]  # None: TypeError below
     except ImportError as err:
         package = spec.get("package") or str(module_name).split(".")[0]
         raise FlowError(
@@ -123,9 +123,10 @@ def load_class(name: str, spec: dict):
             f"({err}); install it with `pip install {package}` or choose another profile"
         ) from None
     except (TypeError, ValueError) as err:
-        raise FlowError(f"cluster profile {name!r} has no valid module ({module_name!r}: {err}); fix flow.clusters in dask config") from None
+        raise FlowError(f"cluster profile {name!r} has no valid module ({module_name!r}: {err}); "
+                        "fix flow.clusters in dask config") from None
     try:
-        return getattr(module, class_name)
+        return getattr(module, class_name)  # type: ignore[arg-type]  # None: TypeError below
     except (TypeError, AttributeError):
         raise FlowError(
             f"cluster profile {name!r}: {module_name} has no class {class_name!r}; fix flow.clusters in dask config"

@@ -2,8 +2,8 @@
 before the run is recorded from the cluster's worker pools (deploy/pools.py), if any.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: this module's function ``annotations`` would
+# shadow it (Python 3.10 reads ``PoolSet | None`` without it).
 from ..core import resources as reslib
 from ..deploy.pools import RESOURCE_PREFIX, PoolSet
 

@@ -150,7 +150,7 @@ class OutputRecord:
     def add_display(self, data: dict, metadata: dict | None = None, *, output_type: str = "display_data",
                     display_id: str | None = None, update: bool = False) -> None:
         """Add a formatted display (or update an earlier one with the same ``display_id``)."""
-        item = {"output_type": output_type, "data": data, "metadata": metadata or {}}
+        item: dict[str, Any] = {"output_type": output_type, "data": data, "metadata": metadata or {}}
         if output_type == "execute_result":
             item["execution_count"] = None
         if display_id:
@@ -347,7 +347,8 @@ def safe_repr(obj: Any, limit: int = 10_000) -> str:
     try:
         text = repr(obj)
     except Exception as err:
-        return f"<{type(obj).__module__}.{type(obj).__qualname__} object: its repr raised {type(err).__name__}: {err}>"[:500]
+        name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+        return f"<{name} object: its repr raised {type(err).__name__}: {err}>"[:500]
     return text if len(text) <= limit else text[:limit] + "…"
 
 
@@ -405,7 +406,7 @@ def display(*objs: Any, include=None, exclude=None, metadata=None, transient=Non
     return None
 
 
-def clear_output(wait: bool = False) -> None:
+def clear_output(wait: bool = False) -> Any:
     record = current()
     if record is None:
         original = _ORIGINAL.get("clear_output")
@@ -569,7 +570,7 @@ class _QuietComputeFailed(logging.Filter):
     is reported to its cell with its own traceback, so that blob only adds noise."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith("Compute Failed") and record.args:
+        if str(record.msg).startswith("Compute Failed") and isinstance(record.args, tuple) and record.args:
             return not str(record.args[0]).startswith("jf-")
         return True
 
@@ -592,7 +593,7 @@ def install() -> None:
         if _installed:
             return
         if not hasattr(builtins, "display"):
-            builtins.display = display  # what notebooks have without an import
+            setattr(builtins, "display", display)  # what notebooks have without an import
         if "IPython.core.display_functions" in sys.modules:
             _patch_ipython()
         else:

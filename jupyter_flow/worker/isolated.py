@@ -18,6 +18,7 @@ def main(result_path: str) -> int:
     func, args, kwargs = cloudpickle.loads(sys.stdin.buffer.read())
     out, err = io.StringIO(), io.StringIO()
     sys.stdout, sys.stderr = out, err
+    outcome: tuple
     try:
         outcome = ("ok", func(*args, **kwargs))
     except BaseException as exc:  # reported to the parent, which raises it

@@ -366,7 +366,8 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
             except Exception as err:
                 if attempt < attempts and not isinstance(err, SerializationError):
                     capture.buffers["stderr"].write(
-                        f"[jupyter_flow] attempt {attempt} of op {op.name!r} failed: {type(err).__name__}: {err}; retrying\n"
+                        f"[jupyter_flow] attempt {attempt} of op {op.name!r} failed: "
+                        f"{type(err).__name__}: {err}; retrying\n"
                     )
                     continue
                 record.send_live(final=True, failed=True)
@@ -495,7 +496,8 @@ def _warn_if_changed_in_place(spec: TaskSpec, stderr) -> None:
 
 def _op_label(op: Op) -> str:
     """``cell 'fit'`` for a %%flow cell's op (and its map elements), ``op 'fit'`` otherwise."""
-    name = op.name[: -len(".each")] if op.name.endswith(".each") else op.name
+    name = str(op.name)
+    name = name[: -len(".each")] if name.endswith(".each") else name
     is_cell = getattr(op.func, "__name__", "").startswith("cell_")  # kernel/cells.build_function
     return f"{'cell' if is_cell else 'op'} {name!r}"
 

@@ -83,7 +83,8 @@ def test_a_slurm_that_does_not_answer_is_said_at_once_not_waited_for(tmp_path, m
     handles = dict(clusters._handles)
     try:
         with pytest.raises(jf.FlowError, match=r"cluster profile 'slurm': Slurm does not answer from this machine "
-                                               r"\(squeue: .*contact slurm controller.*\); start Slurm or check SLURM_CONF"):
+                                               r"\(squeue: .*contact slurm controller.*\); "
+                                               r"start Slurm or check SLURM_CONF"):
             jf.cluster("slurm", job_name="jf-probe")  # its own settings: not the shared handle
         monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
                                                    if not os.path.exists(os.path.join(p, "sbatch"))))
