@@ -133,7 +133,7 @@ def main() -> int:
     print(f"{'fully cached rerun of ' + str(fanout + 2) + ' ops':<32} {'':>10} {cached:>12.3f}s "
           f"(target < 0.1 s; jf.run returns once its {fanout + 2} task records are in the store: "
           f"a run reported SUCCESS is a recorded one)")
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     clusters.close_all()
     client.close()

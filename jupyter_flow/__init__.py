@@ -12,8 +12,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: F401
 from .core.errors import (  # noqa: E402  (light imports, no Dask or SQL)
     FlowError,
     OpTimeout,

@@ -66,7 +66,7 @@ def _bytes(size: int | None) -> str:
 
 
 def _output_label(name: str) -> str:
-    from .engine.capture import DISPLAYS
+    from .core.outputs import DISPLAYS
 
     return "(displayed outputs)" if name == DISPLAYS else name
 
@@ -168,7 +168,8 @@ def cmd_show(args) -> int:
         rows.append([task["id"], name, task["status"], task.get("reason") or "", duration,
                      str(task.get("attempts") or 0), task.get("worker") or ""] + ([_placement(task)] if placed else []))
     print()
-    _table(rows, ["TASK", "OP", "STATUS", "REASON", "DURATION", "ATTEMPTS", "WORKER"] + (["POOL/JOB"] if placed else []))
+    header = ["TASK", "OP", "STATUS", "REASON", "DURATION", "ATTEMPTS", "WORKER"]
+    _table(rows, header + (["POOL/JOB"] if placed else []))
     for task in tasks:
         if task["status"] == "FAILED" and task.get("error"):
             print(f"\n{task['name']} ({task['id']}) failed: {task['error']}")
@@ -285,7 +286,7 @@ def cmd_rm(args) -> int:
 
 
 def cmd_clusters(args) -> int:
-    from .engine import cluster
+    from .deploy import cluster
 
     data = cluster.describe(store=_store())
     if args.json:

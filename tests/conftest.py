@@ -15,7 +15,7 @@ def dask_cluster():
     cluster = LocalCluster(n_workers=2, threads_per_worker=2, host="127.0.0.1",
                            dashboard_address=None, processes=True, memory_limit="4GiB")
     yield cluster
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     clusters.close_all()  # clients first, so none keeps reconnecting to a closed scheduler
     cluster.close()
@@ -41,7 +41,7 @@ def flow_home(tmp_path, monkeypatch):
 def jf(flow_home, dask_cluster):
     """``jupyter_flow`` pointed at the session cluster and a fresh store."""
     import jupyter_flow
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     jupyter_flow.cluster(dask_cluster.scheduler_address)
     yield jupyter_flow

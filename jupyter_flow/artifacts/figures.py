@@ -103,7 +103,7 @@ def figure_of(value: Any) -> Any:
         return _root(value)
     if isinstance(value, (list, tuple)):
         items = list(value)
-    elif type(value).__module__ == "numpy" and getattr(value, "dtype", None) == object:
+    elif type(value).__module__ == "numpy" and getattr(value, "dtype", None) == object:  # noqa: E721 (a numpy dtype)
         items = list(value.flat)
     else:
         return None

@@ -23,9 +23,9 @@ def keyring() -> Keyring:
 
 def listing(ring: Keyring) -> list[dict[str, Any]]:
     """One row per trusted key: user, key_id, via, added."""
+    ordered = sorted(ring.trusted().items(), key=lambda item: (item[1].get("user") or "", item[0]))
     return [{"user": entry.get("user"), "key_id": ident, "via": entry.get("via", "user"),
-             "added": entry.get("added")} for ident, entry in sorted(ring.trusted().items(),
-                                                                     key=lambda item: (item[1].get("user") or "", item[0]))]
+             "added": entry.get("added")} for ident, entry in ordered]
 
 
 def group_members(group: str) -> list[str]:

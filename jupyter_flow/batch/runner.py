@@ -65,7 +65,7 @@ def batch(
     >>> run = jf.batch("train.ipynb", params={"epochs": 3}, grid={"lr": [0.1, 0.01]}, parallel=2)  # doctest: +SKIP
     >>> jf.compare(run.id)                                                                       # doctest: +SKIP
     """
-    from ..engine import cluster as clusters
+    from ..deploy import cluster as clusters
     from ..engine.records import Run
     from ..engine.runtime import get_engine
 
@@ -160,7 +160,8 @@ class _Batch:
         failed = sum(1 for status in results.values() if status == RunStatus.FAILED.value)
         canceled = sum(1 for status in results.values() if status == RunStatus.CANCELED.value)
         if self.canceled.is_set() or canceled:
-            status, error = RunStatus.CANCELED.value, f"canceled: {canceled} of {len(results)} executions did not finish"
+            status = RunStatus.CANCELED.value
+            error = f"canceled: {canceled} of {len(results)} executions did not finish"
         elif failed:
             status, error = RunStatus.FAILED.value, f"{failed} of {len(results)} executions failed"
         else:

@@ -65,7 +65,8 @@ class Scheduler:
         import nbformat  # noqa: F401
 
         from ..core.settings import resolve_db_url
-        from ..engine import cluster, records, runtime  # noqa: F401
+        from ..deploy import cluster  # noqa: F401
+        from ..engine import records, runtime  # noqa: F401
         from ..store import Store
 
         if not interval > 0:

@@ -66,7 +66,8 @@ def check_timezone(name: Any):
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise FlowError(f"timezone: unknown time zone {name!r}; use an IANA name such as 'UTC' or 'Europe/Berlin'") from None
+        raise FlowError(f"timezone: unknown time zone {name!r}; use an IANA name such as 'UTC' or "
+                        "'Europe/Berlin'") from None
 
 
 def fire_times(cron: str, zone: str, after: datetime) -> Iterator[datetime]:
@@ -125,7 +126,8 @@ def _refuse_secrets(params: dict, grid: dict) -> None:
     (``***``) and every firing would run without it, so refuse it up front."""
     merged = {**grid, **params}
     names = sorted(name for name, value in merged.items()
-                   if (looks_secret(str(name)) and redact(value, str(name)) == REDACTED) or redact(value, str(name)) != value)
+                   if (looks_secret(str(name)) and redact(value, str(name)) == REDACTED)
+                   or redact(value, str(name)) != value)
     if names:
         listed = ", ".join(repr(n) for n in names)
         raise FlowError(
@@ -210,7 +212,7 @@ def schedule(
 
 
 def _check_cluster(cluster: Any) -> None:
-    from ..engine import cluster as clusters
+    from ..deploy import cluster as clusters
 
     if not isinstance(cluster, str) or not cluster:
         raise FlowError(f"cluster: give a cluster profile name or a scheduler address, got {cluster!r}")

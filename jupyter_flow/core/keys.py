@@ -43,7 +43,9 @@ class _Normalizer(ast.NodeTransformer):
 
     def _strip_docstring(self, node):
         body = node.body
-        if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+        first = body[0] if body else None
+        if (isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant)
+                and isinstance(first.value.value, str)):
             node.body = body[1:] or [ast.Pass()]
         return node
 

@@ -48,6 +48,11 @@ def slurm_job_id() -> str | None:
     return os.environ.get("SLURM_JOB_ID") or os.environ.get("SLURM_JOBID")
 
 
+# Set in the job script of each worker pool's jobs (deploy/pools.py); the worker reports it
+# with each task, so a task's record says which pool ran it.
+POOL_ENV = "JUPYTER_FLOW_POOL"
+
+
 @functools.lru_cache(maxsize=1)
 def gpu_info() -> list[dict]:
     """GPUs visible to this process (name, uuid, driver), via pynvml or nvidia-smi; [] if none."""

@@ -136,7 +136,8 @@ def shell(
     Values of secret-looking fields (``{api_token}``, a URL with a password) are shown as
     ``***`` wherever the command line is logged or quoted.
 
-    >>> node = shell("sort {input} -o {output}", inputs={"input": "setup.py"}, outputs={"output": "s.txt"})  # doctest: +SKIP
+    >>> node = shell("sort {input} -o {output}",
+    ...              inputs={"input": "setup.py"}, outputs={"output": "s.txt"})  # doctest: +SKIP
     """
     if not isinstance(command, str) or not command.strip():
         raise FlowError("jf.shell: give the command as a non-empty string, e.g. \"sort {input} -o {output}\"")

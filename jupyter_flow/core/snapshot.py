@@ -64,8 +64,8 @@ class GraphSnapshot:
         row_of = {node: i for i, node in enumerate(graph.nodes)}  # graph.nodes: upstream first
         rows = [(node.op, _template(node.args, row_of), _template(node.kwargs, row_of), node.index)
                 for node in graph.nodes]
-        targets = [(row_of[t.node], t.output) if isinstance(t, OutputRef) else (row_of[t], None)
-                   for t in graph.target_list]
+        targets: list[tuple[int, str | None]] = [
+            (row_of[t.node], t.output) if isinstance(t, OutputRef) else (row_of[t], None) for t in graph.target_list]
         shape = "single" if graph.single else ("tuple" if graph.shape_type is tuple else "list")
         return cls(rows, targets, shape)
 
@@ -120,8 +120,8 @@ def _rebuilt(value: Any, convert, context) -> Any:
             return value
         return items if isinstance(value, list) else tuple(items)
     if isinstance(value, dict):
-        items = {k: convert(v, context) for k, v in value.items()}
-        if all(items[k] is v for k, v in value.items()):
+        entries = {k: convert(v, context) for k, v in value.items()}
+        if all(entries[k] is v for k, v in value.items()):
             return value
-        return items
+        return entries
     return value

@@ -7,11 +7,11 @@ from typing import Any, Iterable
 from ..core import snapshot as snapshots
 from ..core.errors import ArtifactError, FlowError
 from ..core.status import RunKind, RunStatus
-from . import cluster as clusters
+from ..deploy import cluster as clusters
 from .records import Run
 from ..core.settings import heartbeat_timeout
 from .runtime import get_engine
-from .worker import current_task, emit
+from ..worker.task import current_task, emit
 
 
 def _engine():

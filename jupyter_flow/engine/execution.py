@@ -65,7 +65,7 @@ class TaskState:
     forced: bool = False  # rerun on request: its value replaces the cache entry
     waiting_for: str | None = None  # the run computing this task's key, while it waits
     metrics: dict = field(default_factory=dict)  # jf.record inside the op (or restored from the cache)
-    pool: str | None = None  # the worker pool it is placed in (engine/pools.py)
+    pool: str | None = None  # the worker pool it is placed in (engine/placement.py)
     annotation: dict | None = None  # the Dask resources its task asks for
     reason_before_wait: str | None = None  # why it runs, while `reason` says what it waits for
 
@@ -454,10 +454,10 @@ class RunExecution:
             self.positions[item_node] = state.position
             fresh.append(state)
         forced = {s.position for s in fresh if s.node.op in self._forced or inner in self._forced}
-        from . import pools as pool_lib
+        from . import placement
 
         # The mapped tasks go to the pool their op's request fits (FlowError if none does).
-        pool_lib.annotations(fresh, getattr(self.handle, "pools", None))
+        placement.annotations(fresh, getattr(self.handle, "pools", None))
         store = self.engine.store
         hits = self.engine.usable_hits(
             fresh, store.lookup_cache([s.key for s in fresh if s.cacheable and s.position not in forced],
@@ -655,8 +655,8 @@ class RunExecution:
         self.changed.notify_all()
 
     def _check_waiting(self) -> None:
-        from .pools import waiting_reason
-        from .worker import no_worker_keys
+        from .placement import waiting_reason
+        from ..worker.task import no_worker_keys
 
         keys = [k for k, tasks in self.by_key.items() if tasks[0].annotation and not tasks[0].status.terminal]
         if not keys:
@@ -717,7 +717,7 @@ class RunExecution:
         unfinished = [f for f in self.futures if f.status == "pending"]
         if unfinished:
             client.cancel(unfinished, force=True)
-        from .worker import cancel_run
+        from ..worker.task import cancel_run
 
         try:
             busy = {addr: n for addr, n in client.run(cancel_run, self.run_id, on_error="return").items()
@@ -736,8 +736,8 @@ class RunExecution:
         """Wait up to the cancel grace period for the run's ops on ``addresses`` to end (a
         thread cannot be interrupted), then restart the workers still running one."""
         from ..core.settings import DEFAULT_CANCEL_GRACE_S, cancel_grace
-        from . import cluster as clusters
-        from .worker import executing
+        from ..deploy import cluster as clusters
+        from ..worker.task import executing
 
         client = self.handle.client
         try:

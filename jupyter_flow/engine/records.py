@@ -9,7 +9,7 @@ from typing import Any
 from ..core.errors import ArtifactError, ArtifactForeign, ArtifactUntrusted, FlowError
 from ..core.op import OutputRef
 from ..core.status import RunStatus, TaskStatus
-from .capture import stored_outputs
+from ..core.outputs import stored_outputs
 from .execution import RunExecution, TaskState, build_failure
 
 log = logging.getLogger("jupyter_flow.engine")

@@ -30,10 +30,10 @@ from ..core.snapshot import GraphSnapshot
 from ..core.settings import heartbeat_timeout, resolve_artifacts_url, resolve_db_url
 from ..core.status import RunKind, RunStatus, TaskStatus
 from ..store import Store
-from . import cluster as clusters
-from . import pools as pool_lib
+from ..deploy import cluster as clusters
+from . import placement
 from .execution import RunExecution, TaskState
-from .worker import TOPIC, Ref, TaskSpec, execute, execute_chain, load_cached
+from ..worker.task import TOPIC, Ref, TaskSpec, execute, execute_chain, load_cached
 from .writer import Writer
 
 log = logging.getLogger("jupyter_flow.engine")
@@ -307,7 +307,7 @@ class Engine:
         if miss_set:
             # Each task's pool and Dask resources; a task that fits no pool fails here,
             # before anything is claimed or recorded.
-            pool_lib.annotations([s for s in states if s.position in miss_set], clusters.pools_for(cluster))
+            placement.annotations([s for s in states if s.position in miss_set], clusters.pools_for(cluster))
         waits = self._claim(run_id, states, miss_set, is_forced) if miss_set else {}
         waiting = {t.position for tasks in waits.values() for t in tasks}
         # Dynamic maps are expanded once their list is known.
@@ -563,7 +563,7 @@ class Engine:
                 task = (load_cached, self.artifacts_url, dict(s.outputs), s.node.op.multi_output,
                         self.keyring)
                 # On a cluster with pools the value is loaded on its reader's pool.
-                where = pool_lib.load_annotation(consumer[s.position])
+                where = placement.load_annotation(consumer[s.position])
                 if where:
                     by_resources.setdefault(tuple(sorted(where.items())), {})[f"jf-load-{s.id}"] = task
                 else:

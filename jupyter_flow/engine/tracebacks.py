@@ -46,7 +46,9 @@ def localize(text: str | None, op: Any) -> str | None:
         out.append(f'{match.group("indent")}File "{filename}", line {number}, in {name}\n')
         following = lines[position + 1] if position + 1 < len(lines) else ""
         source = linecache.getline(filename, number).strip()
-        if source and not (following.startswith(match.group("indent") + "  ") and not following.strip().startswith("File ")):
+        indented = following.startswith(match.group("indent") + "  ")
+        source_follows = indented and not following.strip().startswith("File ")
+        if source and not source_follows:
             out.append(f'{match.group("indent")}  {source}\n')
     return "".join(out)
 
@@ -92,7 +94,8 @@ def _code_index(func: Any) -> dict[str, list[tuple[str, int, int]]]:
 
 def _add_code(code: types.CodeType, index: dict) -> None:
     lines = [line for _, _, line in code.co_lines() if line is not None]
-    index.setdefault(code.co_name, []).append((code.co_filename, code.co_firstlineno, max(lines, default=code.co_firstlineno)))
+    last = max(lines, default=code.co_firstlineno)
+    index.setdefault(code.co_name, []).append((code.co_filename, code.co_firstlineno, last))
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             _add_code(const, index)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from ..core.errors import FlowError
-from ..engine.capture import VALUE as _DISPLAYED_VALUE
+from ..core.outputs import VALUE as _DISPLAYED_VALUE
 
 VALUE = _DISPLAYED_VALUE  # the value of the cell's last expression: displayed by the worker, never stored
 MAGIC_LINES = 1  # the ``%%flow`` line above the body
@@ -324,7 +324,8 @@ def _compile_cell(code: CellCode, params: list[str], outputs: list[str], namespa
         last = body.pop()
         temp = "_flow_cell_value_"
         body.append(ast.Assign(targets=[ast.Name(temp, ast.Store())], value=last.value, lineno=last.lineno,
-                               col_offset=last.col_offset, end_lineno=last.end_lineno, end_col_offset=last.end_col_offset))
+                               col_offset=last.col_offset, end_lineno=last.end_lineno,
+                               end_col_offset=last.end_col_offset))
         value_expr = ast.Name(temp, ast.Load())
     last_line = max([getattr(n, "end_lineno", 1) or 1 for n in body] + [1])
     prelude = []

@@ -18,7 +18,8 @@ _STATE_COLOURS = {"cached": _COLOURS["CACHED"], "stale": _COLOURS["WAITING"]}
 
 def graph_data(notebook, report: dict[str, str]) -> dict:
     """Nodes (op name, inputs, outputs, status), edges (from, to, variable)."""
-    nodes, edges = [], []
+    nodes: list[dict] = []
+    edges: list[dict] = []
     for name, cell in notebook.cells.items():
         state = report.get(name, "unknown")
         try:

@@ -1,6 +1,6 @@
 """What a run shows in its notebook cell: op outputs as they happen, and cached ones again.
 
-Ops record what they show on their workers (engine/capture.py) and send it while they
+Ops record what they show on their workers (worker/capture.py) and send it while they
 run; :class:`CellOutputs` publishes it in the cell through IPython's display publisher,
 in order and exactly once, whether it arrives live or only with the stored record. A cache
 hit publishes the record the first run stored, under a short "restored from cache" mark,
@@ -18,7 +18,7 @@ import uuid
 from typing import Any, Iterable
 
 from ..core.status import RunKind
-from ..engine.capture import DISPLAYS
+from ..core.outputs import DISPLAYS
 from .session import kernel_shell, notebook_run_id
 
 

@@ -323,7 +323,7 @@ class FlowMagics(Magics):
         print(f"cancel requested for run {run.id}")
 
     def _cmd_cluster(self, args) -> None:
-        from ..engine import cluster as clusters
+        from ..deploy import cluster as clusters
 
         if len(args.args) > 1:
             raise FlowUsageError("%flow cluster [PROFILE]: at most one profile or address")

@@ -22,7 +22,7 @@ from ..core import keys as keylib
 from ..core.errors import FlowError
 from ..core.graph import order
 from ..core.op import Node, Op
-from ..engine.capture import DISPLAYS, restore_modules, stored_outputs
+from ..core.outputs import DISPLAYS, restore_modules, stored_outputs
 from . import cells
 from .params import values as param_values
 from .cells import VALUE, CellError, CellCode

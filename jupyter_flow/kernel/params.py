@@ -178,7 +178,8 @@ def text_table() -> str:
         return "no parameters declared (use jf.param(name, default))"
     lines = []
     for p in PARAMETERS.values():
-        bounds = ", ".join(f"{k}={v!r}" for k, v in (("min", p.min), ("max", p.max), ("choices", p.choices)) if v is not None)
+        bounds = ", ".join(f"{k}={v!r}" for k, v in (("min", p.min), ("max", p.max), ("choices", p.choices))
+                           if v is not None)
         origin = "injected" if p.injected else "default"
         lines.append(f"{p.name} = {p.value!r}  ({p.type.__name__}{', ' + bounds if bounds else ''}; {origin})")
     return "\n".join(lines)
@@ -195,9 +196,9 @@ def html_table() -> str:
     for p in PARAMETERS.values():
         bounds = ", ".join(f"{k}={v!r}" for k, v in (("min", p.min), ("max", p.max), ("choices", p.choices))
                            if v is not None)
-        rows.append("<tr>" + "".join(f"<td style='padding:2px 8px;text-align:left'>{escape(str(cell))}</td>" for cell in (
-            p.name, repr(p.value), p.type.__name__, bounds, "injected" if p.injected else "default",
-            p.help or "")) + "</tr>")
+        cells = (p.name, repr(p.value), p.type.__name__, bounds, "injected" if p.injected else "default", p.help or "")
+        rows.append("<tr>" + "".join(f"<td style='padding:2px 8px;text-align:left'>{escape(str(cell))}</td>"
+                                     for cell in cells) + "</tr>")
     head = "".join(f"<th style='padding:2px 8px;text-align:left'>{h}</th>"
                    for h in ("parameter", "value", "type", "bounds", "from", "help"))
     return f"<table class='jp-flow-params'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

@@ -165,7 +165,7 @@ def record(name: str, value: Any) -> None:
     """
     from ..core.errors import FlowError
     from ..engine import api
-    from ..engine.worker import current_task
+    from ..worker.task import current_task
 
     if current_task() is not None or kernel_shell() is None:
         return api.record(name, value)

@@ -67,7 +67,7 @@ class FlowHandler(APIHandler):
             )
         except ApiError as err:
             raise ApiHTTPError(err) from None
-        except (RuntimeError, asyncio.CancelledError) as err:
+        except (RuntimeError, asyncio.CancelledError):
             # The executor was shut down (the server is stopping): a queued call was dropped,
             # or a new one refused with "cannot schedule new futures after shutdown".
             if getattr(self.service, "stopping", False):

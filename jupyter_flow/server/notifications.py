@@ -34,7 +34,7 @@ from email.message import EmailMessage
 from typing import Any, Callable, Iterable
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from jupyter_flow import __version__
+from jupyter_flow._version import __version__
 from jupyter_flow.server.errors import StoreUnavailable
 from jupyter_flow.server.service import to_json
 from jupyter_flow.store import Store
@@ -177,7 +177,7 @@ class Notifier:
         if parts.username is not None:  # urllib cannot send user:password@host itself
             credentials = f"{parts.username}:{parts.password or ''}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
-            netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+            netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
             url = urlunsplit(parts._replace(netloc=netloc))
         return urllib.request.Request(url, data=json.dumps(event).encode(), headers=headers, method="POST")
 
@@ -273,7 +273,7 @@ class RunEndWatcher:
         if self._cursor is None:
             self.start_from(store)
             return []
-        notified = []
+        notified: list = []
         while not self._stopping.is_set():
             runs, cursor = store.changes_since(self._cursor, self._page)
             for run in runs:

@@ -17,11 +17,11 @@ import re
 from datetime import datetime
 from typing import Any, BinaryIO, Callable
 
-from jupyter_flow import __version__
+from jupyter_flow._version import __version__
 from jupyter_flow.artifacts import ArtifactStore, validate_digest
 from jupyter_flow.core.errors import ArtifactError, ArtifactUntrusted, FlowError
 from jupyter_flow.core.secrets import redact, redact_text
-from jupyter_flow.engine import cluster as clusters
+from jupyter_flow.deploy import cluster as clusters
 from jupyter_flow.server import limits
 from jupyter_flow.server.errors import (  # noqa: F401  (ApiError and kin are this API's errors)
     ApiError,

@@ -48,7 +48,8 @@ def test_plain_data_round_trips_as_json(store, value):
 
 @pytest.mark.parametrize(
     "value",
-    [(1, 2), {1, 2}, {1: "a"}, float("nan"), float("inf"), [1, (2,)], 10**5000, functools.reduce(lambda a, _: [a], range(250), [])],
+    [(1, 2), {1, 2}, {1: "a"}, float("nan"), float("inf"), [1, (2,)], 10**5000,
+     functools.reduce(lambda a, _: [a], range(250), [])],
     ids=["tuple", "set", "int-keys", "nan", "inf", "nested-tuple", "huge-int", "deep"],
 )
 def test_values_json_would_change_go_to_cloudpickle(store, value):

@@ -16,7 +16,7 @@ import pytest
 
 from jupyter_flow.artifacts import ArtifactStore, register_serializer, unregister_serializer
 from jupyter_flow.artifacts.keyring import KeyringError, load_keyring, trust, untrust
-from jupyter_flow.artifacts.store import MAGIC, _signed_message
+from jupyter_flow.artifacts.store import MAGIC
 from jupyter_flow.core.errors import ArtifactError, ArtifactForeign, ArtifactUntrusted
 
 

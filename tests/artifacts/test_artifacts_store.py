@@ -33,7 +33,8 @@ def test_identical_values_are_stored_once(store):
 
 def test_header_and_info_describe_the_artifact(store):
     info = store.put(b"abc")
-    assert store.read_header(info.digest) == {"serializer": "bytes", "serializer_version": "1", "type": "builtins.bytes"}
+    header = {"serializer": "bytes", "serializer_version": "1", "type": "builtins.bytes"}
+    assert store.read_header(info.digest) == header
     assert store.info(info.digest) == info
     assert isinstance(info, ArtifactInfo)
 

@@ -87,7 +87,7 @@ def slurm_config(slurm):
 @pytest.fixture(scope="session")
 def slurm_cluster(slurm_config):
     """The `slurm` profile's cluster (dask-jobqueue, adaptive from zero jobs), shared."""
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     handle = clusters.connect("slurm")
     yield handle
@@ -101,7 +101,7 @@ def slurm_cluster(slurm_config):
 def jf_slurm(flow_home, slurm_cluster):
     """``jupyter_flow`` with runs going to the shared `slurm` profile cluster."""
     import jupyter_flow
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     jupyter_flow.cluster("slurm")
     yield jupyter_flow
@@ -112,7 +112,7 @@ def jf_slurm(flow_home, slurm_cluster):
 @pytest.fixture(scope="session")
 def pools_cluster(slurm_config):
     """The `slurm-pools` profile's cluster (a cpu and a gpu pool, each from zero jobs), shared."""
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     handle = clusters.connect("slurm-pools")
     yield handle

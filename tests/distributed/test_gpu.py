@@ -10,7 +10,7 @@ from tests.distributed import ops
 @pytest.mark.gpu
 def test_a_gpu_op_records_the_gpu_it_ran_on(flow_home):
     import jupyter_flow as jf
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     handle = clusters.connect("local", n_workers=1, threads_per_worker=1, resources={"GPU": 1})
     try:
@@ -27,7 +27,7 @@ def test_a_gpu_op_records_the_gpu_it_ran_on(flow_home):
 def test_the_cuda_profile_runs_gpu_ops_one_worker_per_gpu(flow_home):
     pytest.importorskip("dask_cuda")
     import jupyter_flow as jf
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     handle = clusters.connect("cuda")
     try:

@@ -44,7 +44,7 @@ def test_a_cancelled_job_is_replaced_and_the_run_succeeds(jf_slurm, tmp_path):
 
 
 def test_slurm_gpu_jobs_ask_for_gpus_and_declare_them(slurm_config):
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     handle = clusters.connect("slurm-gpu", gpus=2, adapt=None)
     try:
@@ -58,7 +58,7 @@ def test_slurm_gpu_jobs_ask_for_gpus_and_declare_them(slurm_config):
 def test_cpu_and_gpu_ops_of_one_run_share_slurm_gpu_jobs(flow_home, slurm_config):
     """The documented rule: a run uses one cluster; on slurm-gpu every job has a GPU."""
     import jupyter_flow as jf
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     try:
         run = jf.run([ops.on_gpu(ops.square(3)), ops.square(4)], cluster="slurm-gpu")
@@ -74,7 +74,7 @@ def test_a_slurm_that_does_not_answer_is_said_at_once_not_waited_for(tmp_path, m
     adaptive loop failed in the log while `jf.run` waited for workers. `jf.cluster("slurm")`
     now asks the real `squeue` first and says what is wrong (issue 17, first hour)."""
     import jupyter_flow as jf
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     conf = tmp_path / "slurm.conf"  # a controller that is not there (nothing listens on 6999)
     conf.write_text("ClusterName=nowhere\nSlurmctldHost=localhost\nSlurmctldPort=6999\n"
@@ -83,7 +83,8 @@ def test_a_slurm_that_does_not_answer_is_said_at_once_not_waited_for(tmp_path, m
     handles = dict(clusters._handles)
     try:
         with pytest.raises(jf.FlowError, match=r"cluster profile 'slurm': Slurm does not answer from this machine "
-                                               r"\(squeue: .*contact slurm controller.*\); start Slurm or check SLURM_CONF"):
+                                               r"\(squeue: .*contact slurm controller.*\); "
+                                               r"start Slurm or check SLURM_CONF"):
             jf.cluster("slurm", job_name="jf-probe")  # its own settings: not the shared handle
         monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
                                                    if not os.path.exists(os.path.join(p, "sbatch"))))

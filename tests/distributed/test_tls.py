@@ -13,7 +13,7 @@ def test_a_flow_runs_over_tls_with_a_security_object(flow_home):
     from distributed.security import Security
 
     import jupyter_flow as jf
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     profile = {"module": "distributed", "class": "LocalCluster",
                "kwargs": {"host": "127.0.0.1", "n_workers": 1, "threads_per_worker": 1,

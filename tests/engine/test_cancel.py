@@ -17,7 +17,7 @@ from . import ops
 def own_cluster():
     """The `local` profile as a new user gets it: one worker process (with its nanny) and
     two threads, started by jupyter_flow in this process."""
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     overrides = {"n_workers": 1, "threads_per_worker": 2}
     handle = clusters.use("local", **overrides)

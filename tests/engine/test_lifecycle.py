@@ -161,7 +161,7 @@ def test_cancel_kills_the_child_process_of_an_isolated_op(jf, tmp_path):
 
 def test_local_profile_starts_a_loopback_cluster_once(flow_home):
     import jupyter_flow as jf
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     try:
         first = jf.cluster("local", n_workers=1, threads_per_worker=1)

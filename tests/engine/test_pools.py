@@ -7,8 +7,8 @@ import dask
 import pytest
 
 import jupyter_flow as jf
-from jupyter_flow.engine import cluster as clusters
-from jupyter_flow.engine.pools import parse_pools
+from jupyter_flow.deploy import cluster as clusters
+from jupyter_flow.deploy.pools import parse_pools
 from tests.waiting import gpu_worker, wait_for
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,6 @@ end in a SUCCESS the store does not hold."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

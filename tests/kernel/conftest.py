@@ -89,7 +89,8 @@ def kernel(dask_cluster, tmp_path_factory):
     nk.home = home
     nk.work = work
     try:
-        nk.ok(f"%load_ext jupyter_flow\nimport jupyter_flow as jf\nfrom jupyter_flow.kernel.magics import last_run\n%flow cluster {dask_cluster.scheduler_address}")
+        nk.ok("%load_ext jupyter_flow\nimport jupyter_flow as jf\nfrom jupyter_flow.kernel.magics import last_run\n"
+              f"%flow cluster {dask_cluster.scheduler_address}")
         yield nk
     finally:
         nk.close()

@@ -97,9 +97,11 @@ def test_op_output_reaches_the_cell_and_the_store_while_it_runs(kernel, tmp_path
 
 
 def test_imports_in_a_flow_cell_reach_later_cells_and_modules_are_not_stored(kernel):
-    cell = "%%flow imports\nimport json as jjson\nfrom collections import OrderedDict\nimport math\nmod = math\ncode = jjson.dumps([1])"
+    cell = ("%%flow imports\nimport json as jjson\nfrom collections import OrderedDict\nimport math\nmod = math\n"
+            "code = jjson.dumps([1])")
     kernel.ok(cell)
-    assert kernel.value("[jjson.dumps({'a': 1}), OrderedDict.__name__, mod.pi > 3]") == ['{"a": 1}', "OrderedDict", True]
+    found = kernel.value("[jjson.dumps({'a': 1}), OrderedDict.__name__, mod.pi > 3]")
+    assert found == ['{"a": 1}', "OrderedDict", True]
     assert "mod" not in kernel.value(f"{LAST_RUN}.tasks[0].outputs")  # kept by name, imported here
     kernel.ok("del jjson, OrderedDict, mod")
     kernel.ok(cell)

@@ -44,7 +44,7 @@ def test_worker_processes_of_the_kernel_plot_and_fail_like_cells(own_kernel):
     assert "Compute Failed" not in everything and "distributed.worker" not in everything
     assert "Cell 'broken', line 2" in everything
     # The worker never logged it (a log line may otherwise reach a later cell).
-    logs = own_kernel.value("[msg for worker in __import__('jupyter_flow.engine.cluster', fromlist=['x'])"
+    logs = own_kernel.value("[msg for worker in __import__('jupyter_flow.deploy.cluster', fromlist=['x'])"
                             ".connect(None).client.get_worker_logs().values() for _, msg in worker]")
     assert logs and not [line for line in logs if "Compute Failed" in line]
 
@@ -54,8 +54,8 @@ def test_an_interrupted_cell_says_one_line_and_the_next_cell_runs_at_once(own_ke
     # SIGINT to the kernel's whole process group, the kernel's own worker processes included),
     # then run the next cell.
     own_kernel.ok("%%flow warm_up\nwarm = 1", timeout=240)
-    workers = "len(jf.engine.cluster.connect(None).client.scheduler_info()['workers'])"
-    own_kernel.ok("import jupyter_flow.engine.cluster")
+    workers = "len(jf.deploy.cluster.connect(None).client.scheduler_info()['workers'])"
+    own_kernel.ok("import jupyter_flow.deploy.cluster")
     assert own_kernel.value(workers) == 1
     cell = own_kernel.run("%%flow sleepy\nimport time\ntime.sleep(90)\nslept = 1", timeout=8)  # nbclient interrupts
     error = error_of(cell)

@@ -26,8 +26,9 @@ def _papermill(env, source: Path, workdir: Path) -> Path:
     return output
 
 
-@pytest.mark.parametrize("name", ["01-quickstart.ipynb", "04-sweep-and-caching.ipynb", "05-batch.ipynb", "06-provenance-and-lineage.ipynb",
-                                  "09-fanout-and-shell.ipynb", "10-classifier-comparison.ipynb"])
+@pytest.mark.parametrize("name", ["01-quickstart.ipynb", "04-sweep-and-caching.ipynb", "05-batch.ipynb",
+                                  "06-provenance-and-lineage.ipynb", "09-fanout-and-shell.ipynb",
+                                  "10-classifier-comparison.ipynb"])
 def test_demo_notebook_runs(name, subprocess_env, tmp_path):
     work = tmp_path / "notebooks"
     work.mkdir()

@@ -4,7 +4,6 @@ makes, so a model changed without regenerating fails here, naming the command.""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path

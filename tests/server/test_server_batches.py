@@ -73,11 +73,12 @@ async def test_a_batch_from_the_ui_leaves_no_cluster_running_in_the_server(api, 
 
     import dask.config
 
-    from jupyter_flow.engine import cluster as clusters
+    from jupyter_flow.deploy import cluster as clusters
 
     before = set(clusters._handles)
     body = {"notebook": str(jp_root_dir / served_notebook), "params": {"lr": 0.25}, "cluster": "local"}
-    with dask.config.set({"flow.clusters.local.kwargs.n_workers": 1, "flow.clusters.local.kwargs.threads_per_worker": 1}):
+    one_worker = {"flow.clusters.local.kwargs.n_workers": 1, "flow.clusters.local.kwargs.threads_per_worker": 1}
+    with dask.config.set(one_worker):
         status, run = await api("batches", method="POST", body=json.dumps(body))
         assert status == 202, run
         started = [clusters._handles[k] for k in set(clusters._handles) - before]

@@ -201,6 +201,7 @@ def test_the_cancel_question_closes_when_the_run_ends_by_itself(lab, kernel, bro
     # Nobody answers; the op finishes by itself: the question goes and says why.
     expect(row).to_have_attribute("data-status", "SUCCESS", timeout=60_000)
     expect(dialog).to_have_count(0, timeout=5_000)
-    expect(page.locator(".jp-Notification-Toast-info")).to_contain_text("Run ends_alone already ended (SUCCESS); there is nothing to cancel.")
+    expect(page.locator(".jp-Notification-Toast-info")).to_contain_text(
+        "Run ends_alone already ended (SUCCESS); there is nothing to cancel.")
     assert lab.api(f"runs/{row.get_attribute('data-run-id')}")["status"] == "SUCCESS"
     page.close()

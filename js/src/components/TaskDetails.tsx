@@ -375,7 +375,7 @@ function RenderedOutputs(props: { hash: string }): JSX.Element {
     }
     let area: SimplifiedOutputArea | null = null;
     let cancelled = false;
-    // Stored as {outputs: [...], modules?: {...}} (jupyter_flow/engine/capture.py).
+    // Stored as {outputs: [...], modules?: {...}} (jupyter_flow/worker/capture.py).
     flow.client.artifactJSON<{ outputs?: NotebookOutputs } | NotebookOutputs>(props.hash).then(
       record => {
         if (cancelled || !host.current) {

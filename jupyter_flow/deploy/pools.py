@@ -1,12 +1,13 @@
-"""Worker pools: several Slurm job shapes behind one Dask scheduler, and which pool a task
-goes to.
+"""Worker pools: several Slurm job shapes behind one Dask scheduler, and which pool fits a
+task's request.
 
 A profile's ``pools`` maps a pool name to a job shape (``cores``, ``memory``,
 ``walltime``, ``gpus``, other worker ``resources``, ``processes``, and any other
 SLURMJob keyword such as ``queue``) and its scaling bounds (``minimum``, ``maximum``).
 Every worker of pool ``cpu`` declares the Dask resource ``pool-cpu`` (one unit per
 thread), and every task of a run on that cluster asks for one pool's resource: that is
-what keeps CPU ops off GPU jobs. The cluster itself is in ``pool_cluster.py``.
+what keeps CPU ops off GPU jobs. The cluster itself is in ``pool_cluster.py``; the
+engine annotates each task with its pool's resource (engine/placement.py).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 
 from ..core import resources as reslib
 from ..core.errors import FlowError
+from ..core.provenance import POOL_ENV  # set in each pool job: the worker reports its pool
 
-POOL_ENV = "JUPYTER_FLOW_POOL"  # set in each pool job: the worker reports its pool
 RESOURCE_PREFIX = "pool-"
 # Keys of a pool entry that are not SLURMJob keyword arguments.
 POOL_KEYS = ("gpus", "resources", "minimum", "maximum")
@@ -207,44 +208,6 @@ def parse_pools(spec: dict, defaults: dict | None = None, profile: str = "?") ->
     if not pools:
         raise FlowError(f"{where}: every pool was removed; define at least one under pools")
     return PoolSet(pools, profile)
-
-
-def annotations(states, pools: PoolSet | None, label_of=None) -> None:
-    """Decide each task's Dask resources (and pool) before a run is recorded.
-
-    With pools every task asks for its pool's resource; without, only the strict part of
-    its request (GPU and other worker resources) is kept: cores, memory and walltime
-    cannot make a task unrunnable on a cluster whose workers declare none of them.
-    Raises FlowError (nothing recorded yet) when a task fits no pool.
-    """
-    for s in states:
-        if pools is None:
-            s.annotation = reslib.strict(s.resources)
-            continue
-        label = label_of(s) if label_of is not None else f"op {s.name!r}"
-        pool = pools.choose(s.resources, label)
-        s.pool = pool.name
-        s.annotation = pool.annotation(s.resources)
-        s.provenance["pool"] = pool.name
-
-
-def load_annotation(consumer) -> dict:
-    """Where a cached value is loaded for a task that reads it: on that task's pool.
-
-    Without this a load task could wait for a worker that no pool starts (nothing asks
-    for one) or occupy a GPU job.
-    """
-    annotation = getattr(consumer, "annotation", None) or {}
-    return {name: 1 for name in annotation if name.startswith(RESOURCE_PREFIX)}
-
-
-def waiting_reason(pool: str | None, annotation: dict) -> str:
-    """The reason a WAITING task shows."""
-    if pool:
-        return (f"waiting for a worker of pool {pool!r} (its Slurm jobs start when tasks need them, "
-                "up to the pool's maximum)")
-    wanted = ", ".join(f"{k}={v:g}" for k, v in annotation.items())
-    return f"waiting for a worker that declares {wanted}"
 
 
 def pool_job_kwargs(pool: Pool) -> dict:

@@ -18,9 +18,9 @@ from typing import Any
 from ..artifacts import artifact_store
 from ..core.errors import FlowError, OpTimeout, RunCanceled, SerializationError
 from ..core.op import RETURN, Op
-from ..core.provenance import host_facts, gpu_info, slurm_job_id
+from ..core.outputs import DISPLAYS, RESERVED, restore_modules
+from ..core.provenance import POOL_ENV, host_facts, gpu_info, slurm_job_id
 from . import capture as displays
-from .pools import POOL_ENV
 
 TOPIC = "jupyter-flow"
 LOG_LIMIT = 64 * 1024  # characters of stdout/stderr kept per task
@@ -111,7 +111,7 @@ def _install_router() -> None:
 
 
 class _Capture:
-    """stdout, stderr and displays of one task (see engine/capture.py), as Jupyter outputs."""
+    """stdout, stderr and displays of one task (see worker/capture.py), as Jupyter outputs."""
 
     def __init__(self, emit_outputs=None):
         self.record = displays.OutputRecord(emit_outputs)
@@ -216,7 +216,7 @@ def _call_isolated(func, args, kwargs, timeout, capture, run_id):
     """Run in a child process that a timeout (or a cancel) kills.
 
     Dask workers are daemonic processes, which multiprocessing forbids to have children,
-    so the child is a plain ``python -m jupyter_flow.engine.isolated`` subprocess.
+    so the child is a plain ``python -m jupyter_flow.worker.isolated`` subprocess.
     """
     import subprocess
     import tempfile
@@ -227,7 +227,7 @@ def _call_isolated(func, args, kwargs, timeout, capture, run_id):
     fd, result_path = tempfile.mkstemp(prefix="jupyter-flow-isolated-")
     os.close(fd)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_flow.engine.isolated", result_path],
+        [sys.executable, "-m", "jupyter_flow.worker.isolated", result_path],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     with _children_lock:
@@ -366,7 +366,8 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
             except Exception as err:
                 if attempt < attempts and not isinstance(err, SerializationError):
                     capture.buffers["stderr"].write(
-                        f"[jupyter_flow] attempt {attempt} of op {op.name!r} failed: {type(err).__name__}: {err}; retrying\n"
+                        f"[jupyter_flow] attempt {attempt} of op {op.name!r} failed: "
+                        f"{type(err).__name__}: {err}; retrying\n"
                     )
                     continue
                 record.send_live(final=True, failed=True)
@@ -407,7 +408,7 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
                     replaced[name] = output_value  # a figure: downstream ops get what a cache hit would give
             shown = record.payload()
             if shown is not None:
-                written[displays.DISPLAYS] = _describe(store.put(shown))
+                written[DISPLAYS] = _describe(store.put(shown))
         except OSError as err:  # a full disk, a read-only or vanished artifact directory
             message = _artifact_write_failure(op, spec.artifacts_url, err)
             record.send_live(final=True, failed=True)
@@ -495,7 +496,8 @@ def _warn_if_changed_in_place(spec: TaskSpec, stderr) -> None:
 
 def _op_label(op: Op) -> str:
     """``cell 'fit'`` for a %%flow cell's op (and its map elements), ``op 'fit'`` otherwise."""
-    name = op.name[: -len(".each")] if op.name.endswith(".each") else op.name
+    name = str(op.name)
+    name = name[: -len(".each")] if name.endswith(".each") else name
     is_cell = getattr(op.func, "__name__", "").startswith("cell_")  # kernel/cells.build_function
     return f"{'cell' if is_cell else 'op'} {name!r}"
 
@@ -513,9 +515,9 @@ def _split_outputs(op: Op, value: Any) -> dict[str, Any]:
 def load_cached(artifacts_url: str, outputs: dict[str, str], multi: bool, keyring=None) -> Any:
     """Task that restores a cache hit's value on a worker for the tasks that need it."""
     store = artifact_store(artifacts_url, keyring=keyring)
-    values = {name: store.get(digest) for name, digest in outputs.items() if name not in displays.RESERVED}
-    if multi and displays.DISPLAYS in outputs:
-        values.update(displays.restore_modules(store.get(outputs[displays.DISPLAYS])))
+    values = {name: store.get(digest) for name, digest in outputs.items() if name not in RESERVED}
+    if multi and DISPLAYS in outputs:
+        values.update(restore_modules(store.get(outputs[DISPLAYS])))
     return values if multi else values["return"]
 
 

@@ -1,4 +1,4 @@
-"""Child-process entry point for ``isolate=True`` ops: ``python -m jupyter_flow.engine.isolated RESULT``.
+"""Child-process entry point for ``isolate=True`` ops: ``python -m jupyter_flow.worker.isolated RESULT``.
 
 Reads the cloudpickled ``(func, args, kwargs)`` from stdin, runs it with its own
 stdout/stderr captured, and writes ``(outcome, stdout, stderr)`` to the RESULT file.
@@ -18,6 +18,7 @@ def main(result_path: str) -> int:
     func, args, kwargs = cloudpickle.loads(sys.stdin.buffer.read())
     out, err = io.StringIO(), io.StringIO()
     sys.stdout, sys.stderr = out, err
+    outcome: tuple
     try:
         outcome = ("ok", func(*args, **kwargs))
     except BaseException as exc:  # reported to the parent, which raises it

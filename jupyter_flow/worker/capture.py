@@ -12,13 +12,13 @@ notebook stores (``nbformat`` outputs)::
 - ``display()`` (IPython's, the ``display`` builtin of notebooks, and
   ``IPython.display.display`` imported inside the op) is routed to the task's record and
   formatted into MIME bundles by IPython's own ``DisplayFormatter``;
-- matplotlib runs on the ``jupyter_flow.engine.mpl_backend`` backend (Agg drawing):
+- matplotlib runs on the ``jupyter_flow.worker.mpl_backend`` backend (Agg drawing):
   ``plt.show()`` shows the op's open figures as PNG images and closes them, and figures
   still open when the op ends are shown once, as Jupyter's inline backend does.
 
 The record is sent to the submitting process as it grows (``output`` events, a few times a
-second) and stored with the task's outputs under the reserved name :data:`DISPLAYS`, so a
-cache hit shows exactly what the first run showed. Sizes are bounded: text beyond
+second) and stored with the task's outputs under the reserved name ``DISPLAYS``
+(core/outputs.py), so a cache hit shows exactly what the first run showed. Sizes are bounded: text beyond
 :data:`STREAM_LIMIT` characters and outputs beyond :data:`DISPLAY_LIMIT` bytes are
 replaced by a short note, and an object whose display fails shows a one-line error.
 """
@@ -38,11 +38,10 @@ import time
 import types
 from typing import Any, Callable
 
+from ..core.outputs import RESERVED, VALUE
+
 log = logging.getLogger("jupyter_flow.engine")
 
-DISPLAYS = "__displays__"  # reserved output name: the task's recorded outputs (a JSON artifact)
-VALUE = "_"  # an output named "_" is the op's displayed value: shown, never stored
-RESERVED = frozenset({DISPLAYS})
 
 STREAM_LIMIT = 1_000_000  # characters of stdout + stderr an op's record keeps
 DISPLAY_LIMIT = 5 * 2**20  # bytes of one display (its JSON)
@@ -52,15 +51,10 @@ LIVE_LIMIT = 256 * 1024  # bytes of one output sent as it happens; larger ones c
 FAILED_LIMIT = 4 * 2**20  # bytes of outputs sent with a failure (a failed op stores no record)
 FLUSH_S = 0.25  # how often new outputs are sent while an op runs
 
-MPL_BACKEND = "module://jupyter_flow.engine.mpl_backend"
+MPL_BACKEND = "module://jupyter_flow.worker.mpl_backend"
 
 _local = threading.local()
 _tokens = itertools.count(1)
-
-
-def stored_outputs(outputs: dict | None) -> dict:
-    """An op's outputs without the reserved record entries (what ``result()`` and hydration use)."""
-    return {name: digest for name, digest in (outputs or {}).items() if name not in RESERVED}
 
 
 # ------------------------------------------------------------------------ the record
@@ -156,7 +150,7 @@ class OutputRecord:
     def add_display(self, data: dict, metadata: dict | None = None, *, output_type: str = "display_data",
                     display_id: str | None = None, update: bool = False) -> None:
         """Add a formatted display (or update an earlier one with the same ``display_id``)."""
-        item = {"output_type": output_type, "data": data, "metadata": metadata or {}}
+        item: dict[str, Any] = {"output_type": output_type, "data": data, "metadata": metadata or {}}
         if output_type == "execute_result":
             item["execution_count"] = None
         if display_id:
@@ -229,7 +223,7 @@ class OutputRecord:
             self.sent += len(batch)
 
     def payload(self) -> dict | None:
-        """What is stored under :data:`DISPLAYS` (None when the op showed nothing)."""
+        """What is stored under ``DISPLAYS`` (None when the op showed nothing)."""
         with self.lock:
             self._close_stream()
             if not self.items and not self.modules:
@@ -353,7 +347,8 @@ def safe_repr(obj: Any, limit: int = 10_000) -> str:
     try:
         text = repr(obj)
     except Exception as err:
-        return f"<{type(obj).__module__}.{type(obj).__qualname__} object: its repr raised {type(err).__name__}: {err}>"[:500]
+        name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+        return f"<{name} object: its repr raised {type(err).__name__}: {err}>"[:500]
     return text if len(text) <= limit else text[:limit] + "…"
 
 
@@ -411,7 +406,7 @@ def display(*objs: Any, include=None, exclude=None, metadata=None, transient=Non
     return None
 
 
-def clear_output(wait: bool = False) -> None:
+def clear_output(wait: bool = False) -> Any:
     record = current()
     if record is None:
         original = _ORIGINAL.get("clear_output")
@@ -561,13 +556,6 @@ def prepare_outputs(outputs: dict[str, Any], record: OutputRecord) -> list[tuple
     return prepared
 
 
-def restore_modules(payload: dict | None) -> dict[str, types.ModuleType]:
-    """The module outputs a record names, imported here."""
-    import importlib
-
-    return {name: importlib.import_module(module) for name, module in ((payload or {}).get("modules") or {}).items()}
-
-
 # ---------------------------------------------------------------- worker set-up
 
 _installed = False
@@ -582,7 +570,7 @@ class _QuietComputeFailed(logging.Filter):
     is reported to its cell with its own traceback, so that blob only adds noise."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith("Compute Failed") and record.args:
+        if str(record.msg).startswith("Compute Failed") and isinstance(record.args, tuple) and record.args:
             return not str(record.args[0]).startswith("jf-")
         return True
 
@@ -605,7 +593,7 @@ def install() -> None:
         if _installed:
             return
         if not hasattr(builtins, "display"):
-            builtins.display = display  # what notebooks have without an import
+            setattr(builtins, "display", display)  # what notebooks have without an import
         if "IPython.core.display_functions" in sys.modules:
             _patch_ipython()
         else:
