@@ -38,6 +38,9 @@ def process_facts() -> dict:
     job = slurm_job_id()
     if job:
         facts["slurm_job_id"] = job
+    gateway = gateway_cluster()
+    if gateway:
+        facts["gateway_cluster"] = gateway
     gpus = gpu_info()
     if gpus:
         facts["gpus"] = gpus
@@ -46,6 +49,11 @@ def process_facts() -> dict:
 
 def slurm_job_id() -> str | None:
     return os.environ.get("SLURM_JOB_ID") or os.environ.get("SLURM_JOBID")
+
+
+def gateway_cluster() -> str | None:
+    """The Dask Gateway cluster this worker belongs to (the gateway sets it on its workers)."""
+    return os.environ.get("DASK_GATEWAY_CLUSTER_NAME") or None
 
 
 @functools.lru_cache(maxsize=1)

@@ -18,7 +18,7 @@ from typing import Any
 from ..artifacts import artifact_store
 from ..core.errors import FlowError, OpTimeout, RunCanceled, SerializationError
 from ..core.op import RETURN, Op
-from ..core.provenance import host_facts, gpu_info, slurm_job_id
+from ..core.provenance import gateway_cluster, gpu_info, host_facts, slurm_job_id
 from . import capture as displays
 from .pools import POOL_ENV
 
@@ -333,6 +333,7 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
         "host": facts["host"],
         "pid": os.getpid(),
         "slurm_job_id": slurm_job_id(),
+        "gateway_cluster": gateway_cluster(),
         "pool": os.environ.get(POOL_ENV),  # set by the job script of a worker pool
         "gpus": gpu_info() if op.resources.get("GPU") else [],
     }
