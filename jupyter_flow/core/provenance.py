@@ -38,6 +38,9 @@ def process_facts() -> dict:
     job = slurm_job_id()
     if job:
         facts["slurm_job_id"] = job
+    gateway = gateway_cluster()
+    if gateway:
+        facts["gateway_cluster"] = gateway
     gpus = gpu_info()
     if gpus:
         facts["gpus"] = gpus
@@ -51,6 +54,11 @@ def slurm_job_id() -> str | None:
 # Set in the job script of each worker pool's jobs (deploy/pools.py); the worker reports it
 # with each task, so a task's record says which pool ran it.
 POOL_ENV = "JUPYTER_FLOW_POOL"
+
+
+def gateway_cluster() -> str | None:
+    """The Dask Gateway cluster this worker belongs to (the gateway sets it on its workers)."""
+    return os.environ.get("DASK_GATEWAY_CLUSTER_NAME") or None
 
 
 @functools.lru_cache(maxsize=1)

@@ -137,7 +137,8 @@ def _start(name: str, overrides: dict) -> ClusterHandle:
     try:
         with _interrupt_blocked():
             cluster = cls(**kwargs)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
+        # ValueError: e.g. a cluster option a Dask Gateway refuses ("worker_cores must be <= 2")
         raise FlowError(f"cluster profile {name!r}: bad settings for {spec['class']}: {err}") from None
     except RuntimeError as err:
         if "failed to start" in str(err) and _called_at_script_top_level():

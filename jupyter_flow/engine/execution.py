@@ -175,7 +175,7 @@ class RunExecution:
             if task.status.terminal and kind == "start":
                 return
             task.worker = msg.get("worker") or task.worker
-            prov = {k: msg.get(k) for k in ("worker", "host", "pid", "slurm_job_id", "pool", "gpus") if msg.get(k)}
+            prov = {k: msg.get(k) for k in ("worker", "host", "pid", "slurm_job_id", "gateway_cluster", "pool", "gpus") if msg.get(k)}
             task.provenance.update(prov)
             update: dict[str, Any] = {"id": task.id}
             if kind == "start":

@@ -19,7 +19,7 @@ from ..artifacts import artifact_store
 from ..core.errors import FlowError, OpTimeout, RunCanceled, SerializationError
 from ..core.op import RETURN, Op
 from ..core.outputs import DISPLAYS, RESERVED, restore_modules
-from ..core.provenance import POOL_ENV, host_facts, gpu_info, slurm_job_id
+from ..core.provenance import POOL_ENV, gateway_cluster, gpu_info, host_facts, slurm_job_id
 from . import capture as displays
 
 TOPIC = "jupyter-flow"
@@ -333,6 +333,7 @@ def execute(spec: TaskSpec, *deps: Any) -> Any:
         "host": facts["host"],
         "pid": os.getpid(),
         "slurm_job_id": slurm_job_id(),
+        "gateway_cluster": gateway_cluster(),
         "pool": os.environ.get(POOL_ENV),  # set by the job script of a worker pool
         "gpus": gpu_info() if op.resources.get("GPU") else [],
     }
