@@ -5,8 +5,13 @@ GPU worker records is parsed and stored through a real run."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +32,10 @@ if [ "$*" = "{query}" ]; then
   printf '%s\\n' {lines}
   exit 0
 fi
+if [ "$*" = "-L" ]; then
+  printf '%s\\n' {listing}
+  exit 0
+fi
 echo "stand-in nvidia-smi: unexpected arguments: $*" >&2
 exit 2
 """
@@ -41,7 +50,8 @@ def stand_in_gpus(tmp_path_factory):
     smi = where / "bin" / "nvidia-smi"
     smi.parent.mkdir()
     lines = " ".join("'" + ", ".join(gpu) + "'" for gpu in GPUS)
-    smi.write_text(STAND_IN.format(calls=calls, query=QUERY, lines=lines))
+    listing = " ".join(f"'GPU {index}: {name} (UUID: {uuid})'" for index, name, uuid, _ in GPUS)
+    smi.write_text(STAND_IN.format(calls=calls, query=QUERY, lines=lines, listing=listing))
     smi.chmod(smi.stat().st_mode | stat.S_IXUSR)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATH", f"{smi.parent}{os.pathsep}{os.environ['PATH']}")
@@ -109,17 +119,48 @@ def test_a_gpu_op_records_the_gpus_its_worker_sees(flow_home, gpu_local, stand_i
     assert not cpu_task.provenance.get("gpus")  # an op that asked for no GPU records none
     # The worker asked the stand-in, with the query above, and nothing else.
     calls = stand_in_gpus.read_text().splitlines()
-    assert calls and all(line.split(" ", 1)[1] == QUERY for line in calls)
+    assert calls and {line.split(" ", 1)[1] for line in calls} <= {QUERY, "-L"}
     # And `jupyter flow show --json` reads it back from the store.
-    import json
-    import subprocess
-    import sys
-
     shown = subprocess.run([sys.executable, "-m", "jupyter_flow.cli", "show", run.id, "--json"],
                            capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert shown.returncode == 0, shown.stderr
     tasks = {t["name"]: t for t in json.loads(shown.stdout)["tasks"]}
     assert tasks["on_gpu"]["provenance"]["gpus"][0]["uuid"] == uuid
+
+
+GPU_CHECK = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
+
+
+def gpu_check(env: dict, *args: str):
+    return subprocess.run([sys.executable, str(GPU_CHECK), *args], env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_the_gpu_check_prints_the_gpu_its_op_ran_on(stand_in_gpus, tmp_path):
+    # The `cuda` profile's class swapped for a LocalCluster (dask-cuda needs a real GPU); its
+    # kwargs, one worker declaring GPU=1, stay the profile's.
+    env = dict(os.environ, DASK_FLOW__CLUSTERS__CUDA=repr(
+        {"module": "distributed", "class": "LocalCluster", "kwargs": {"n_workers": 1, "threads_per_worker": 1}}))
+    started = time.monotonic()
+    done = gpu_check(env, "--home", str(tmp_path / "home"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert time.monotonic() - started < 120
+    index, name, uuid, driver = GPUS[1]
+    assert f"gpu {index}: name={name} uuid={uuid} driver={driver}" in done.stdout.splitlines()
+    run_id = done.stdout.split()[1]
+    shown = subprocess.run([sys.executable, "-m", "jupyter_flow.cli", "show", run_id, "--json"], capture_output=True,
+                           text=True, timeout=120, env=dict(env, JUPYTER_FLOW_HOME=str(tmp_path / "home")))
+    assert shown.returncode == 0, shown.stderr
+    (task,) = json.loads(shown.stdout)["tasks"]
+    assert task["status"] == "SUCCESS" and task["provenance"]["gpus"][0]["uuid"] == uuid
+
+
+def test_the_gpu_check_says_so_where_no_gpu_is_visible(tmp_path):
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p) / "nvidia-smi").exists())
+    done = gpu_check(dict(os.environ, PATH=path, JUPYTER_FLOW_HOME=str(tmp_path / "home")))
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip() == ("gpu_check: no GPU visible (nvidia-smi is missing or lists no GPU); run this on a "
+                                   "machine with an NVIDIA GPU and its driver")
 
 
 @pytest.mark.gpu
