@@ -89,7 +89,7 @@ def s3_cluster(s3_credentials):
     from distributed import LocalCluster
 
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
-                           dashboard_address=None, processes=True, memory_limit="2GiB")
+                           dashboard_address="127.0.0.1:0", processes=True, memory_limit="2GiB")
     yield cluster
     from jupyter_flow.engine import cluster as clusters
 
