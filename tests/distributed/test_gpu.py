@@ -53,10 +53,13 @@ def stand_in_gpus(tmp_path_factory):
     listing = " ".join(f"'GPU {index}: {name} (UUID: {uuid})'" for index, name, uuid, _ in GPUS)
     smi.write_text(STAND_IN.format(calls=calls, query=QUERY, lines=lines, listing=listing))
     smi.chmod(smi.stat().st_mode | stat.S_IXUSR)
+    from jupyter_flow.core.provenance import gpu_info
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATH", f"{smi.parent}{os.pathsep}{os.environ['PATH']}")
         patch.setenv("CUDA_VISIBLE_DEVICES", "1")
         yield calls
+    gpu_info.cache_clear()  # in case this process asked the stand-in: the GPUs are not real
 
 
 @pytest.fixture(scope="module")
