@@ -22,6 +22,9 @@ PREVIEW_MEMORY_BYTES = 4 * 2**30
 # What the child inherits: enough to find Python, the package and the user's keys.
 _KEPT_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "TZ",
              "VIRTUAL_ENV", "CONDA_PREFIX", "TMPDIR")
+# And where an S3 store's credentials and endpoint are (botocore's standard variables): the
+# child reads the artifact from the store itself, as the user (who has ~/.aws anyway).
+_KEPT_PREFIXES = ("AWS_",)
 
 
 def _limit_memory() -> None:
@@ -44,7 +47,7 @@ def preview_elsewhere(store, digest: str, limit: int) -> dict[str, Any]:
         pass
     request = {"url": store.url, "storage_options": store.storage_options, "digest": digest, "limit": limit,
                "keys": str(store.keyring.path) if store.keyring is not None and store.keyring.path else None}
-    env = {name: os.environ[name] for name in _KEPT_ENV if name in os.environ}
+    env = {name: value for name, value in os.environ.items() if name in _KEPT_ENV or name.startswith(_KEPT_PREFIXES)}
     with tempfile.TemporaryDirectory(prefix="jupyter-flow-preview-") as scratch:
         try:
             done = subprocess.run(

@@ -657,8 +657,10 @@ class ArtifactStore:
         try:
             if self._local is not None:
                 os.unlink(path)
-            else:
+            elif self._fs.exists(path):
                 self._fs.rm_file(path)
+            else:
+                return False  # S3 deletes a missing key without a word: ask first
         except FileNotFoundError:
             return False
         return True

@@ -35,6 +35,7 @@ class ClusterHandle:
     owned: bool = True
     kwargs: dict = field(default_factory=dict)
     pools: Any = None  # the PoolSet of a cluster with worker pools
+    overrides: dict = field(default_factory=dict)  # what connect() was given besides the profile
 
     @property
     def address(self) -> str:
@@ -74,15 +75,14 @@ def connect(target: str | None = None, **overrides: Any) -> ClusterHandle:
     >>> handle = connect("slurm", cores=4, adapt={"maximum": 20})   # doctest: +SKIP
     >>> handle = connect("tcp://10.0.0.5:8786")          # an existing scheduler  # doctest: +SKIP
     """
-    name = target or _current[0] or default_profile()
-    if not overrides and name == _current[0]:
-        overrides = dict(_current_overrides)
+    name, overrides = _resolve(target, overrides)
     key = (name, _freeze(overrides))
     with _lock:
         handle = _handles.get(key)
-        if handle is not None and handle.client.status in ("running", "connecting"):
+        if _running(handle):
             return handle
         handle = _start(name, overrides)
+        handle.overrides = dict(overrides)
         _handles[key] = handle
         return handle
 
@@ -92,8 +92,31 @@ def use(target: str | None, **overrides: Any) -> ClusterHandle:
     handle = connect(target, **overrides)
     _current[0] = target
     _current_overrides.clear()
-    _current_overrides.update(overrides)
+    _current_overrides.update(handle.overrides)
     return handle
+
+
+def _running(handle: ClusterHandle | None) -> bool:
+    return handle is not None and handle.client.status in ("running", "connecting")
+
+
+def _resolve(target: str | None, overrides: dict) -> tuple[str, dict]:
+    """The profile (or address) and overrides a connection to ``target`` means.
+
+    A profile named without overrides is the cluster already connected for it, whatever
+    overrides that one was started with: after ``connect("local", resources={"GPU": 1})``,
+    ``jf.run(..., cluster="local")`` must go to that cluster, not start a second, default
+    one whose workers declare no GPU (the op would wait for a GPU worker forever).
+    """
+    name = target or _current[0] or default_profile()
+    if overrides:
+        return name, overrides
+    if name == _current[0]:
+        return name, dict(_current_overrides)
+    connected = [h for (profile, _), h in list(_handles.items()) if profile == name and _running(h)]
+    if not connected or any(not h.overrides for h in connected):
+        return name, {}
+    return name, dict(connected[-1].overrides)  # the newest one
 
 
 def pools_for(target: str | None):
@@ -104,9 +127,9 @@ def pools_for(target: str | None):
     name = target or _current[0] or default_profile()
     if "://" in name:
         return None
-    overrides = dict(_current_overrides) if name == _current[0] else {}
+    name, overrides = _resolve(target, {})
     handle = _handles.get((name, _freeze(overrides)))
-    if handle is not None and handle.client.status in ("running", "connecting"):
+    if _running(handle):
         return handle.pools
     spec = profiles().get(name)
     if spec is None:
