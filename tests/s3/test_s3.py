@@ -48,7 +48,8 @@ def test_the_artifact_store_works_on_s3(bucket, s3fs_client, tmp_path):
     assert (plain.serializer, pickled.serializer) == ("json", "cloudpickle") and pickled.signer
     # The objects are in the bucket, under their digests, and nowhere on this machine.
     for info in (plain, pickled):
-        assert s3fs_client.cat_file(f"{bucket}/art/{info.digest[:2]}/{info.digest}")[:24] == b"jupyter-flow-artifact/1\n"
+        stored = s3fs_client.cat_file(f"{bucket}/art/{info.digest[:2]}/{info.digest}")
+        assert stored[:24] == b"jupyter-flow-artifact/1\n"
     assert not any(p.is_file() for p in tmp_path.rglob("*") if "keys" not in p.parts)
 
     # A second store on the same URL (another process would be the same) reads them back.
