@@ -13,7 +13,7 @@ import signal
 import threading
 import types
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..core.errors import FlowError
 from ..core.secrets import redact
@@ -96,7 +96,7 @@ def use(target: str | None, **overrides: Any) -> ClusterHandle:
     return handle
 
 
-def _running(handle: ClusterHandle | None) -> bool:
+def _running(handle: ClusterHandle | None) -> TypeGuard[ClusterHandle]:
     return handle is not None and handle.client.status in ("running", "connecting")
 
 
