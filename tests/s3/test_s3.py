@@ -243,9 +243,9 @@ def test_the_secret_key_is_never_stored_logged_or_printed(s3_flow, s3_cluster, b
     assert len(objects(s3fs_client, bucket)) >= 4  # the work really went to S3
 
     needle = SECRET.encode()
-    # The SQLite file (and its WAL), the keys, every file jupyter_flow wrote on this machine.
-    files = [p for p in Path(flow_home).rglob("*") if p.is_file()]
-    assert any(p.name == "flow.db" for p in files)
+    # The SQLite file (and its WAL), the user's keys, every file this test made on this machine.
+    files = [p for p in Path(tmp_path).rglob("*") if p.is_file()]
+    assert {"flow.db", "signing.key"} <= {p.name for p in files}, sorted(p.name for p in files)
     assert [str(p) for p in files if needle in p.read_bytes()] == []
     # Run and task records as Python and the CLI give them, CLI output, logs of this process
     # and of the workers, every object in the bucket.
