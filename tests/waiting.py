@@ -19,6 +19,18 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+
+def run_finished(run, timeout: float = 90.0):
+    """``run`` once it ended; one still going after ``timeout`` s is canceled and fails the
+    test (an op waiting for a worker its cluster does not have, a GPU one, waits forever)."""
+    import pytest
+
+    run.wait(timeout=timeout)
+    if not run.done:
+        run.cancel()
+        pytest.fail(f"run {run.id} did not end within {timeout} s: {[(t.name, t.status) for t in run.tasks]}")
+    return run
+
 @contextlib.contextmanager
 def gpu_worker(scheduler_address: str):
     """A real Dask worker process that declares one GPU (on a machine that may have none)."""

@@ -244,9 +244,9 @@ def test_the_secret_key_is_never_stored_logged_or_printed(s3_flow, s3_cluster, b
     assert len(objects(s3fs_client, bucket)) >= 4  # the work really went to S3
 
     needle = SECRET.encode()
-    # The SQLite file (and its WAL), the keys, every file jupyter_flow wrote on this machine.
-    files = [p for p in Path(flow_home).rglob("*") if p.is_file()]
-    assert any(p.name == "flow.db" for p in files)
+    # The SQLite file (and its WAL), the user's keys, every file this test made on this machine.
+    files = [p for p in Path(tmp_path).rglob("*") if p.is_file()]
+    assert {"flow.db", "signing.key"} <= {p.name for p in files}, sorted(p.name for p in files)
     assert [str(p) for p in files if needle in p.read_bytes()] == []
     # Run and task records as Python and the CLI give them, CLI output, logs of this process
     # and of the workers, every object in the bucket.
@@ -268,3 +268,25 @@ def _public(run) -> dict:
     fields = ("id", "name", "kind", "status", "params", "metrics", "error", "cluster", "notebook")
     return {**{name: getattr(run, name) for name in fields},
             "tasks": [{name: getattr(task, name) for name in task.__slots__} for task in run.tasks]}
+
+
+ROUND_TRIP = ("import sys; from jupyter_flow.artifacts import ArtifactStore; store = ArtifactStore(sys.argv[1]); "
+              "print(store.get(store.put({'from': 'a child'}).digest))")
+
+
+def test_credentials_come_from_the_users_aws_files_too(bucket, s3_credentials, tmp_path):
+    # The same process with the keys in ~/.aws/credentials instead of the environment (the
+    # other standard place), and with none anywhere: jupyter_flow is given no keys either way.
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    url = f"s3://{bucket}/artifacts"
+    credentials = tmp_path / "aws-credentials"
+    credentials.write_text(f"[default]\naws_access_key_id = {s3_credentials['AWS_ACCESS_KEY_ID']}\n"
+                           f"aws_secret_access_key = {SECRET}\n")
+    from_file = subprocess.run([sys.executable, "-c", ROUND_TRIP, url], capture_output=True, text=True, timeout=120,
+                               env=dict(env, AWS_SHARED_CREDENTIALS_FILE=str(credentials)))
+    assert from_file.returncode == 0, from_file.stderr
+    assert from_file.stdout.strip() == "{'from': 'a child'}"
+    without = subprocess.run([sys.executable, "-c", ROUND_TRIP, url], capture_output=True, text=True, timeout=120,
+                             env=env)
+    assert without.returncode != 0 and "Unable to locate credentials" in without.stderr
+    assert SECRET not in without.stderr
