@@ -347,9 +347,12 @@ class Engine:
             s.provenance = dict(row["provenance"])  # live updates extend it, never replace it
         # Recorded by the writer, ahead of every later write of this run.
         self.writer.call(self.store.create_run, run_row, task_rows, run_id=run_id)
-        if not os.environ.get("JUPYTER_FLOW_RUN_ID") and kind in (RunKind.API.value, RunKind.RESUME.value):
+        if not os.environ.get("JUPYTER_FLOW_RUN_ID") and kind in (RunKind.API.value, RunKind.RESUME.value,
+                                                                   RunKind.CELL.value):
             # jf.record outside an op goes to the last run this process made, except in a
-            # batch execution, whose metrics always belong to its notebook run.
+            # batch execution, whose metrics always belong to its notebook run. (In a kernel
+            # jf.record never gets here for a cell run: it goes to the notebook run; a cell
+            # run outside one is an exported script's.)
             self.current_run_id = run_id
         execution = RunExecution(self, run_id, graph, states, owner_id=self.owner_id, handle=handle,
                                  stage=stage, waits=waits, deferred=deferred, expand=expand,

@@ -1,5 +1,6 @@
 """The demo notebooks run (papermill, real kernels), and an exported notebook hits the same cache."""
 
+import ast
 import json
 import shutil
 import subprocess
@@ -47,20 +48,41 @@ def test_demo_notebook_runs(name, subprocess_env, tmp_path):
         assert ignored.returncode == 0, f"{name} writes notebooks/{entry}, which notebooks/.gitignore does not ignore"
 
 
-def test_export_round_trip_hits_the_cache(subprocess_env, tmp_path):
+@pytest.mark.parametrize("name, ops", [("01-quickstart.ipynb", {"load", "count", "top"}),
+                                       ("10-classifier-comparison.ipynb", {"datasets", "scores"})])
+def test_export_reads_like_code_and_hits_the_notebooks_cache(name, ops, subprocess_env, tmp_path):
+    """`jupyter flow export` (issue 19 point 5): each %%flow cell a function with its inputs as
+    parameters and its outputs as return values, ordinary cells as statements, pyflakes-clean;
+    running the script restores every op the notebook computed (the keys did not change
+    because the code moved into functions), a --map cell included."""
     env = _env(subprocess_env)
-    shutil.copy(NOTEBOOKS / "01-quickstart.ipynb", tmp_path / "01-quickstart.ipynb")
-    _papermill(env, NOTEBOOKS / "01-quickstart.ipynb", tmp_path)
+    shutil.copy(NOTEBOOKS / name, tmp_path / name)
+    _papermill(env, NOTEBOOKS / name, tmp_path)
     script = tmp_path / "flow.py"
-    out = subprocess.run([sys.executable, "-m", "jupyter_flow.cli", "export", "01-quickstart.ipynb", "-o", str(script)],
+    out = subprocess.run([sys.executable, "-m", "jupyter_flow.cli", "export", name, "-o", str(script)],
                          env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
     assert "wrote" in out.stdout
+    text = script.read_text()
+    assert "nb.cell(" not in text  # no cell left as a string to replay
+    tree = ast.parse(text)
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)
+                 and any("nb.flow" in ast.unparse(d) for d in node.decorator_list)}
+    assert len(functions) == len(ops)
+    for function in functions.values():
+        assert isinstance(function.body[-1], ast.Return)  # outputs are return values
+    if name.startswith("01"):
+        assert [a.arg for a in functions["top"].args.args] == ["counts", "top_n"]
+        assert "top_words = top(counts, top_n)" in text
+        assert "for word, n in top_words:" in text  # an ordinary cell stays a statement
+    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "F", "--isolated",
+                           str(script)], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout
     before = {r["id"] for r in _runs(env)}
     result = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     new_cell_runs = [r for r in _runs(env) if r["id"] not in before and r["kind"] == "cell"]
-    assert {r["name"] for r in new_cell_runs} == {"load", "count", "top"}
+    assert {r["name"] for r in new_cell_runs} == ops
     from jupyter_flow.store import Store
 
     store = Store()
