@@ -28,8 +28,6 @@ KNOWN_CYCLES: list[frozenset[str]] = [
     frozenset({"jupyter_flow.engine.api", "jupyter_flow.engine.records"}),
     # the preview child's entry point (preview._main) opens an ArtifactStore, which calls preview
     frozenset({"jupyter_flow.artifacts.preview", "jupyter_flow.artifacts.store"}),
-    # notebook -> params -> session (on_shutdown) -> notebook (notebook_path), params
-    frozenset({"jupyter_flow.kernel.notebook", "jupyter_flow.kernel.params", "jupyter_flow.kernel.session"}),
 ]
 
 # The one-way rule (README, "Layout"): which layers each layer may import. A layer is a
