@@ -213,7 +213,7 @@ def show_form() -> None:
     saved notebook never says "Error displaying widget: model not found"."""
     from IPython.display import display
 
-    from . import session
+    from .shutdown import on_shutdown
 
     text = text_table()
     try:
@@ -228,7 +228,7 @@ def show_form() -> None:
         "model_id": widget.model_id, "version_major": 2, "version_minor": 0}}, raw=True, display_id=display_id,
         metadata={"jupyter_flow": {"static_fallback": True}})
     _FORMS.append(display_id)
-    session.on_shutdown(freeze_forms)
+    on_shutdown(freeze_forms)
 
 
 def freeze_forms() -> None:

@@ -16,21 +16,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .shutdown import kernel_shell, on_shutdown
+
 _lock = threading.Lock()
 _runs: dict[int, str] = {}  # id(engine) -> the session's notebook run
-
-
-def kernel_shell():
-    """The IPython shell of a Jupyter kernel running this code, or None (plain Python, IPython
-    in a terminal, a Dask worker)."""
-    import sys
-
-    if "IPython" not in sys.modules:
-        return None
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    return shell if shell is not None and getattr(shell, "kernel", None) is not None else None
 
 
 def notebook_run_id(engine, *, create: bool = True) -> str | None:
@@ -61,7 +50,10 @@ def notebook_run_id(engine, *, create: bool = True) -> str | None:
         _runs[id(engine)] = run_id
         _open[run_id] = engine
         atexit.register(_finish, engine, run_id)
-        _end_runs_on_shutdown(kernel_shell().kernel)
+        # atexit alone is too late: a kernel asked to shut down gets a few seconds before
+        # SIGTERM (no atexit handlers), and closing a local Dask cluster takes about that
+        # long, so a normal restart left the run RUNNING, later LOST.
+        on_shutdown(end_notebook_runs, last=True)
         return run_id
 
 
@@ -91,43 +83,6 @@ _params: dict[str, dict] = {}
 
 
 _open: dict[str, object] = {}  # notebook runs of this kernel not ended yet -> their engine
-_watched: set[int] = set()  # kernels whose shutdown ends them
-
-
-_shutdown_callbacks: list = []
-
-
-def on_shutdown(callback) -> None:
-    """Call ``callback()`` when this kernel is asked to shut down or restart (once each)."""
-    shell = kernel_shell()
-    if callback not in _shutdown_callbacks:
-        _shutdown_callbacks.append(callback)
-    _end_runs_on_shutdown(shell.kernel if shell is not None else None)
-
-
-def _end_runs_on_shutdown(kernel) -> None:
-    """End this kernel's notebook runs as soon as it is asked to shut down or restart.
-
-    atexit alone is too late: Jupyter gives a kernel a few seconds to exit after its
-    shutdown request, then sends SIGTERM (no atexit handlers run) and SIGKILL, and closing a
-    local Dask cluster takes about that long, so a normal restart left the run RUNNING, later
-    LOST. The kernel's ``do_shutdown`` runs first, on the shutdown request itself.
-    """
-    if kernel is None or id(kernel) in _watched or not hasattr(kernel, "do_shutdown"):
-        return
-    _watched.add(id(kernel))
-    original = kernel.do_shutdown
-
-    def do_shutdown(restart):
-        for callback in list(_shutdown_callbacks):
-            try:
-                callback()
-            except Exception:  # noqa: BLE001 - a failing callback must not keep the kernel alive
-                pass
-        end_notebook_runs()
-        return original(restart)
-
-    kernel.do_shutdown = do_shutdown
 
 
 def end_notebook_runs() -> None:

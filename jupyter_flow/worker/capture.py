@@ -10,23 +10,23 @@ notebook stores (``nbformat`` outputs)::
 
 - ``print``/stderr writes come through the worker's per-thread stream router;
 - ``display()`` (IPython's, the ``display`` builtin of notebooks, and
-  ``IPython.display.display`` imported inside the op) is routed to the task's record and
-  formatted into MIME bundles by IPython's own ``DisplayFormatter``;
+  ``IPython.display.display`` imported inside the op) is routed to the task's record
+  (display_hooks.py) and formatted into MIME bundles by IPython's own ``DisplayFormatter``;
 - matplotlib runs on the ``jupyter_flow.worker.mpl_backend`` backend (Agg drawing):
   ``plt.show()`` shows the op's open figures as PNG images and closes them, and figures
   still open when the op ends are shown once, as Jupyter's inline backend does.
 
 The record is sent to the submitting process as it grows (``output`` events, a few times a
 second) and stored with the task's outputs under the reserved name ``DISPLAYS``
-(core/outputs.py), so a cache hit shows exactly what the first run showed. Sizes are bounded: text beyond
-:data:`STREAM_LIMIT` characters and outputs beyond :data:`DISPLAY_LIMIT` bytes are
-replaced by a short note, and an object whose display fails shows a one-line error.
+(core/outputs.py), so a cache hit shows exactly what the first run showed. Sizes are
+bounded: text beyond :data:`STREAM_LIMIT` characters and outputs beyond
+:data:`DISPLAY_LIMIT` bytes are replaced by a short note, and an object whose display
+fails shows a one-line error.
 """
 
 from __future__ import annotations
 
 import base64
-import builtins
 import io
 import itertools
 import json
@@ -320,7 +320,7 @@ def format_bundle(obj: Any, include=None, exclude=None) -> tuple[dict, dict]:
         _local.muted = previous
     if not data and not muted and hasattr(obj, "_ipython_display_"):
         return {}, {}  # the object displayed itself
-    data = _jsonable(data)
+    data = jsonable(data)
     if "text/plain" not in data:
         data["text/plain"] = safe_repr(obj)
     if muted:
@@ -328,7 +328,7 @@ def format_bundle(obj: Any, include=None, exclude=None) -> tuple[dict, dict]:
         if record is not None:
             errors = "; ".join(dict.fromkeys(_final_lines("".join(muted))))[:500]
             record.write("stderr", f"[jupyter_flow] displaying a {type(obj).__name__} failed in part: {errors}\n")
-    return data, _jsonable(metadata or {})
+    return data, jsonable(metadata or {})
 
 
 def _final_lines(text: str) -> list[str]:
@@ -352,7 +352,7 @@ def safe_repr(obj: Any, limit: int = 10_000) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _jsonable(data: dict) -> dict:
+def jsonable(data: dict) -> dict:
     """Bytes as base64 (what ipykernel sends for images); anything else made JSON-safe."""
     out = {}
     for key, value in data.items():
@@ -364,116 +364,6 @@ def _jsonable(data: dict) -> dict:
             value = safe_repr(value)
         out[str(key)] = value
     return out
-
-
-# --------------------------------------------------------------- display() on workers
-
-_ORIGINAL: dict[str, Callable] = {}
-
-
-def display(*objs: Any, include=None, exclude=None, metadata=None, transient=None, display_id=None,
-            raw: bool = False, clear: bool = False, **kwargs: Any):
-    """IPython's ``display`` for code running inside an op: shown in the op's cell."""
-    record = current()
-    if record is None:
-        original = _ORIGINAL.get("display")
-        if original is not None:
-            return original(*objs, include=include, exclude=exclude, metadata=metadata, transient=transient,
-                            display_id=display_id, raw=raw, clear=clear, **kwargs)
-        print(*objs)
-        return None
-    if clear:
-        record.clear()
-    if display_id is True:
-        import uuid
-
-        display_id = uuid.uuid4().hex
-    if transient and transient.get("display_id"):
-        display_id = transient["display_id"]
-    for obj in objs:
-        if raw:
-            data, md = _jsonable(dict(obj)), _jsonable(dict(metadata or {}))
-        else:
-            data, md = format_bundle(obj, include=include, exclude=exclude)
-            if not data:
-                continue
-            md.update(_jsonable(dict(metadata or {})))
-        record.add_display(data, md, display_id=display_id or None, update=bool(kwargs.get("update")))
-    if display_id:
-        from IPython.core.display_functions import DisplayHandle
-
-        return DisplayHandle(display_id)
-    return None
-
-
-def clear_output(wait: bool = False) -> Any:
-    record = current()
-    if record is None:
-        original = _ORIGINAL.get("clear_output")
-        return original(wait) if original is not None else None
-    record.clear()
-    return None
-
-
-def publish_display_data(data, metadata=None, *args, transient=None, **kwargs) -> None:
-    record = current()
-    if record is None:
-        original = _ORIGINAL.get("publish_display_data")
-        if original is not None:
-            return original(data, metadata, *args, transient=transient, **kwargs)
-        return None
-    display_id = (transient or {}).get("display_id")
-    record.add_display(_jsonable(dict(data)), _jsonable(dict(metadata or {})), display_id=display_id,
-                       update=bool(kwargs.get("update")))
-    return None
-
-
-def _patch_ipython(module: types.ModuleType | None = None) -> None:
-    """Route IPython's display functions to the running task's record (falling back to
-    IPython's own behaviour outside tasks)."""
-    functions = sys.modules.get("IPython.core.display_functions") if module is None else module
-    if functions is None:
-        return
-    replacements = {"display": display, "clear_output": clear_output, "publish_display_data": publish_display_data}
-    for name, replacement in replacements.items():
-        original = getattr(functions, name, None)
-        if original is not None and original is not replacement:
-            _ORIGINAL.setdefault(name, original)
-    for module_name in ("IPython.core.display_functions", "IPython.core.display", "IPython.display", "IPython"):
-        target = functions if module_name == "IPython.core.display_functions" else sys.modules.get(module_name)
-        if target is None:
-            continue
-        for name, replacement in replacements.items():
-            if getattr(target, name, None) is _ORIGINAL.get(name) and name in _ORIGINAL:
-                setattr(target, name, replacement)
-
-
-class _AfterImport:
-    """A one-shot import hook: run ``callback(module)`` right after ``name`` is imported."""
-
-    def __init__(self, name: str, callback: Callable[[types.ModuleType], None]):
-        self.name = name
-        self.callback = callback
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != self.name:
-            return None
-        import importlib.util
-
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        loader = getattr(spec, "loader", None)
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        exec_module = loader.exec_module
-        callback = self.callback
-
-        def exec_and_patch(module):
-            exec_module(module)
-            callback(module)
-
-        loader.exec_module = exec_and_patch
-        return spec
 
 
 # ------------------------------------------------------------------------ matplotlib
@@ -503,7 +393,7 @@ def _close_figure(figure: Any) -> None:
         pyplot.close(figure)
 
 
-def _use_flow_backend() -> None:
+def use_flow_backend() -> None:
     """Draw with Agg and turn ``plt.show()`` into images for the cell, except inside a
     Jupyter kernel (an in-process cluster must not take the notebook's own backend)."""
     if "ipykernel" in sys.modules:
@@ -556,55 +446,11 @@ def prepare_outputs(outputs: dict[str, Any], record: OutputRecord) -> list[tuple
     return prepared
 
 
-# ---------------------------------------------------------------- worker set-up
+# ------------------------------------------------------------------ live outputs
 
-_installed = False
-_install_lock = threading.Lock()
 _live: set[OutputRecord] = set()
 _live_lock = threading.Lock()
 _flusher: threading.Thread | None = None
-
-
-class _QuietComputeFailed(logging.Filter):
-    """Dask logs every failing task with its raw arguments ("Compute Failed"); a failing op
-    is reported to its cell with its own traceback, so that blob only adds noise."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith("Compute Failed") and isinstance(record.args, tuple) and record.args:
-            return not str(record.args[0]).startswith("jf-")
-        return True
-
-
-class _QuietCanceledOp(logging.Filter):
-    """A canceled op's worker is restarted; Dask then warns that the op's task "ended with
-    CancelledError", which reaches the notebook cell as a line of noise."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = str(record.msg)
-        return not (text.startswith("Async instruction for") and "('jf-" in text and "CancelledError" in text)
-
-
-def install() -> None:
-    """Once per worker process: route display(), matplotlib and Dask's failure logs."""
-    global _installed
-    if _installed:
-        return
-    with _install_lock:
-        if _installed:
-            return
-        if not hasattr(builtins, "display"):
-            setattr(builtins, "display", display)  # what notebooks have without an import
-        if "IPython.core.display_functions" in sys.modules:
-            _patch_ipython()
-        else:
-            sys.meta_path.insert(0, _AfterImport("IPython.core.display_functions", _patch_ipython))
-        try:
-            _use_flow_backend()
-        except Exception:  # a broken matplotlib must not break ops that do not plot
-            log.debug("jupyter_flow: could not select the matplotlib backend", exc_info=True)
-        logging.getLogger("distributed.worker").addFilter(_QuietComputeFailed())
-        logging.getLogger("distributed.worker.state_machine").addFilter(_QuietCanceledOp())
-        _installed = True
 
 
 def start_live(record: OutputRecord) -> None:

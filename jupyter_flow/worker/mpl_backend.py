@@ -1,6 +1,6 @@
 """The matplotlib backend of Dask workers: Agg drawing, and ``plt.show()`` as images in the cell.
 
-Selected by ``capture.install`` (``module://jupyter_flow.worker.mpl_backend``). Each figure
+Selected by ``display_hooks.install`` (``module://jupyter_flow.worker.mpl_backend``). Each figure
 remembers the task that created it, so ``plt.show()`` and the end of an op show and close
 only that op's figures, even when several ops run at once in one worker.
 """

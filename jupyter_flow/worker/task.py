@@ -21,6 +21,7 @@ from ..core.op import RETURN, Op
 from ..core.outputs import DISPLAYS, RESERVED, restore_modules
 from ..core.provenance import POOL_ENV, gateway_cluster, gpu_info, host_facts, slurm_job_id
 from . import capture as displays
+from .display_hooks import install as install_display_hooks
 
 TOPIC = "jupyter-flow"
 LOG_LIMIT = 64 * 1024  # characters of stdout/stderr kept per task
@@ -119,7 +120,7 @@ class _Capture:
 
     def __enter__(self):
         _install_router()
-        displays.install()
+        install_display_hooks()
         self.previous = getattr(_context, "buffers", None)
         _context.buffers = self.buffers
         self.previous_record = displays.activate(self.record)
