@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..core import keys as keylib
 from ..core.errors import ArtifactError, FencedWrite, FlowError, OpTimeout, RunCanceled, StoreError, WorkerLost
-from ..core.op import MapOp, Node
+from ..core.ids import new_ids
+from ..core.op import MapOp, OutputRef
 from ..core.status import TASK_PROGRESS, RunStatus, TaskStatus
+from .dask_graph import build_graph
+from .plan import plan_map
+from .single_flight import MEANWHILE
+from .state import TaskState, TaskView, restore, task_row
 from .tracebacks import localize
 
 log = logging.getLogger("jupyter_flow.engine")
@@ -21,6 +24,7 @@ _AVAILABLE = (TaskStatus.SUCCESS, TaskStatus.CACHED)
 _BROKEN = (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELED, TaskStatus.LOST)
 CLAIM_POLL_S = 0.25  # how often a run waiting for another run's result looks again
 CANCEL_POLL_S = 0.2  # how often a cancel looks whether the run's ops left their workers
+VIEW_EVERY_S = 0.1  # how often a watched run publishes its tasks' view
 RECORD_TIMEOUT_S = 120.0  # how long the end of a run waits for its records to be written
 
 
@@ -30,59 +34,13 @@ EARLY_OUTPUTS_LIMIT = 8 * 2**20  # bytes of live outputs kept until someone list
 LOG_TAIL = 64 * 1024  # characters of live stdout/stderr written to the store while a task runs
 
 
-@dataclass(slots=True)  # thousands per run: smaller, and quicker to make and read
-class TaskState:
-    """Live state of one task of a run owned by this process."""
-
-    id: str
-    node: Node
-    position: int
-    name: str
-    index: int | None
-    key: str | None
-    cacheable: bool
-    components: dict
-    reason: str | None
-    upstream: list[int]
-    resources: dict
-    status: TaskStatus = TaskStatus.PENDING
-    cached: bool = False
-    outputs: dict = field(default_factory=dict)  # output name -> artifact hash
-    output_meta: dict = field(default_factory=dict)
-    attempts: int = 0
-    worker: str | None = None
-    started: float | None = None
-    ended: float | None = None
-    error: str | None = None
-    traceback: str | None = None
-    exception: BaseException | None = None
-    failure_kind: str | None = None  # "exception" | "timeout" | "worker" | "canceled" | "upstream"
-    blame: str | None = None  # task id whose failure skipped this one
-    stdout: str = ""
-    stderr: str = ""
-    provenance: dict = field(default_factory=dict)
-    dask_key: str | None = None
-    forced: bool = False  # rerun on request: its value replaces the cache entry
-    waiting_for: str | None = None  # the run computing this task's key, while it waits
-    metrics: dict = field(default_factory=dict)  # jf.record inside the op (or restored from the cache)
-    pool: str | None = None  # the worker pool it is placed in (engine/pools.py)
-    annotation: dict | None = None  # the Dask resources its task asks for
-    reason_before_wait: str | None = None  # why it runs, while `reason` says what it waits for
-
-    @property
-    def duration(self) -> float | None:
-        if self.started is None or self.ended is None:
-            return None
-        return max(0.0, self.ended - self.started)
-
-
 class RunExecution:
     """Tracks a submitted run until it ends and writes what happens to the store."""
 
     def __init__(self, engine, run_id: str, graph, tasks: list[TaskState], *, owner_id: str,
                  handle=None, stage: set[int] | None = None, waits: dict[str, list[TaskState]] | None = None,
                  deferred: set[int] | None = None, expand: set[int] | None = None,
-                 forced: set | None = None, recorded_final: bool = False):
+                 forced: set | None = None, recorded_final: bool = False, flight=None):
         self.engine = engine
         self.run_id = run_id
         self.graph = graph
@@ -107,13 +65,16 @@ class RunExecution:
         self._expand = set(expand or ())  # dynamic maps whose list is not known yet
         self._forced = set(forced or ())  # ops and nodes to rerun despite the cache
         self.positions = dict(graph.position)  # node -> position, mapped tasks included
-        self._last_reconcile = 0.0
+        self.flight = flight if flight is not None else engine.single_flight(run_id)  # this run's claims
         self._recorded_final = recorded_final  # created as SUCCESS: nothing was left to compute
         self._thread: threading.Thread | None = None
         self._ask_waiting = True
         self._output_listeners: list = []
         self._early_outputs: list[tuple[str, int, list]] = []  # live outputs before a listener came
         self._early_bytes = 0
+        self.view: tuple[TaskView, ...] = ()  # what progress displays read (see snapshot)
+        self._watched = False
+        self._published_at = 0.0
 
     def add_output_listener(self, listener) -> None:
         """Call ``listener(task_id, seq, items)`` with the Jupyter outputs ops show as they run
@@ -124,6 +85,20 @@ class RunExecution:
             self._output_listeners.append(listener)
         for args in early:
             listener(*args)
+
+    def snapshot(self) -> tuple[TaskView, ...]:
+        """The tasks as a progress display shows them: an immutable tuple the run publishes
+        (from its monitor, at most every ``VIEW_EVERY_S``, and when it ends), read without
+        the run's lock. The first call starts the publishing."""
+        if not self._watched:
+            self._watched = True
+            self._publish()
+        return self.view
+
+    def _publish(self) -> None:
+        with self.lock:
+            self.view = tuple(TaskView.of(task) for task in self.tasks)
+        self._published_at = time.monotonic()
 
     # ----------------------------------------------------------------- start
     def start(self) -> None:
@@ -147,7 +122,8 @@ class RunExecution:
 
     def _submit_stage(self, positions: set[int]) -> list:
         """Send these tasks to the cluster as one graph; returns their futures."""
-        layers, keys = self.engine._build_graph(self.run_id, self.tasks, positions, self.positions)
+        layers, keys = build_graph(self.run_id, self.tasks, positions, self.positions,
+                                   self.engine.artifacts_url, self.engine.keyring)
         with self.lock:
             for pos in sorted(positions):
                 task = self.tasks[pos]
@@ -333,6 +309,8 @@ class RunExecution:
                         self._await_metas()
                 else:
                     idle_since = None
+                if self._watched and now - self._published_at >= VIEW_EVERY_S:
+                    self._publish()
                 if not ready:
                     if self._ask_waiting and now - last_waiting_check > 1.0:
                         last_waiting_check = now
@@ -408,81 +386,43 @@ class RunExecution:
                     self._mark(task, TaskStatus.FAILED, failure_kind="exception", error=str(err))
 
     def _expand_map(self, gather: TaskState) -> None:
-        """Create the mapped tasks of a dynamic map now that its list is known.
-
-        Each item's key is the key ``op(item, **params)`` has anywhere (a static jf.map of
-        the same items shares the cache); an item without a deterministic token gets a key
-        derived from the map's key (which covers the upstream key) and its position.
-        """
-        from ..core.composites import parallel
-        from ..core.ids import new_id
-        from ..core.op import OutputRef
-        from . import runtime
-
+        """Create the mapped tasks of a dynamic map now that its list is known (planned as
+        the first plan is: engine/plan.py), record them, and defer the gathering task."""
         node = gather.node
         items_ref = node.args[0]
         items_node = items_ref.node if isinstance(items_ref, OutputRef) else items_ref
         source = self.tasks[self.positions[items_node]]
         output = items_ref.output if isinstance(items_ref, OutputRef) else "return"
         items = self.engine.artifacts.get(source.outputs[output])
-        inner = node.op.inner
-        if not isinstance(items, (list, tuple)):
-            raise FlowError(
-                f"jf.map({inner.name}): the items come from op {source.name!r}, which returned a "
-                f"{type(items).__name__}; it must return a list (or tuple) of items"
-            )
-        param_nodes = {n: self.tasks[self.positions[n]] for n in node.upstream() if n is not items_node}
-        upstream_keys = {n: t.key for n, t in param_nodes.items()}
-        memo: dict = {}
-        fresh: list[TaskState] = []
-        for index, item in enumerate(items):
-            item_node = inner(item, **node.kwargs)
-            item_node.index = index
-            tk = keylib.task_key(item_node, upstream_keys, memo=memo)
-            key, cacheable, reason = tk.key, tk.disabled_reason is None, tk.disabled_reason
-            if not cacheable and gather.cacheable:
-                key = keylib.sha256_text(f"{gather.key}:{index}")
-                cacheable, reason = True, None
-            state = TaskState(
-                id=new_id(), node=item_node, position=len(self.tasks), name=inner.name, index=index,
-                key=key, cacheable=cacheable, components=tk.components, reason=reason,
-                upstream=[source.position] + [t.position for t in param_nodes.values()],
-                resources=dict(inner.resources),
-            )
-            self.tasks.append(state)
-            self.by_id[state.id] = state
-            self.positions[item_node] = state.position
-            fresh.append(state)
-        forced = {s.position for s in fresh if s.node.op in self._forced or inner in self._forced}
-        from . import pools as pool_lib
+        params_of = {n: self.tasks[self.positions[n]] for n in node.upstream() if n is not items_node}
+        ids = new_ids(len(items)) if isinstance(items, (list, tuple)) else None
+        p = plan_map(gather, items, source, params_of, self.engine.cache, self._forced,
+                     first_position=len(self.tasks), task_ids=ids, pools=getattr(self.handle, "pools", None),
+                     claim=self.flight.claim, by_id=self.by_id)
+        fresh = p.tasks
+        rows = [task_row(s) for s in fresh]
+        for s, row in zip(fresh, rows):
+            s.provenance = dict(row["provenance"])  # live updates extend it, never replace it
+        restored: dict = {}
+        for s in fresh:
+            if s.cached and s.metrics:
+                restored.update(s.metrics)
+        from ..core.composites import parallel
 
-        # The mapped tasks go to the pool their op's request fits (FlowError if none does).
-        pool_lib.annotations(fresh, getattr(self.handle, "pools", None))
-        store = self.engine.store
-        hits = self.engine.usable_hits(
-            fresh, store.lookup_cache([s.key for s in fresh if s.cacheable and s.position not in forced],
-                                      components=False))
-        misses = {s.position for s in fresh if s.position in forced or not s.cacheable or s.key not in hits}
-        previous = store.last_components([inner.name], {inner.name: keylib.op_origin(inner)}) if misses else {}
-        for s in fresh:
-            if s.position in misses:
-                s.forced = s.position in forced
-                s.reason = "forced" if s.forced else s.reason or keylib.explain(s.components, previous.get(inner.name))
-            else:
-                runtime._restore(s, hits[s.key])
-        waits = self.engine._claim(self.run_id, fresh, misses, lambda s: s.position in forced)
-        for s in fresh:
-            s.provenance = {**s.provenance, "op": s.name, "key": s.key, "map": gather.id, "index": s.index}
-            if s.cached:
-                s.provenance["cached_from"] = hits.get(s.key, {}).get("task_id")
-        rows = [runtime._task_row(self.run_id, s, None) for s in fresh]
-        self.engine.writer.call(store.add_tasks, self.run_id, self.owner_id, rows, run_id=self.run_id)
         collect = parallel([s.node for s in fresh])
+        writer, store = self.engine.writer, self.engine.store
         with self.lock:
-            for key, tasks in waits.items():
+            for s in fresh:
+                self.tasks.append(s)
+                self.by_id[s.id] = s
+                self.positions[s.node] = s.position
+            writer.call(store.add_tasks, self.run_id, self.owner_id, rows, run_id=self.run_id)
+            if restored:  # as for the run's first tasks: restored metrics come back to the run
+                writer.call(store.record_metrics, self.run_id, restored, run_id=self.run_id)
+            for key, tasks in p.waits.items():
                 self._waits.setdefault(key, []).extend(tasks)
-            waiting = {t.position for tasks in waits.values() for t in tasks}
-            self._deferred |= (misses - waiting) | {gather.position}
+            self._expand |= p.expand
+            self._deferred |= p.stage | p.deferred | {gather.position}
             gather.node = collect
             gather.upstream = [s.position for s in fresh]
             self.positions[collect] = gather.position
@@ -493,36 +433,23 @@ class RunExecution:
 
         Returns the tasks that this run computes itself now.
         """
-        from ..core.settings import heartbeat_timeout
-
-        store = self.engine.store
-        now = time.monotonic()
-        timeout = heartbeat_timeout()
-        if now - self._last_reconcile > max(1.0, timeout / 6):
-            # A claimer that stopped heartbeating is declared dead here, which frees its keys.
-            self._last_reconcile = now
-            store.reconcile(timeout)
-        status = store.claim_status(list(self._waits))
-        free = {key: tasks[0].id for key, tasks in self._waits.items()
-                if status[key]["state"] == "free" or (status[key]["state"] == "held" and status[key]["fenced"])}
-        if free:
-            try:
-                status.update(store.claim_keys(self.engine.owner_id, self.run_id, free))
-            except FencedWrite:
-                self.engine._on_fenced()  # this run is LOST in the store; it ends as it is
-                self._waits.clear()
-                return set()
+        status = self.flight.poll(self._waits)
+        if status is None:  # fenced: this run is LOST in the store; it ends as it is
+            self._waits.clear()
+            return set()
+        refusal = self.engine.cache.refusal
         took_over: set[int] = set()
         with self.lock:
             for key, state in status.items():
                 tasks = self._waits.get(key)
                 if not tasks:
                     continue
-                if state["state"] == "cached" and not self.engine.usable_entry(state):
+                why = refusal(state) if state["state"] == "cached" else None
+                if why is not None:
                     # The other run was another user's, whom this user does not trust: compute
                     # it here (the cache entry stays theirs).
                     for task in tasks:
-                        task.reason = self.engine.untrusted_reason(state)
+                        task.reason = why
                         self.engine.writer.task_update({"id": task.id, "reason": task.reason}, self.run_id)
                         if isinstance(task.node.op, MapOp):
                             self._expand.add(task.position)
@@ -554,23 +481,12 @@ class RunExecution:
         return took_over
 
     def _restore(self, task: TaskState, entry: dict) -> None:
-        """A task that waited for another computation of its key: restore that result."""
-        task.status = TaskStatus.CACHED
-        task.cached = True
-        task.outputs = dict(entry["outputs"])
-        task.metrics = dict(entry.get("metrics") or {})
+        """A task that waited for another computation of its key: restore that result and
+        record it (the restore itself is the planner's: state.restore)."""
+        restore(task, entry, note=MEANWHILE, by_id=self.by_id, ended=time.time())
         if task.metrics:
             self.engine.writer.call(self.engine.store.record_metrics, self.run_id, task.metrics,
                                     run_id=self.run_id)
-        producer = entry.get("task_id")
-        twin = self.by_id.get(producer) if producer else None
-        if twin is not None:  # the same value twice in this run: computed once, by its twin
-            label = twin.name if twin.index is None else f"{twin.name}[{twin.index}]"
-            task.reason = f"cached (the same value as {label} of this run, computed once)"
-        else:
-            task.reason = "cached (computed meanwhile by another run)"
-        task.provenance["cached_from"] = producer
-        task.ended = time.time()
         self.engine.writer.task_update({
             "id": task.id, "status": TaskStatus.CACHED.value, "cached": True, "outputs": task.outputs,
             "reason": task.reason, "provenance": dict(task.provenance), "ended_at": _dt(task.ended),
@@ -809,6 +725,8 @@ class RunExecution:
                 self.handle.client.cancel(futures)
             except Exception:  # the client may be closing; the scheduler forgets them anyway
                 pass
+        if self._watched:
+            self._publish()
         self.done.set()
         with self.lock:
             self.changed.notify_all()
