@@ -11,6 +11,7 @@ from ..core.graph import order
 from ..core.op import Node, OutputRef
 from ..core.resources import strict as strict_resources
 from . import pools as pool_lib
+from .state import TaskState
 from .worker import Ref, TaskSpec, execute, execute_chain, load_cached
 
 

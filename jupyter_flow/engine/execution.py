@@ -5,23 +5,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 from ..core.errors import ArtifactError, FencedWrite, FlowError, OpTimeout, RunCanceled, StoreError, WorkerLost
 from ..core.ids import new_ids
 from ..core.op import MapOp, OutputRef
-from ..core.status import TASK_PROGRESS, RunStatus, TaskStatus
+from ..core.status import RunStatus, TaskStatus
 from .dask_graph import build_graph
+from .machine import (AVAILABLE, FutureEnded, Log, Metric, RecordMetrics, ReleaseClaims, RunMachine, Submit,
+                      WriteArtifacts, WriteCache, WriteTask, dt, final_fields, parse)
 from .plan import plan_map
 from .single_flight import MEANWHILE
 from .state import TaskState, TaskView, restore, task_row
-from .tracebacks import localize
 
 log = logging.getLogger("jupyter_flow.engine")
 
 META_GRACE_S = 10.0  # how long to wait for a finished task's completion event
-_AVAILABLE = (TaskStatus.SUCCESS, TaskStatus.CACHED)
-_BROKEN = (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELED, TaskStatus.LOST)
 CLAIM_POLL_S = 0.25  # how often a run waiting for another run's result looks again
 CANCEL_POLL_S = 0.2  # how often a cancel looks whether the run's ops left their workers
 VIEW_EVERY_S = 0.1  # how often a watched run publishes its tasks' view
@@ -31,7 +29,6 @@ RECORD_TIMEOUT_S = 120.0  # how long the end of a run waits for its records to b
 class RunNotRecorded(StoreError):
     """The run's records could not be written to the store (full disk, store gone)."""
 EARLY_OUTPUTS_LIMIT = 8 * 2**20  # bytes of live outputs kept until someone listens
-LOG_TAIL = 64 * 1024  # characters of live stdout/stderr written to the store while a task runs
 
 
 class RunExecution:
@@ -46,7 +43,8 @@ class RunExecution:
         self.graph = graph
         self.tasks = tasks
         self.by_id = {t.id: t for t in tasks}
-        self.by_key: dict[str, list[TaskState]] = {}
+        self.by_key: dict[str, list[TaskState]] = {}  # Dask key -> its tasks (a fused chain: several)
+        self.machine = RunMachine(tasks, self.by_id, self.by_key)  # the rules; this class executes them
         self.owner_id = owner_id
         self.handle = handle
         self.status = RunStatus.RUNNING
@@ -56,7 +54,6 @@ class RunExecution:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.done = threading.Event()
-        self.cancel_requested = False
         self._stopped = False  # the run's work on the cluster was stopped (cancel)
         self.futures: list = []
         self._stage = set(stage or ())
@@ -134,142 +131,72 @@ class RunExecution:
 
     # ---------------------------------------------------------------- events
     def on_event(self, msg: dict) -> None:
-        task = self.by_id.get(msg.get("task"))
-        if task is None:
-            if msg.get("t") == "metric":
-                self.engine.writer.call(self.engine.store.record_metric, self.run_id, msg["name"], msg["value"],
-                                        run_id=self.run_id)
+        """A worker's message (engine/worker.py): the machine applies it, this executes it."""
+        event = parse(msg)
+        if event is None:
             return
-        kind = msg.get("t")
-        if kind == "output":
-            self._on_output(task, msg)
-            return
-        if kind == "metric":
-            self._on_metric(task, msg)
+        now = time.time()
+        if isinstance(event, Log):
+            self._on_output(event, now)
             return
         with self.lock:
-            if task.status.terminal and kind == "start":
-                return
-            task.worker = msg.get("worker") or task.worker
-            prov = {k: msg.get(k) for k in ("worker", "host", "pid", "slurm_job_id", "pool", "gpus") if msg.get(k)}
-            task.provenance.update(prov)
-            update: dict[str, Any] = {"id": task.id}
-            if kind == "start":
-                task.attempts += 1
-                update["attempts"] = task.attempts
-                if task.started is None:
-                    task.started = msg.get("time") or time.time()
-                    update["started_at"] = _dt(task.started)
-                if TASK_PROGRESS.get(task.status, 99) < TASK_PROGRESS[TaskStatus.RUNNING]:
-                    task.status = TaskStatus.RUNNING
-                    update["status"] = TaskStatus.RUNNING.value
-                if task.reason_before_wait is not None:  # a worker came: the reason is why it runs again
-                    task.reason, task.reason_before_wait = task.reason_before_wait, None
-                    update["reason"] = task.reason
-                update["worker"] = task.worker
-            elif kind in ("done", "failed") and (self.cancel_requested or task.status.terminal):
-                # A canceled op (or one already given up on) ended anyway: what it produced is
-                # not the run's result, so it enters neither the cache nor the artifact rows.
-                return
-            elif kind == "done":
-                # Retries inside the wrapper count too (a start event may be lost with a dying worker).
-                task.attempts = max(task.attempts, int(msg.get("attempt") or 1))
-                task.outputs = {name: meta["hash"] for name, meta in msg["outputs"].items()}
-                task.output_meta = msg["outputs"]
-                task.stdout, task.stderr = msg.get("stdout", ""), msg.get("stderr", "")
-                task.started = msg.get("started") or task.started
-                task.ended = msg.get("time") or time.time()
-                task.status = TaskStatus.SUCCESS
-                update.update(self._final_fields(task))
-                self.engine.writer.artifacts([
-                    {"hash": m["hash"], "size": m["size"], "serializer": m["serializer"],
-                     "serializer_version": m["serializer_version"], "type": m["type"], "uri": m["uri"]}
-                    for m in msg["outputs"].values()
-                ], self.run_id)
-                if task.cacheable and task.key:
-                    signers = {m["signer"] for m in msg["outputs"].values() if m.get("signer")}
-                    self.engine.writer.cache_entry({
-                        "key": task.key, "outputs": task.outputs, "components": task.components,
-                        "op_name": task.name, "task_id": task.id, "replace": task.forced,
-                        "metrics": dict(task.metrics) or None, "signer": min(signers) if signers else None,
-                    }, self.run_id)
-            elif kind == "failed":
-                task.attempts = max(task.attempts, int(msg.get("attempt") or 1))
-                task.error = msg.get("error")
-                task.traceback = localize(msg.get("traceback"), task.node.op)
-                task.stdout, task.stderr = msg.get("stdout", ""), msg.get("stderr", "")
-                task.failure_kind = "timeout" if msg.get("timeout") else "exception"
-                task.started = msg.get("started") or task.started
-                task.ended = msg.get("time") or time.time()
-                task.status = TaskStatus.FAILED
-                update.update(self._final_fields(task))
-                if task.cacheable and task.key:
-                    # Runs waiting for this key compute it themselves now.
-                    self.engine.writer.call(self.engine.store.release_claims, self.run_id, [task.key])
-            else:
-                return
-            self.engine.writer.task_update(update, self.run_id)
-            self.changed.notify_all()
+            instructions = self.machine.on_worker(event, now)
+            self._do(instructions)
+            if instructions and not isinstance(event, Metric):
+                self.changed.notify_all()
 
-    def _on_output(self, task: TaskState, msg: dict) -> None:
-        items = msg.get("items") or []
-        seq = int(msg.get("seq") or 0)
-        streams = {"stdout": [], "stderr": []}
-        for item in items:
-            if item.get("output_type") == "stream" and item.get("name") in streams:
-                streams[item["name"]].append(item.get("text") or "")
+    def _on_output(self, event: Log, now: float) -> None:
+        if event.task not in self.by_id:
+            return
+        items = list(event.items)
         with self.lock:
-            if not task.status.terminal and (streams["stdout"] or streams["stderr"]):
-                # The store (and the sidebar's logs) follow the op while it runs.
-                task.stdout = (task.stdout + "".join(streams["stdout"]))[-LOG_TAIL:]
-                task.stderr = (task.stderr + "".join(streams["stderr"]))[-LOG_TAIL:]
-                self.engine.writer.task_update({"id": task.id, "stdout": task.stdout, "stderr": task.stderr})
+            self._do(self.machine.on_worker(event, now))
             listeners = list(self._output_listeners)
             if not listeners:
                 size = sum(len(str(item)) for item in items)
                 if self._early_bytes + size <= EARLY_OUTPUTS_LIMIT:
                     self._early_bytes += size
-                    self._early_outputs.append((task.id, seq, items))
+                    self._early_outputs.append((event.task, event.seq, items))
         for listener in listeners:
             try:
-                listener(task.id, seq, items)
+                listener(event.task, event.seq, items)
             except Exception:  # a broken display must not stop the run's bookkeeping
                 log.exception("jupyter_flow: an output listener failed")
 
-    def _on_metric(self, task: TaskState, msg: dict) -> None:
-        name, value = msg.get("name"), msg.get("value")
-        with self.lock:
-            task.metrics[name] = value
-            metrics = dict(task.metrics)
-        self.engine.writer.task_update({"id": task.id, "metrics": metrics})
-        self.engine.writer.call(self.engine.store.record_metrics, self.run_id, {name: value})
-
-    def _final_fields(self, task: TaskState) -> dict:
-        provenance = dict(task.provenance)
-        provenance["attempts"] = task.attempts
-        if task.output_meta:
-            provenance["outputs"] = task.output_meta
-        task.provenance = provenance
-        return {
-            "status": task.status.value,
-            "attempts": task.attempts,
-            "outputs": task.outputs,
-            "stdout": task.stdout,
-            "stderr": task.stderr,
-            "error": task.error,
-            "traceback": task.traceback,
-            "worker": task.worker,
-            "started_at": _dt(task.started),
-            "ended_at": _dt(task.ended),
-            "duration": task.duration,
-            "provenance": provenance,
-        }
+    def _do(self, instructions: list) -> set[int]:
+        """Execute the machine's instructions (writes, in order); returns the positions it
+        asks to submit (the caller submits them, outside the lock)."""
+        writer, store, run_id = self.engine.writer, self.engine.store, self.run_id
+        submit: set[int] = set()
+        for ins in instructions:
+            if isinstance(ins, WriteTask):
+                if ins.of_run:
+                    writer.task_update(ins.update, run_id)
+                else:
+                    writer.task_update(ins.update)
+            elif isinstance(ins, WriteArtifacts):
+                writer.artifacts(ins.rows, run_id)
+            elif isinstance(ins, WriteCache):
+                writer.cache_entry(ins.entry, run_id)
+            elif isinstance(ins, ReleaseClaims):
+                writer.call(store.release_claims, run_id, ins.keys)
+            elif isinstance(ins, RecordMetrics):
+                if ins.task_metric:
+                    for name, value in ins.metrics.items():
+                        writer.call(store.record_metric, run_id, name, value, run_id=run_id)
+                elif ins.of_run:
+                    writer.call(store.record_metrics, run_id, ins.metrics, run_id=run_id)
+                else:
+                    writer.call(store.record_metrics, run_id, ins.metrics)
+            elif isinstance(ins, Submit):
+                submit |= ins.positions
+        return submit
 
     def final_records(self) -> list[dict]:
         """Every task's final state as the store should hold it: written again when the
         run's own writes failed (a full disk) and the store accepts writes again."""
         with self.lock:
-            return [{"id": task.id, "reason": task.reason, **self._final_fields(task)} for task in self.tasks]
+            return [{"id": task.id, "reason": task.reason, **final_fields(task)} for task in self.tasks]
 
     # --------------------------------------------------------------- monitor
     def _monitor(self) -> None:
@@ -341,32 +268,18 @@ class RunExecution:
         return self._submit_stage(stage) if stage else []
 
     def _ready_stage(self) -> set[int]:
-        """Deferred tasks whose inputs are all available (finished, in flight, or starting
-        with them); those behind a failure are SKIPPED."""
-        stage: set[int] = set()
-        changed = True
-        while changed:
-            changed = False
-            for pos in sorted(self._deferred):
-                task = self.tasks[pos]
-                ups = [self.tasks[u] for u in task.upstream]
-                if self._skipped_for_upstream(task):
-                    self._deferred.discard(pos)
-                    changed = True
-                elif all(u.position in stage or u.dask_key or u.status in _AVAILABLE for u in ups):
-                    self._deferred.discard(pos)
-                    stage.add(pos)
-                    changed = True
+        """Deferred tasks whose inputs are all available; those behind a failure are SKIPPED."""
+        stage = self._do(self.machine.ready(self._deferred, time.time()))
+        self.changed.notify_all()
         return stage
 
     def _skipped_for_upstream(self, task: TaskState) -> bool:
         """Mark ``task`` SKIPPED if an op it needs failed (or was skipped, canceled, lost)."""
-        failed = next((self.tasks[u] for u in task.upstream if self.tasks[u].status in _BROKEN), None)
-        if failed is None:
+        instructions = self.machine.skip_if_broken(task, time.time())
+        if instructions is None:
             return False
-        blame = failed.blame or failed.id
-        self._mark(task, TaskStatus.SKIPPED, failure_kind="upstream", blame=blame,
-                   error=f"skipped: upstream op {self.by_id[blame].name!r} failed")
+        self._do(instructions)
+        self.changed.notify_all()
         return True
 
     def _expand_ready(self) -> None:
@@ -376,7 +289,7 @@ class RunExecution:
                 if self._skipped_for_upstream(task):
                     self._expand.discard(pos)
                     continue
-            if not all(self.tasks[u].status in _AVAILABLE for u in task.upstream):
+            if not all(self.tasks[u].status in AVAILABLE for u in task.upstream):
                 continue
             self._expand.discard(pos)
             try:
@@ -493,81 +406,25 @@ class RunExecution:
         }, self.run_id)
 
     def _on_future(self, future) -> None:
-        # A fused chain is one future for several tasks, in chain order.
-        for task in self.by_key.get(future.key, ()):
-            self._on_task_future(future, task)
-
-    def _on_task_future(self, future, task: TaskState) -> None:
+        """A future ended: its error (fetched once) goes to the machine with the future."""
         status = future.status
-        with self.lock:
-            if status == "finished":
-                return  # the "done" event carries outputs; awaited in _await_metas
-            if status == "cancelled" or self.cancel_requested:
-                if not task.status.terminal:
-                    self._mark(task, TaskStatus.CANCELED, failure_kind="canceled")
-                return
-            if status == "error":
-                if task.status == TaskStatus.FAILED:
-                    try:
-                        task.exception = future.exception(timeout=5)
-                    except Exception:  # the exception could not be fetched; the text is kept
-                        task.exception = None
-                    return
+        exc = None
+        if status == "error":
+            try:
+                exc = future.exception(timeout=5)
+            except Exception:  # the exception could not be fetched; the task's text is kept
                 exc = None
-                try:
-                    exc = future.exception(timeout=5)
-                except Exception:
-                    pass
-                name = type(exc).__name__ if exc is not None else "Error"
-                if name == "KilledWorker" and getattr(exc, "task", None) == task.dask_key:
-                    if task.status.terminal:
-                        return  # an op of a fused chain that finished before the one that died
-                    chain = self.by_key.get(task.dask_key, [task])
-                    # The first op of the chain that did not finish is the one that died.
-                    victim = next(t for t in chain if t.status not in (TaskStatus.SUCCESS, TaskStatus.CACHED))
-                    if task is victim:
-                        # Start events of a dying worker may never arrive: count what the
-                        # scheduler allowed.
-                        attempts = max(task.attempts, int(getattr(exc, "allowed_failures", 0)) + 1)
-                        self._mark(task, TaskStatus.FAILED, failure_kind="worker", attempts=attempts,
-                                   error=(f"WorkerLost: the worker running op {task.name!r} died on each of "
-                                          f"{attempts} attempts (each on a different worker); the op probably "
-                                          "crashes its process (memory, a segfault, os._exit)"))
-                    else:
-                        self._mark(task, TaskStatus.SKIPPED, failure_kind="upstream", blame=victim.id,
-                                   error=f"skipped: upstream op {victim.name!r} failed (its worker died)")
-                    return
-                if task.attempts == 0:
-                    blame = self._blame(task)
-                    self._mark(task, TaskStatus.SKIPPED, failure_kind="upstream", blame=blame,
-                               error=f"skipped: upstream op {self.by_id[blame].name!r} failed" if blame
-                               else _skip_message(task, exc), exception=exc)
-                    return
-                # Started but no "failed" event yet: wait for it in _await_metas.
-
-    def _blame(self, task: TaskState) -> str | None:
-        stack = list(task.upstream)
-        seen = set()
-        while stack:
-            pos = stack.pop()
-            if pos in seen:
-                continue
-            seen.add(pos)
-            up = self.tasks[pos]
-            if up.status == TaskStatus.FAILED or (up.dask_key and up.attempts and up.status != TaskStatus.SUCCESS):
-                return up.id
-            stack.extend(up.upstream)
-        return None
+        event = FutureEnded(future.key, status, error=type(exc).__name__ if exc is not None else None,
+                            error_task=getattr(exc, "task", None),
+                            allowed_failures=int(getattr(exc, "allowed_failures", 0) or 0), exception=exc)
+        with self.lock:
+            instructions = self.machine.on_future(event, time.time())
+            self._do(instructions)
+            if instructions:
+                self.changed.notify_all()
 
     def _mark(self, task: TaskState, status: TaskStatus, **fields) -> None:
-        for name, value in fields.items():
-            setattr(task, name, value)
-        task.status = status
-        if task.ended is None:
-            task.ended = time.time()
-        update = {"id": task.id, "status": status.value, "error": task.error,
-                  "ended_at": _dt(task.ended), "attempts": task.attempts}
-        self.engine.writer.task_update(update, self.run_id)
+        self._do(self.machine.mark(task, status, time.time(), **fields))
         self.changed.notify_all()
 
     def _check_waiting(self) -> None:
@@ -603,12 +460,9 @@ class RunExecution:
                 if not missing or time.monotonic() > deadline:
                     break
                 self.changed.wait(0.1)
-            for task in missing:
-                if self.cancel_requested:
-                    self._mark(task, TaskStatus.CANCELED, failure_kind="canceled")
-                else:
-                    self._mark(task, TaskStatus.FAILED, failure_kind="exception",
-                               error="the task ended but its completion report never arrived")
+            if missing:
+                self._do(self.machine.give_up(missing, time.time()))
+                self.changed.notify_all()
             for task in self.tasks:
                 if task.status == TaskStatus.FAILED and task.exception is None and task.dask_key:
                     future = next((f for f in self.futures if f.key == task.dask_key), None)
@@ -619,8 +473,12 @@ class RunExecution:
                             pass
 
     # ---------------------------------------------------------------- cancel
+    @property
+    def cancel_requested(self) -> bool:
+        return self.machine.canceled
+
     def request_cancel(self) -> None:
-        self.cancel_requested = True
+        self.machine.cancel()
 
     def _cancel_futures(self) -> None:
         """Stop the run's work on the cluster, once: forget its futures, tell the workers (an
@@ -642,9 +500,8 @@ class RunExecution:
             log.debug("jupyter_flow: could not reach the workers to cancel run %s: %s", self.run_id, err)
             busy = {}
         with self.lock:
-            for task in self.tasks:
-                if not task.status.terminal:
-                    self._mark(task, TaskStatus.CANCELED, failure_kind="canceled")
+            self._do(self.machine.cancel_unfinished(time.time()))
+            self.changed.notify_all()
         if busy:
             self._free_workers(list(busy))
 
@@ -682,9 +539,8 @@ class RunExecution:
     def _finish(self) -> None:
         with self.lock:
             if self.cancel_requested:
-                for task in self.tasks:
-                    if not task.status.terminal:
-                        self._mark(task, TaskStatus.CANCELED, failure_kind="canceled")
+                self._do(self.machine.cancel_unfinished(time.time()))
+                self.changed.notify_all()
                 status = RunStatus.CANCELED
             elif self.error or any(t.status in (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELED) for t in self.tasks):
                 status = RunStatus.FAILED
@@ -777,17 +633,6 @@ def build_failure(name, run_id, status, failure_kind, error, tb, exception) -> B
     return exc
 
 
-def _skip_message(task: TaskState, exc: BaseException | None) -> str:
-    """Why a task never started, in our words rather than Dask's."""
-    if isinstance(exc, FlowError):  # e.g. a cached input that could not be loaded on a worker
-        return f"skipped: an input of op {task.name!r} could not be prepared: {exc}"
-    if _is_killed_worker(exc):
-        return (f"skipped: the workers preparing an input of op {task.name!r} died repeatedly; "
-                "resume the run to retry it")
-    what = type(exc).__name__ if exc is not None else "an unknown error"
-    return f"skipped: an input of op {task.name!r} could not be prepared ({what}); resume the run to retry it"
-
-
 def _is_killed_worker(exc) -> bool:
     return type(exc).__name__ == "KilledWorker"
 
@@ -799,9 +644,4 @@ def _wait_any(completed, timeout: float) -> None:
         time.sleep(0.005)
 
 
-def _dt(epoch: float | None):
-    if epoch is None:
-        return None
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(epoch, tz=timezone.utc)
+_dt = dt
