@@ -6,16 +6,16 @@ import logging
 import threading
 import time
 
+from ..core.composites import parallel
 from ..core.errors import ArtifactError, FencedWrite, FlowError, OpTimeout, RunCanceled, StoreError, WorkerLost
 from ..core.ids import new_ids
-from ..core.op import MapOp, OutputRef
+from ..core.op import OutputRef
 from ..core.status import RunStatus, TaskStatus
 from .dask_graph import build_graph
-from .machine import (AVAILABLE, FutureEnded, Log, Metric, RecordMetrics, ReleaseClaims, RunMachine, Submit,
-                      WriteArtifacts, WriteCache, WriteTask, dt, final_fields, parse)
+from .machine import (AVAILABLE, AddTasks, ClaimsPolled, FutureEnded, Log, MapItemsKnown, Metric, RecordMetrics,
+                      ReleaseClaims, RunMachine, Submit, WriteArtifacts, WriteCache, WriteTask, final_fields, parse)
 from .plan import plan_map
-from .single_flight import MEANWHILE
-from .state import TaskState, TaskView, restore, task_row
+from .state import TaskState, TaskView
 
 log = logging.getLogger("jupyter_flow.engine")
 
@@ -44,7 +44,8 @@ class RunExecution:
         self.tasks = tasks
         self.by_id = {t.id: t for t in tasks}
         self.by_key: dict[str, list[TaskState]] = {}  # Dask key -> its tasks (a fused chain: several)
-        self.machine = RunMachine(tasks, self.by_id, self.by_key)  # the rules; this class executes them
+        # The rules; this class executes what they answer. It holds the sets of what waits.
+        self.machine = RunMachine(tasks, self.by_id, self.by_key, waits=waits, deferred=deferred, expand=expand)
         self.owner_id = owner_id
         self.handle = handle
         self.status = RunStatus.RUNNING
@@ -57,9 +58,9 @@ class RunExecution:
         self._stopped = False  # the run's work on the cluster was stopped (cancel)
         self.futures: list = []
         self._stage = set(stage or ())
-        self._waits = dict(waits or {})  # cache key -> tasks waiting for another computation of it
-        self._deferred = set(deferred or ())  # tasks that need a value still being waited for
-        self._expand = set(expand or ())  # dynamic maps whose list is not known yet
+        self._waits = self.machine.waits  # cache key -> tasks waiting for another computation of it
+        self._deferred = self.machine.deferred  # tasks that need a value still being waited for
+        self._expand = self.machine.expand  # dynamic maps whose list is not known yet
         self._forced = set(forced or ())  # ops and nodes to rerun despite the cache
         self.positions = dict(graph.position)  # node -> position, mapped tasks included
         self.flight = flight if flight is not None else engine.single_flight(run_id)  # this run's claims
@@ -188,6 +189,8 @@ class RunExecution:
                     writer.call(store.record_metrics, run_id, ins.metrics, run_id=run_id)
                 else:
                     writer.call(store.record_metrics, run_id, ins.metrics)
+            elif isinstance(ins, AddTasks):
+                writer.call(store.add_tasks, run_id, self.owner_id, ins.rows, run_id=run_id)
             elif isinstance(ins, Submit):
                 submit |= ins.positions
         return submit
@@ -259,10 +262,10 @@ class RunExecution:
     def _advance(self, poll_claims: bool) -> list:
         """Start what can start now: keys taken over from dead claimers, maps whose list is
         known, and tasks whose inputs are all there. Returns the new futures."""
-        took_over = self._poll_claims() if poll_claims and self._waits else set()
+        if poll_claims and self._waits:
+            self._poll_claims()
         self._expand_ready()
         with self.lock:
-            self._deferred |= took_over
             stage = self._ready_stage() if self._deferred else set()
             self.changed.notify_all()
         return self._submit_stage(stage) if stage else []
@@ -312,98 +315,27 @@ class RunExecution:
         p = plan_map(gather, items, source, params_of, self.engine.cache, self._forced,
                      first_position=len(self.tasks), task_ids=ids, pools=getattr(self.handle, "pools", None),
                      claim=self.flight.claim, by_id=self.by_id)
-        fresh = p.tasks
-        rows = [task_row(s) for s in fresh]
-        for s, row in zip(fresh, rows):
-            s.provenance = dict(row["provenance"])  # live updates extend it, never replace it
-        restored: dict = {}
-        for s in fresh:
-            if s.cached and s.metrics:
-                restored.update(s.metrics)
-        from ..core.composites import parallel
-
-        collect = parallel([s.node for s in fresh])
-        writer, store = self.engine.writer, self.engine.store
+        collect = parallel([s.node for s in p.tasks])
         with self.lock:
-            for s in fresh:
-                self.tasks.append(s)
-                self.by_id[s.id] = s
+            self._do(self.machine.on_map_items(MapItemsKnown(gather, p, collect)))
+            for s in p.tasks:
                 self.positions[s.node] = s.position
-            writer.call(store.add_tasks, self.run_id, self.owner_id, rows, run_id=self.run_id)
-            if restored:  # as for the run's first tasks: restored metrics come back to the run
-                writer.call(store.record_metrics, self.run_id, restored, run_id=self.run_id)
-            for key, tasks in p.waits.items():
-                self._waits.setdefault(key, []).extend(tasks)
-            self._expand |= p.expand
-            self._deferred |= p.stage | p.deferred | {gather.position}
-            gather.node = collect
-            gather.upstream = [s.position for s in fresh]
             self.positions[collect] = gather.position
             self.changed.notify_all()
 
-    def _poll_claims(self) -> set[int]:
-        """Look again at the keys other computations hold; restore, take over, or go on waiting.
-
-        Returns the tasks that this run computes itself now.
-        """
+    def _poll_claims(self) -> None:
+        """Look again at the keys other computations hold: the machine restores, takes over
+        (the tasks this run computes itself now join the deferred ones) or goes on waiting."""
         status = self.flight.poll(self._waits)
-        if status is None:  # fenced: this run is LOST in the store; it ends as it is
-            self._waits.clear()
-            return set()
         refusal = self.engine.cache.refusal
-        took_over: set[int] = set()
+        refused = {}
+        for key, state in (status or {}).items():
+            why = refusal(state) if state["state"] == "cached" else None
+            if why is not None:
+                refused[key] = why
         with self.lock:
-            for key, state in status.items():
-                tasks = self._waits.get(key)
-                if not tasks:
-                    continue
-                why = refusal(state) if state["state"] == "cached" else None
-                if why is not None:
-                    # The other run was another user's, whom this user does not trust: compute
-                    # it here (the cache entry stays theirs).
-                    for task in tasks:
-                        task.reason = why
-                        self.engine.writer.task_update({"id": task.id, "reason": task.reason}, self.run_id)
-                        if isinstance(task.node.op, MapOp):
-                            self._expand.add(task.position)
-                        else:
-                            took_over.add(task.position)
-                    del self._waits[key]
-                elif state["state"] == "cached":
-                    for task in tasks:
-                        self._restore(task, state)
-                    del self._waits[key]
-                elif state["state"] == "held":
-                    for task in tasks:
-                        task.waiting_for = state["run_id"]
-                elif state["state"] == "mine":
-                    first, *twins = tasks
-                    held_by = state.get("took_over_from") or first.waiting_for
-                    first.reason = (f"no cache entry (taken over from run {held_by}, which ended without "
-                                    "recording a value: lost, failed or canceled)")
-                    self.engine.writer.task_update({"id": first.id, "reason": first.reason}, self.run_id)
-                    if isinstance(first.node.op, MapOp):
-                        self._expand.add(first.position)
-                    else:
-                        took_over.add(first.position)
-                    if twins:
-                        self._waits[key] = twins
-                    else:
-                        del self._waits[key]
+            self._do(self.machine.on_claims(ClaimsPolled(status, refused), time.time()))
             self.changed.notify_all()
-        return took_over
-
-    def _restore(self, task: TaskState, entry: dict) -> None:
-        """A task that waited for another computation of its key: restore that result and
-        record it (the restore itself is the planner's: state.restore)."""
-        restore(task, entry, note=MEANWHILE, by_id=self.by_id, ended=time.time())
-        if task.metrics:
-            self.engine.writer.call(self.engine.store.record_metrics, self.run_id, task.metrics,
-                                    run_id=self.run_id)
-        self.engine.writer.task_update({
-            "id": task.id, "status": TaskStatus.CACHED.value, "cached": True, "outputs": task.outputs,
-            "reason": task.reason, "provenance": dict(task.provenance), "ended_at": _dt(task.ended),
-        }, self.run_id)
 
     def _on_future(self, future) -> None:
         """A future ended: its error (fetched once) goes to the machine with the future."""
@@ -643,5 +575,3 @@ def _wait_any(completed, timeout: float) -> None:
     while not completed.has_ready() and time.monotonic() < deadline:
         time.sleep(0.005)
 
-
-_dt = dt

@@ -2,11 +2,12 @@
 
 Events are what happens to a run: the worker's messages (``Started``, ``Finished``,
 ``Failed``, ``Log``, ``Metric``, as engine/worker.py publishes them), a Dask future that
-ended (``FutureEnded``: error, cancelled), a cancel. The machine changes the tasks' state
+ended (``FutureEnded``: error, cancelled), a cancel, the claims of other runs polled
+(``ClaimsPolled``), a dynamic map's items known (``MapItemsKnown``). The machine changes the tasks' state
 (``TaskState``) by the rules — who is skipped and whom a skip blames, which op of a fused
 chain died with its worker, how retries count, what a cancel does — and answers with
 instructions for the store (``WriteTask``, ``WriteArtifacts``, ``WriteCache``,
-``ReleaseClaims``, ``RecordMetrics``) and the cluster (``Submit``). It never writes,
+``ReleaseClaims``, ``RecordMetrics``, ``AddTasks``) and the cluster (``Submit``). It never writes,
 submits or reads the clock itself (times come with the events, ``now`` is passed in):
 ``RunExecution`` drives it from its Dask loop and executes what it answers, and the rules
 are tested without a cluster (tests/engine/test_run_machine.py).
@@ -18,8 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Union
 
+from ..core.op import MapOp
 from ..core.status import TASK_PROGRESS, TaskStatus
-from .state import TaskState
+from .single_flight import MEANWHILE
+from .state import TaskState, restore, task_row
 from .tracebacks import localize
 
 AVAILABLE = (TaskStatus.SUCCESS, TaskStatus.CACHED)
@@ -102,6 +105,26 @@ class FutureEnded:
     exception: BaseException | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimsPolled:
+    """Where the keys this run waits for stand (``SingleFlight.poll``: key -> ``cached``,
+    ``held`` or ``mine``); ``refused``: key -> why its cached entry is not usable here.
+    ``status`` None: this process was fenced meanwhile (the run ends as it is)."""
+
+    status: dict | None
+    refused: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MapItemsKnown:
+    """A dynamic map's list is known: ``plan`` holds its items' tasks (engine/plan.py,
+    ``plan_map``), ``collect`` the node gathering their values."""
+
+    gather: TaskState
+    plan: Any
+    collect: Any
+
+
 def parse(msg: dict) -> WorkerEvent | None:
     """A worker's message (a dict on the Dask topic) as its event; None for other shapes.
 
@@ -162,11 +185,18 @@ class RecordMetrics:
 
 
 @dataclass(frozen=True, slots=True)
+class AddTasks:
+    """Record tasks a run added while it went on (a dynamic map's items)."""
+
+    rows: list
+
+
+@dataclass(frozen=True, slots=True)
 class Submit:
     positions: frozenset
 
 
-Instruction = Union[WriteTask, WriteArtifacts, WriteCache, ReleaseClaims, RecordMetrics, Submit]
+Instruction = Union[WriteTask, WriteArtifacts, WriteCache, ReleaseClaims, RecordMetrics, AddTasks, Submit]
 
 
 # ----------------------------------------------------------------- machine
@@ -175,10 +205,14 @@ class RunMachine:
     the run's lock around each call."""
 
     def __init__(self, tasks: list[TaskState], by_id: dict[str, TaskState] | None = None,
-                 by_key: dict[str, list[TaskState]] | None = None):
+                 by_key: dict[str, list[TaskState]] | None = None, *, waits: dict | None = None,
+                 deferred: set[int] | None = None, expand: set[int] | None = None):
         self.tasks = tasks
         self.by_id = by_id if by_id is not None else {t.id: t for t in tasks}
         self.by_key = by_key if by_key is not None else {}  # Dask key -> its tasks, in chain order
+        self.waits: dict[str, list[TaskState]] = dict(waits or {})  # key -> tasks waiting for another computation
+        self.deferred: set[int] = set(deferred or ())  # tasks that need a value still being waited for
+        self.expand: set[int] = set(expand or ())  # dynamic maps whose list is not known yet
         self.canceled = False
 
     # ------------------------------------------------------------ worker
@@ -305,6 +339,88 @@ class RunMachine:
                              error=f"skipped: upstream op {self.by_id[blame].name!r} failed" if blame
                              else skip_message(task, event), exception=event.exception)
         return []  # started but no Failed event yet: the run waits for it (or gives up on it)
+
+    # ------------------------------------------------------ single flight
+    def on_claims(self, event: ClaimsPolled, now: float) -> list[Instruction]:
+        """Restore the tasks whose key was recorded meanwhile, take over keys whose claimer
+        ended without a value (their tasks join ``deferred``, maps ``expand``), go on
+        waiting for the others."""
+        if event.status is None:
+            self.waits.clear()
+            return []
+        out: list[Instruction] = []
+        for key, state in event.status.items():
+            tasks = self.waits.get(key)
+            if not tasks:
+                continue
+            why = event.refused.get(key) if state["state"] == "cached" else None
+            if why is not None:
+                # The other run was another user's, whom this user does not trust: compute
+                # it here (the cache entry stays theirs).
+                for task in tasks:
+                    task.reason = why
+                    out.append(WriteTask({"id": task.id, "reason": task.reason}))
+                    self._take_over(task)
+                del self.waits[key]
+            elif state["state"] == "cached":
+                for task in tasks:
+                    out += self._restored(task, state, now)
+                del self.waits[key]
+            elif state["state"] == "held":
+                for task in tasks:
+                    task.waiting_for = state["run_id"]
+            elif state["state"] == "mine":
+                first, *twins = tasks
+                held_by = state.get("took_over_from") or first.waiting_for
+                first.reason = (f"no cache entry (taken over from run {held_by}, which ended without "
+                                "recording a value: lost, failed or canceled)")
+                out.append(WriteTask({"id": first.id, "reason": first.reason}))
+                self._take_over(first)
+                if twins:
+                    self.waits[key] = twins
+                else:
+                    del self.waits[key]
+        return out
+
+    def _take_over(self, task: TaskState) -> None:
+        if isinstance(task.node.op, MapOp):
+            self.expand.add(task.position)
+        else:
+            self.deferred.add(task.position)
+
+    def _restored(self, task: TaskState, entry: dict, now: float) -> list[Instruction]:
+        """A task that waited for another computation of its key: that result is its own."""
+        restore(task, entry, note=MEANWHILE, by_id=self.by_id, ended=now)
+        out: list[Instruction] = [RecordMetrics(dict(task.metrics))] if task.metrics else []
+        out.append(WriteTask({
+            "id": task.id, "status": TaskStatus.CACHED.value, "cached": True, "outputs": task.outputs,
+            "reason": task.reason, "provenance": dict(task.provenance), "ended_at": dt(task.ended),
+        }))
+        return out
+
+    # ---------------------------------------------------------------- maps
+    def on_map_items(self, event: MapItemsKnown) -> list[Instruction]:
+        """Add a dynamic map's item tasks (recorded with the metrics their hits restore);
+        the gathering task now reads them and waits for them (``deferred``)."""
+        gather, fresh = event.gather, event.plan.tasks
+        rows = [task_row(s) for s in fresh]
+        restored: dict = {}
+        for s, row in zip(fresh, rows):
+            s.provenance = dict(row["provenance"])  # live updates extend it, never replace it
+            if s.cached and s.metrics:
+                restored.update(s.metrics)
+            self.tasks.append(s)
+            self.by_id[s.id] = s
+        for key, tasks in event.plan.waits.items():
+            self.waits.setdefault(key, []).extend(tasks)
+        self.expand |= event.plan.expand
+        self.deferred |= event.plan.stage | event.plan.deferred | {gather.position}
+        gather.node = event.collect
+        gather.upstream = [s.position for s in fresh]
+        out: list[Instruction] = [AddTasks(rows)]
+        if restored:  # as for the run's first tasks: restored metrics come back to the run
+            out.append(RecordMetrics(restored))
+        return out
 
     # ------------------------------------------------------------- rules
     def blame(self, task: TaskState) -> str | None:

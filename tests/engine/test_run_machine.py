@@ -10,8 +10,9 @@ import jupyter_flow as jf
 from jupyter_flow.core.errors import FlowError
 from jupyter_flow.core.graph import Graph
 from jupyter_flow.core.status import TaskStatus
-from jupyter_flow.engine.machine import (Failed, Finished, FutureEnded, Log, Metric, RecordMetrics, ReleaseClaims,
-                                         RunMachine, Started, Submit, WriteArtifacts, WriteCache, WriteTask, parse)
+from jupyter_flow.engine.machine import (AddTasks, ClaimsPolled, Failed, Finished, FutureEnded, Log, MapItemsKnown,
+                                         Metric, RecordMetrics, ReleaseClaims, RunMachine, Started, Submit,
+                                         WriteArtifacts, WriteCache, WriteTask, parse)
 from jupyter_flow.engine.plan import MemoryCacheView, plan
 
 NOW = 1_000.0
@@ -304,3 +305,90 @@ def test_a_cancel_ends_every_unfinished_task_and_keeps_the_others():
     assert len(out) == 3 and all(isinstance(i, WriteTask) and i.update["status"] == "CANCELED" for i in out)
     assert {n: t.status.value for n, t in tasks.items()} == {
         "first": "SUCCESS", "second": "CANCELED", "third": "CANCELED", "uncached": "CANCELED"}
+
+
+def _waiting(machine, tasks, *names):
+    """``names`` wait for another run's computation of their keys."""
+    for name in names:
+        t = tasks[name]
+        t.status, t.waiting_for, t.dask_key = TaskStatus.WAITING, "other-run", None
+        machine.waits.setdefault(t.key, []).append(t)
+
+
+ENTRY = {"state": "cached", "outputs": {"return": "h9"}, "task_id": "elsewhere", "metrics": {"acc": 1}}
+
+
+@pytest.mark.parametrize("state, refused, status, deferred, waits, kinds", [
+    # recorded meanwhile: restored, its metrics reach the run
+    (ENTRY, None, "CACHED", False, False, [RecordMetrics, WriteTask]),
+    # recorded by someone this user does not trust: computed here
+    (ENTRY, "no usable cache entry: not trusted", "WAITING", True, False, [WriteTask]),
+    # still computed by the other run
+    ({"state": "held", "run_id": "run-2", "owner_id": "o"}, None, "WAITING", False, True, []),
+    # its claimer ended without a value: taken over
+    ({"state": "mine", "took_over_from": "run-3"}, None, "WAITING", True, False, [WriteTask]),
+])
+def test_claims_polled(state, refused, status, deferred, waits, kinds):
+    machine, tasks = _run()
+    _waiting(machine, tasks, "first")
+    t = tasks["first"]
+    out = machine.on_claims(ClaimsPolled({t.key: state}, {t.key: refused} if refused else {}), NOW)
+    assert [type(i) for i in out] == kinds
+    assert t.status.value == status
+    assert (t.position in machine.deferred) == deferred
+    assert (t.key in machine.waits) == waits
+    if status == "CACHED":
+        assert t.reason == "cached (computed meanwhile by another run)" and t.ended == NOW
+        assert t.outputs == {"return": "h9"} and t.provenance["cached_from"] == "elsewhere"
+    if state["state"] == "held":
+        assert t.waiting_for == "run-2"
+    if state["state"] == "mine":
+        assert "taken over from run run-3" in t.reason
+
+
+def test_a_value_computed_by_a_twin_of_this_run_says_so():
+    machine, tasks = _run()
+    _waiting(machine, tasks, "second")
+    t = tasks["second"]
+    machine.on_claims(ClaimsPolled({t.key: dict(ENTRY, task_id=tasks["first"].id)}), NOW)
+    assert t.reason == "cached (the same value as first of this run, computed once)"
+
+
+def test_a_taken_over_key_is_computed_by_the_first_waiter_and_the_others_go_on_waiting():
+    machine, tasks = _run()
+    a, b = tasks["first"], tasks["second"]
+    b.key = a.key  # two tasks of this run wait for one key
+    _waiting(machine, tasks, "first", "second")
+    machine.on_claims(ClaimsPolled({a.key: {"state": "mine"}}), NOW)
+    assert machine.deferred == {a.position} and machine.waits == {a.key: [b]}
+
+
+def test_a_fenced_process_stops_waiting():
+    machine, tasks = _run()
+    _waiting(machine, tasks, "first")
+    assert machine.on_claims(ClaimsPolled(None), NOW) == [] and not machine.waits
+
+
+def test_a_maps_items_join_the_run_and_its_gathering_task_waits_for_them():
+    from jupyter_flow.core.composites import parallel
+    from jupyter_flow.engine.plan import plan_map
+
+    p = plan(Graph(jf.map(second, first(3))), MemoryCacheView())
+    machine = RunMachine(p.tasks, expand={1})
+    source, gather = p.tasks
+    source.status = TaskStatus.SUCCESS
+    view = MemoryCacheView()
+    items = plan_map(gather, [0, 1], source, {}, view, first_position=2)
+    cached = items.tasks[1]
+    cached.status, cached.cached, cached.metrics = TaskStatus.CACHED, True, {"acc": 2}
+    items.misses.discard(cached.position)
+    items.stage.discard(cached.position)
+    collect = parallel([t.node for t in items.tasks])
+    out = machine.on_map_items(MapItemsKnown(gather, items, collect))
+    assert [type(i) for i in out] == [AddTasks, RecordMetrics]
+    assert [row["id"] for row in out[0].rows] == [t.id for t in items.tasks]
+    assert out[1].metrics == {"acc": 2}
+    assert [t.position for t in machine.tasks] == [0, 1, 2, 3]
+    assert machine.deferred == {2, gather.position} and gather.upstream == [2, 3] and gather.node is collect
+    (submit,) = machine.ready(machine.deferred, NOW)
+    assert submit.positions == {2, gather.position}  # the item computed, and the gathering task with it
