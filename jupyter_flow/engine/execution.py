@@ -249,10 +249,9 @@ class RunExecution:
                     _wait_any(completed, 0.2 if not self._expand else 0.02)
             self._await_metas()
             with self.lock:
-                for pos in sorted(self._deferred):
-                    self._mark(self.tasks[pos], TaskStatus.FAILED, failure_kind="exception",
-                               error="the task never became ready to run (its inputs did not arrive)")
-                self._deferred.clear()
+                if self._deferred:
+                    self._do(self.machine.never_ready(time.time()))
+                    self.changed.notify_all()
         except Exception as err:  # the run must end even if monitoring breaks
             log.exception("jupyter_flow: monitoring run %s failed", self.run_id)
             self.error = f"monitoring failed: {err}"
@@ -373,15 +372,10 @@ class RunExecution:
             self._ask_waiting = False
             return
         with self.lock:
-            for key in waiting:
-                task = self.by_key[key][0]
-                if task.status == TaskStatus.PENDING:
-                    task.status = TaskStatus.WAITING
-                    task.reason_before_wait = task.reason
-                    task.reason = waiting_reason(task.pool, task.annotation)
-                    self.engine.writer.task_update({"id": task.id, "status": "WAITING", "reason": task.reason},
-                                                   self.run_id)
-                    self.changed.notify_all()
+            instructions = self.machine.on_no_worker(waiting, waiting_reason)
+            self._do(instructions)
+            if instructions:
+                self.changed.notify_all()
 
     def _await_metas(self) -> None:
         deadline = time.monotonic() + META_GRACE_S
@@ -473,14 +467,8 @@ class RunExecution:
             if self.cancel_requested:
                 self._do(self.machine.cancel_unfinished(time.time()))
                 self.changed.notify_all()
-                status = RunStatus.CANCELED
-            elif self.error or any(t.status in (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELED) for t in self.tasks):
-                status = RunStatus.FAILED
-                if not self.error:
-                    failed = [t.name for t in self.tasks if t.status == TaskStatus.FAILED]
-                    self.error = f"op(s) failed: {', '.join(dict.fromkeys(failed))}" if failed else "tasks did not finish"
-            else:
-                status = RunStatus.SUCCESS
+            outcome, self.error = self.machine.outcome(self.error)
+            status = RunStatus(outcome)
         # Written in order after the run's task updates. The run is reported ended only
         # once its records are in the store: a run reported SUCCESS is a recorded one.
         writer = self.engine.writer

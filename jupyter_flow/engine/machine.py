@@ -482,6 +482,41 @@ class RunMachine:
             out.append(Submit(frozenset(stage)))
         return out
 
+    def on_no_worker(self, keys, reason_of) -> list[Instruction]:
+        """The scheduler has no worker for the tasks of ``keys`` (their pool has none yet):
+        PENDING ones are WAITING, with ``reason_of(pool, annotation)`` as their reason until
+        a worker starts them."""
+        out: list[Instruction] = []
+        for key in keys:
+            task = self.by_key[key][0]
+            if task.status == TaskStatus.PENDING:
+                task.status = TaskStatus.WAITING
+                task.reason_before_wait = task.reason
+                task.reason = reason_of(task.pool, task.annotation)
+                out.append(WriteTask({"id": task.id, "status": "WAITING", "reason": task.reason}))
+        return out
+
+    def never_ready(self, now: float) -> list[Instruction]:
+        """The run's futures are over and tasks are still deferred: their inputs never came."""
+        out: list[Instruction] = []
+        for pos in sorted(self.deferred):
+            out += self.mark(self.tasks[pos], TaskStatus.FAILED, now, failure_kind="exception",
+                             error="the task never became ready to run (its inputs did not arrive)")
+        self.deferred.clear()
+        return out
+
+    def outcome(self, error: str | None) -> tuple[str, str | None]:
+        """The run's status once it ended (``error``: what went wrong outside its tasks),
+        and its error."""
+        if self.canceled:
+            return "CANCELED", error
+        if error or any(t.status in (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELED) for t in self.tasks):
+            if not error:
+                failed = [t.name for t in self.tasks if t.status == TaskStatus.FAILED]
+                error = f"op(s) failed: {', '.join(dict.fromkeys(failed))}" if failed else "tasks did not finish"
+            return "FAILED", error
+        return "SUCCESS", error
+
     def cancel(self) -> None:
         self.canceled = True
 

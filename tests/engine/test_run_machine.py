@@ -392,3 +392,43 @@ def test_a_maps_items_join_the_run_and_its_gathering_task_waits_for_them():
     assert machine.deferred == {2, gather.position} and gather.upstream == [2, 3] and gather.node is collect
     (submit,) = machine.ready(machine.deferred, NOW)
     assert submit.positions == {2, gather.position}  # the item computed, and the gathering task with it
+
+
+def test_a_task_no_worker_can_run_yet_waits_and_says_for_which_pool():
+    from jupyter_flow.engine.pools import waiting_reason
+
+    machine, tasks = _run()
+    t = tasks["first"]
+    t.pool, t.annotation, t.reason = "gpu", {"pool-gpu": 1}, "no cache entry"
+    tasks["second"].status = TaskStatus.RUNNING
+    (row,) = machine.on_no_worker([t.dask_key, tasks["second"].dask_key], waiting_reason)
+    assert t.status == TaskStatus.WAITING and "pool 'gpu'" in t.reason and t.reason_before_wait == "no cache entry"
+    assert row.update == {"id": t.id, "status": "WAITING", "reason": t.reason}
+    machine.on_worker(Started(t.id), NOW)  # a worker came: why it runs is its reason again
+    assert t.reason == "no cache entry"
+
+
+@pytest.mark.parametrize("statuses, canceled, error, outcome", [
+    ({"first": "SUCCESS", "second": "CACHED"}, False, None, ("SUCCESS", None)),
+    ({"first": "FAILED", "second": "SKIPPED"}, False, None, ("FAILED", "op(s) failed: first")),
+    ({"first": "SKIPPED"}, False, None, ("FAILED", "tasks did not finish")),
+    ({"first": "SUCCESS"}, False, "monitoring failed: x", ("FAILED", "monitoring failed: x")),
+    ({"first": "SUCCESS"}, True, None, ("CANCELED", None)),
+])
+def test_the_outcome_of_a_run(statuses, canceled, error, outcome):
+    machine, tasks = _run()
+    for t in tasks.values():
+        t.status = TaskStatus.SUCCESS
+    for name, status in statuses.items():
+        tasks[name].status = TaskStatus(status)
+    if canceled:
+        machine.cancel()
+    assert machine.outcome(error) == outcome
+
+
+def test_tasks_still_deferred_when_the_futures_are_over_fail():
+    machine, tasks = _run()
+    machine.deferred.add(tasks["third"].position)
+    (row,) = machine.never_ready(NOW)
+    assert tasks["third"].status == TaskStatus.FAILED and "never became ready" in tasks["third"].error
+    assert not machine.deferred and row.update["status"] == "FAILED"
