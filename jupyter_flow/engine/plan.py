@@ -10,17 +10,20 @@ plan of a run (``Engine.submit``) and the expansion of a dynamic map once its li
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..core import keys as keylib
-from ..core.errors import FlowError
+from ..core.errors import ArtifactError, FlowError
 from ..core.graph import Graph
 from ..core.ids import new_ids
 from ..core.op import MapOp, Node, Op, OutputRef
 from . import pools as pool_lib
 from . import single_flight
 from .state import TaskState, restore
+
+log = logging.getLogger("jupyter_flow.engine")
 
 Claim = Callable[[dict], dict]  # key -> task id wanted  ->  key -> claim outcome (store.claim_keys)
 
@@ -91,10 +94,14 @@ class MemoryCacheView(CacheView):
         return f"no usable cache entry: signed by {signer}, whom you do not trust" if signer in self.untrusted else None
 
     def readable(self, entry: dict) -> bool:
-        return _key_of(self.entries, entry) not in self.unreadable
+        return self._key_of(entry) not in self.unreadable
 
     def value_usable(self, op: Op, entry: dict) -> bool:
-        return _key_of(self.entries, entry) not in self.unusable
+        return self._key_of(entry) not in self.unusable
+
+    def _key_of(self, entry: dict) -> str | None:
+        return next((k for k, e in self.entries.items() if e is entry), None) if self.unreadable or self.unusable \
+            else None
 
     def drop(self, key: str) -> None:
         self.entries.pop(key, None)
@@ -102,10 +109,6 @@ class MemoryCacheView(CacheView):
 
     def previous(self, names, origins) -> dict[str, dict]:
         return {name: self.last[name] for name in names if name in self.last}
-
-
-def _key_of(entries: dict, entry: dict) -> str | None:
-    return next((k for k, e in entries.items() if e is entry), None)
 
 
 class StoreCacheView(CacheView):
@@ -138,16 +141,11 @@ class StoreCacheView(CacheView):
             try:
                 self._signers = {row["key_id"]: row["user"] for row in self.store.signers()}
             except Exception:  # only a name in a message: never a reason to fail a run
-                import logging
-
-                logging.getLogger("jupyter_flow.engine").debug("jupyter_flow: cannot read the published signers",
-                                                               exc_info=True)
+                log.debug("jupyter_flow: cannot read the published signers", exc_info=True)
                 self._signers = {}
         return self._signers
 
     def readable(self, entry: dict) -> bool:
-        from ..core.errors import ArtifactError
-
         for digest in entry["outputs"].values():
             try:
                 self.artifacts.verify(digest)  # hash, and signature of pickles
@@ -156,8 +154,6 @@ class StoreCacheView(CacheView):
         return True
 
     def value_usable(self, op: Op, entry: dict) -> bool:
-        from ..core.errors import ArtifactError
-
         try:
             values = {name: self.artifacts.get(digest) for name, digest in entry["outputs"].items()}
         except ArtifactError:
