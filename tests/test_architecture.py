@@ -27,10 +27,6 @@ PACKAGE = ROOT / "jupyter_flow"
 # issue 18 point 1: being removed. Each entry is one strongly connected component of the
 # module graph: modules that reach each other through imports, around one or more circles.
 KNOWN_CYCLES: list[frozenset[str]] = [
-    # runtime (Engine) <-> execution (RunExecution calls runtime's helpers to expand a map)
-    frozenset({"jupyter_flow.engine.execution", "jupyter_flow.engine.runtime"}),
-    # api <-> records (a Run launches recompute runs through the API)
-    frozenset({"jupyter_flow.engine.api", "jupyter_flow.engine.records"}),
     # point 4: the preview child's entry point (preview._main) opens an ArtifactStore, which
     # calls preview_elsewhere (both files are being split with the store, branch `store`)
     frozenset({"jupyter_flow.artifacts.preview", "jupyter_flow.artifacts.store"}),
@@ -67,8 +63,6 @@ MAX_LINES = 600
 KNOWN_LONG_MODULES: set[str] = {
     "store/repository.py",
     "artifacts/store.py",
-    "engine/execution.py",
-    "engine/runtime.py",
     "core/keys.py",
     "server/service.py",
     "cli.py",

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ..core import snapshot as snapshots
-from ..core.errors import ArtifactError, FlowError
+from ..core.errors import FlowError
 from ..core.status import RunKind, RunStatus
 from ..deploy import cluster as clusters
 from .records import Run
@@ -76,28 +75,7 @@ def get_run(run_id: str) -> Run:
 def resume(run_id: str, *, wait: bool = True, cluster: str | None = None) -> Run:
     """Rerun a run from its stored graph snapshot; only what is not cached reruns."""
     engine = _engine()
-    engine.store.reconcile(heartbeat_timeout())
-    row = engine.store.get_run(run_id)
-    if row is None:
-        raise FlowError(f"jf.resume: no run with id {run_id!r}")
-    if row["status"] in (RunStatus.RUNNING.value, RunStatus.PENDING.value) and run_id in engine.active:
-        raise FlowError(f"jf.resume: run {run_id} is still running in this process; wait for it or cancel it")
-    digest = row.get("snapshot")
-    if not digest:
-        raise FlowError(f"jf.resume: run {run_id} has no stored graph snapshot, so it cannot be resumed")
-    try:
-        targets = snapshots.load(engine.artifacts.get(digest))  # a flat table, or older: the nodes
-    except ArtifactError as err:  # missing, corrupt, or not signed by a key this user trusts
-        raise type(err)(
-            f"jf.resume: the graph snapshot of run {run_id} ({digest[:12]}…) cannot be loaded from the "
-            f"artifact store at {engine.artifacts.url}: {err} It may have been collected by "
-            "`jupyter flow cache gc`, written with another artifacts location or by an older version; "
-            "rerun the notebook or script instead (cached ops are restored).", digest
-        ) from None
-    execution = engine.submit(targets, name=row.get("name"), kind=RunKind.RESUME.value,
-                              cluster=cluster or _resumable_cluster(row.get("cluster")),
-                              parent_id=row.get("parent_id"), resumed_from=run_id,
-                              params=row.get("params") or {})
+    execution = engine.resume(run_id, cluster=cluster)
     record = Run(engine, execution.run_id, execution=execution)
     if wait:
         record.wait()
@@ -109,26 +87,10 @@ def resume(run_id: str, *, wait: bool = True, cluster: str | None = None) -> Run
     return record
 
 
-def _resumable_cluster(name: str | None) -> str | None:
-    if name and (name in clusters.profiles()):
-        return name
-    return None
-
-
 def cancel(run_id: str) -> Run:
     """Ask the run's owner to cancel it (noticed within about a second, from any process)."""
     engine = _engine()
-    row = engine.store.get_run(run_id)
-    if row is None:
-        raise FlowError(f"jf.cancel: no run with id {run_id!r}")
-    if row["status"] not in (RunStatus.RUNNING.value, RunStatus.PENDING.value):
-        raise FlowError(f"jf.cancel: run {run_id} already ended {row['status']}")
-    from ..core.provenance import current_user
-
-    engine.store.request_cancel(run_id, by=current_user())
-    execution = engine.active.get(run_id)
-    if execution is not None:
-        execution.request_cancel()
+    engine.cancel(run_id)
     return Run(engine, run_id, execution=engine.recent.get(run_id))
 
 

@@ -10,7 +10,8 @@ from ..core.errors import ArtifactError, ArtifactForeign, ArtifactUntrusted, Flo
 from ..core.op import OutputRef
 from ..core.status import RunStatus, TaskStatus
 from ..core.outputs import stored_outputs
-from .execution import RunExecution, TaskState, build_failure
+from .execution import RunExecution, build_failure
+from .state import TaskState
 
 log = logging.getLogger("jupyter_flow.engine")
 
@@ -177,9 +178,7 @@ class Run:
         return self.status in {s.value for s in RunStatus if s.terminal}
 
     def cancel(self) -> "Run":
-        from . import api
-
-        api.cancel(self.id)
+        self._engine.cancel(self.id)
         return self
 
     # --------------------------------------------------------------- results
@@ -207,7 +206,7 @@ class Run:
         outputs = stored_outputs(outputs)  # the recorded displays are not a value of the op
         wanted = [target.output] if isinstance(target, OutputRef) else list(outputs)
         try:
-            values = {name: self._engine.artifacts.get(outputs[name]) for name in wanted}
+            values = self._engine.load_result(outputs, wanted)
         except ArtifactError as err:
             if node is None or not recompute:
                 raise
@@ -224,10 +223,9 @@ class Run:
                 log.warning("jupyter_flow: op %r of run %s: %s (%s); recomputing it", node.op.name, self.id, why, err)
                 state.reason = f"{why}: {err}"[:2000]
                 self._engine.writer.task_update({"id": state.id, "reason": state.reason}, self.id)
-            from . import api
-
-            redo = api.run(target, name=self.name, cluster=self._row.get("cluster") if self._row else None,
-                           parent_id=self.parent_id)
+            execution = self._engine.submit(target, name=self.name, parent_id=self.parent_id,
+                                            cluster=self._row.get("cluster") if self._row else None)
+            redo = Run(self._engine, execution.run_id, execution=execution).wait()
             if redo.status != RunStatus.SUCCESS.value:
                 return redo.result()  # raises the op's own error
             try:

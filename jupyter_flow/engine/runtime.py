@@ -19,21 +19,22 @@ from typing import Any, Iterable
 from ..artifacts import ArtifactStore, artifact_store
 from ..artifacts.keyring import load_keyring
 from ..core import keys as keylib
+from ..core import snapshot as snapshots
 from ..core.errors import ArtifactError, FlowError, FencedWrite
-from ..core.graph import Graph, order
+from ..core.graph import Graph
 from ..core.ids import new_ids
-from ..core.op import MapOp, Node, Op, OutputRef
+from ..core.op import Node
 from ..core.provenance import current_user, host_facts
-from ..core.resources import strict as strict_resources
-from ..core.secrets import redact
 from ..core.snapshot import GraphSnapshot
 from ..core.settings import heartbeat_timeout, resolve_artifacts_url, resolve_db_url
-from ..core.status import RunKind, RunStatus, TaskStatus
+from ..core.status import RunKind, RunStatus
 from ..store import Store
 from ..deploy import cluster as clusters
-from . import placement
-from .execution import RunExecution, TaskState
-from ..worker.task import TOPIC, Ref, TaskSpec, execute, execute_chain, load_cached
+from .execution import RunExecution
+from .plan import StoreCacheView, forced_set, plan
+from .single_flight import SingleFlight
+from .state import task_row
+from ..worker.task import TOPIC
 from .writer import Writer
 
 log = logging.getLogger("jupyter_flow.engine")
@@ -59,6 +60,7 @@ class Engine:
         self.artifacts: ArtifactStore = artifact_store(self.artifacts_url, keyring=self.keyring)
         self.owner_id = self._register()
         self.writer = Writer(self.store, self.owner_id, on_fenced=self._on_fenced)
+        self.cache = StoreCacheView(self.store, self.artifacts, self.keyring)  # what planning reads
         self.active: dict[str, RunExecution] = {}
         self.recent: "weakref.WeakValueDictionary[str, RunExecution]" = weakref.WeakValueDictionary()
         self.current_run_id: str | None = os.environ.get("JUPYTER_FLOW_RUN_ID") or None
@@ -208,6 +210,52 @@ class Engine:
             return
         self._clusters_registered[key] = cluster_id
 
+    # ------------------------------------------------------------ run control
+    def cancel(self, run_id: str) -> None:
+        """Ask the run's owner to cancel it (noticed within about a second, from any process)."""
+        self.writer.flush()
+        row = self.store.get_run(run_id)
+        if row is None:
+            raise FlowError(f"jf.cancel: no run with id {run_id!r}")
+        if row["status"] not in (RunStatus.RUNNING.value, RunStatus.PENDING.value):
+            raise FlowError(f"jf.cancel: run {run_id} already ended {row['status']}")
+        self.store.request_cancel(run_id, by=current_user())
+        execution = self.active.get(run_id)
+        if execution is not None:
+            execution.request_cancel()
+
+    def resume(self, run_id: str, *, cluster: str | None = None) -> RunExecution:
+        """Rerun a run from its stored graph snapshot; only what is not cached reruns."""
+        self.writer.flush()
+        self.store.reconcile(heartbeat_timeout())
+        row = self.store.get_run(run_id)
+        if row is None:
+            raise FlowError(f"jf.resume: no run with id {run_id!r}")
+        if row["status"] in (RunStatus.RUNNING.value, RunStatus.PENDING.value) and run_id in self.active:
+            raise FlowError(f"jf.resume: run {run_id} is still running in this process; wait for it or cancel it")
+        digest = row.get("snapshot")
+        if not digest:
+            raise FlowError(f"jf.resume: run {run_id} has no stored graph snapshot, so it cannot be resumed")
+        try:
+            targets = snapshots.load(self.artifacts.get(digest))  # a flat table, or older: the nodes
+        except ArtifactError as err:  # missing, corrupt, or not signed by a key this user trusts
+            raise type(err)(
+                f"jf.resume: the graph snapshot of run {run_id} ({digest[:12]}…) cannot be loaded from the "
+                f"artifact store at {self.artifacts.url}: {err} It may have been collected by "
+                "`jupyter flow cache gc`, written with another artifacts location or by an older version; "
+                "rerun the notebook or script instead (cached ops are restored).", digest
+            ) from None
+        stored = row.get("cluster")
+        return self.submit(targets, name=row.get("name"), kind=RunKind.RESUME.value,
+                           cluster=cluster or (stored if stored and stored in clusters.profiles() else None),
+                           parent_id=row.get("parent_id"), resumed_from=run_id, params=row.get("params") or {})
+
+    def load_result(self, outputs: dict[str, str], names: Iterable[str] | None = None) -> dict[str, Any]:
+        """The values of a task's outputs (output name -> artifact hash), loaded from the
+        artifact store: ``names`` of them, or all. ArtifactError when one cannot be used."""
+        wanted = list(outputs) if names is None else list(names)
+        return {name: self.artifacts.get(outputs[name]) for name in wanted}
+
     # --------------------------------------------------------------- plan
     def submit(
         self,
@@ -239,7 +287,7 @@ class Engine:
     def _submit(self, targets, *, name, kind, cluster, force, parent_id, resumed_from, params,
                 notebook, captured, namespace, task_provenance) -> RunExecution:
         graph = targets if isinstance(targets, Graph) else Graph(targets)
-        forced = _forced_set(force)
+        forced = forced_set(force)
         if cluster is not None and "://" not in cluster and cluster not in clusters.profiles():
             raise FlowError(
                 f"unknown cluster profile {cluster!r}; known profiles: {sorted(clusters.profiles())}. "
@@ -248,79 +296,10 @@ class Engine:
         # One block of ids: the run's, then its tasks' in graph order (they sort so).
         ids = new_ids(len(graph.nodes) + 1)
         run_id = ids[0]
-        upstream_keys: dict[Node, str] = {}
-        states: list[TaskState] = []
-        position = graph.position
-        captured = captured or {}
-        memo: dict = {}
-        for pos, node in enumerate(graph.nodes):
-            tk = keylib.task_key(node, upstream_keys, captured=captured.get(node), namespace=namespace, memo=memo)
-            upstream_keys[node] = tk.key
-            states.append(TaskState(
-                id=ids[pos + 1], node=node, position=pos, name=node.op.name, index=node.index,
-                key=tk.key, cacheable=tk.disabled_reason is None, components=tk.components,
-                reason=tk.disabled_reason, upstream=[position[u] for u in graph.deps[node]],
-                resources=dict(node.op.resources),
-            ))
-        def is_forced(s: TaskState) -> bool:
-            return bool(forced) and (s.node in forced or s.node.op in forced)
-
-        lookup = [s.key for s in states if s.cacheable and not is_forced(s)]
-        hits = self.usable_hits(states, self.store.lookup_cache(lookup, components=False)) if lookup else {}
-        # Ops whose cached value points outside the store (a shell op's output files) say
-        # whether it still holds.
-        for s in states:
-            if s.key in hits and hasattr(s.node.op, "cached_value_usable") and not is_forced(s):
-                if not self._cached_value_usable(s.node.op, hits[s.key]["outputs"]):
-                    self.store.drop_cache([s.key])
-                    hits.pop(s.key)
-                    s.reason = "file changed (an output file of the cached run is gone or was modified)"
-        verified: set[int] = set()
-        while True:
-            miss_set = {s.position for s in states if not s.cacheable or is_forced(s) or s.key not in hits}
-            downstream_needs = {u for s in states if s.position in miss_set for u in s.upstream}
-            # Hits that a rerun task reads must be readable: a corrupt one is recomputed,
-            # which may in turn need its own upstream values.
-            dropped = False
-            for pos in sorted(downstream_needs - miss_set - verified):
-                s = states[pos]
-                verified.add(pos)
-                if not self._artifacts_ok(hits[s.key]["outputs"]):
-                    self.store.drop_cache([s.key])
-                    hits.pop(s.key)
-                    s.reason = "no cache entry (its stored result was corrupt or missing)"
-                    dropped = True
-            if not dropped:
-                break
-        need_reasons = dict.fromkeys(s.name for s in states if s.position in miss_set and s.reason is None)
-        origins = {s.name: (s.components or {}).get("origin") for s in states if s.name in need_reasons}
-        previous = self.store.last_components(list(need_reasons), origins) if need_reasons else {}
-        for s in states:
-            if s.position in miss_set:
-                if is_forced(s):
-                    s.reason = "forced"
-                    s.forced = True
-                elif s.reason is None:
-                    s.reason = keylib.explain(s.components, previous.get(s.name), params=params)
-            else:
-                _restore(s, hits[s.key])
-        if miss_set:
-            # Each task's pool and Dask resources; a task that fits no pool fails here,
-            # before anything is claimed or recorded.
-            placement.annotations([s for s in states if s.position in miss_set], clusters.pools_for(cluster))
-        waits = self._claim(run_id, states, miss_set, is_forced) if miss_set else {}
-        waiting = {t.position for tasks in waits.values() for t in tasks}
-        # Dynamic maps are expanded once their list is known.
-        expand = {s.position for s in states
-                  if s.position in miss_set and s.position not in waiting and isinstance(s.node.op, MapOp)}
-        # Tasks that need a value another run is computing, or a map's gathered values,
-        # start once it is there.
-        deferred: set[int] = set()
-        for s in states:
-            if s.position in miss_set and s.position not in waiting | expand and any(
-                    u in waiting or u in deferred or u in expand for u in s.upstream):
-                deferred.add(s.position)
-        stage = miss_set - waiting - deferred - expand
+        flight = self.single_flight(run_id)
+        p = plan(graph, self.cache, forced, params, task_ids=ids[1:], captured=captured, namespace=namespace,
+                 pools=lambda: clusters.pools_for(cluster), claim=flight.claim)
+        states, miss_set = p.tasks, p.misses
         handle = None
         if miss_set:
             _ship_local_modules({s.node.op for s in states if s.position in miss_set})
@@ -342,7 +321,7 @@ class Engine:
             "graph": {"targets": [graph.position[n] for n in graph.target_nodes()]},
         }
         extra = task_provenance or {}
-        task_rows = [_task_row(run_id, s, extra.get(s.node)) for s in states]
+        task_rows = [task_row(s, extra.get(s.node)) for s in states]
         for s, row in zip(states, task_rows):
             s.provenance = dict(row["provenance"])  # live updates extend it, never replace it
         # Recorded by the writer, ahead of every later write of this run.
@@ -355,8 +334,8 @@ class Engine:
             # run outside one is an exported script's.)
             self.current_run_id = run_id
         execution = RunExecution(self, run_id, graph, states, owner_id=self.owner_id, handle=handle,
-                                 stage=stage, waits=waits, deferred=deferred, expand=expand,
-                                 forced=forced, recorded_final=complete)
+                                 stage=p.stage, waits=p.waits, deferred=p.deferred, expand=p.expand,
+                                 forced=forced, recorded_final=complete, flight=flight)
         execution.name = name
         self.recent[run_id] = execution
         # The snapshot lets any process resume the run; it is written off the critical path
@@ -366,100 +345,9 @@ class Engine:
         execution.start()
         return execution
 
-    def _claim(self, run_id: str, states: list[TaskState], miss_set: set[int], is_forced) -> dict[str, list[TaskState]]:
-        """Single flight: claim the keys this run is about to compute.
-
-        Keys another live run is computing are not computed again: their tasks wait
-        (WAITING) and are restored from the cache entry that run records; a key computed
-        meanwhile is restored at once; a second task of this run with the same key waits
-        for the first. Returns key -> the tasks waiting for it; ``miss_set`` loses the
-        tasks restored here.
-        """
-        wanted: dict[str, str] = {}
-        first_of: dict[str, TaskState] = {}
-        for s in states:
-            if s.position in miss_set and s.cacheable and not is_forced(s) and s.key not in wanted:
-                wanted[s.key] = s.id
-                first_of[s.key] = s
-        if not wanted:
-            return {}
-        try:
-            outcome = self.store.claim_keys(self.owner_id, run_id, wanted)
-        except FencedWrite:
-            self._on_fenced()
-            outcome = self.store.claim_keys(self.owner_id, run_id, wanted)
-        waits: dict[str, list[TaskState]] = {}
-        for s in states:
-            if s.position not in miss_set or s.key not in outcome or is_forced(s) or not s.cacheable:
-                continue
-            state = outcome[s.key]
-            if state["state"] == "cached" and not self.usable_entry(state):
-                s.reason = self.untrusted_reason(state)  # computed here; the entry stays theirs
-            elif state["state"] == "cached":
-                _restore(s, state, note="computed meanwhile by another run")
-                miss_set.discard(s.position)
-            elif state["state"] == "held":
-                s.status = TaskStatus.WAITING
-                s.waiting_for = state["run_id"]
-                s.reason = (f"waiting for run {state['run_id']}, which is computing the same value "
-                            "(it is restored from the cache when recorded)")
-                waits.setdefault(s.key, []).append(s)
-            elif first_of[s.key] is not s:
-                s.status = TaskStatus.WAITING
-                s.reason = f"waiting for task {first_of[s.key].id} of this run, which computes the same value"
-                waits.setdefault(s.key, []).append(s)
-        return waits
-    # --------------------------------------------------------------- trust
-    def usable_entry(self, entry: dict) -> bool:
-        """Whether this user may load a cache entry: nothing in it is pickled, or its pickles
-        are signed by a key this user holds or trusts (the artifacts' own signatures are
-        checked again when loaded)."""
-        signer = entry.get("signer")
-        return signer is None or self.keyring.trusts(signer)
-
-    def usable_hits(self, states: list[TaskState], hits: dict[str, dict]) -> dict[str, dict]:
-        """``hits`` without the entries this user would refuse to unpickle; their tasks are
-        computed here instead, saying why (the entries stay as they are: they are their
-        producers' cache)."""
-        refused = {key for key, entry in hits.items() if not self.usable_entry(entry)}
-        if not refused:
-            return hits
-        for s in states:
-            if s.key in refused:
-                s.reason = self.untrusted_reason(hits[s.key])
-        return {key: entry for key, entry in hits.items() if key not in refused}
-
-    def untrusted_reason(self, entry: dict) -> str:
-        signer = entry.get("signer")
-        producer = self._signer_names(signer).get(signer) or "another user"
-        return (f"no usable cache entry: the cached value was made by {producer} (key {signer}), whom you do "
-                f"not trust, so it is computed here (`jupyter flow trust add {producer}` would reuse theirs)")
-
-    def _signer_names(self, signer: str | None = None) -> dict[str, str]:
-        names = getattr(self, "_signer_name_cache", None)
-        if names is None or (signer is not None and signer not in names):
-            try:
-                names = {row["key_id"]: row["user"] for row in self.store.signers()}
-            except Exception:  # only a name in a message: never a reason to fail a run
-                log.debug("jupyter_flow: cannot read the published signers", exc_info=True)
-                names = {}
-            self._signer_name_cache = names
-        return names
-
-    def _cached_value_usable(self, op: Op, outputs: dict[str, str]) -> bool:
-        try:
-            values = {name: self.artifacts.get(digest) for name, digest in outputs.items()}
-        except ArtifactError:
-            return False
-        return op.cached_value_usable(values if op.multi_output else values.get("return"))
-
-    def _artifacts_ok(self, outputs: dict[str, str]) -> bool:
-        for digest in outputs.values():
-            try:
-                self.artifacts.verify(digest)  # hash, and signature of pickles
-            except ArtifactError:
-                return False
-        return True
+    def single_flight(self, run_id: str) -> SingleFlight:
+        """The claims of run ``run_id`` (engine/single_flight.py), for this process's owner."""
+        return SingleFlight(self.store, run_id, owner=lambda: self.owner_id, on_fenced=self._on_fenced)
 
     def _write_snapshot(self, run_id: str, graph: Graph) -> None:
         try:
@@ -477,112 +365,6 @@ class Engine:
             self.store.set_snapshot(run_id, info.digest)
         except FencedWrite:
             pass
-
-    def _build_graph(self, run_id, states, miss_set, position):
-        """The Dask graph of the tasks in ``miss_set``, with explicit keys, as one submission.
-
-        A linear chain of small ops (each the only consumer of the one before) becomes
-        one Dask task: a dependent hop costs milliseconds of scheduling, and the ops
-        still report, write their artifacts and fail one by one. Upstream values come
-        from tasks of this graph, from tasks submitted earlier in the run (their keys are
-        still held), or are loaded from the artifacts of cached tasks.
-        """
-        from dask._task_spec import TaskRef
-        from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
-
-        downstream_needs = {u for s in states if s.position in miss_set for u in _referenced(s.node, position)
-                            if u not in miss_set and states[u].dask_key is None}
-
-        # A chain is fused only where the upstream value has no other consumer in the whole
-        # run: a task of a later stage may still need it under its own key.
-        consumers: dict[int, int] = {}
-        for s in states:
-            if not s.cached:
-                for u in set(s.upstream):
-                    consumers[u] = consumers.get(u, 0) + 1
-        groups: list[list[TaskState]] = []
-        group_of: dict[int, list[TaskState]] = {}
-        # Upstream first. Positions are in that order, except for the tasks a dynamic map
-        # adds after its gathering task.
-        ordered = sorted(miss_set)
-        if any(u > pos for pos in ordered for u in states[pos].upstream if u in miss_set):
-            ordered = order({pos: [u for u in states[pos].upstream if u in miss_set] for pos in ordered})
-        for s in (states[pos] for pos in ordered):
-            ups = set(s.upstream)
-            up = states[next(iter(ups))] if len(ups) == 1 else None
-            if (up is not None and up.position in miss_set and not up.resources and not s.resources
-                    and consumers.get(up.position) == 1):
-                group = group_of[up.position]
-            else:
-                group = []
-                groups.append(group)
-            group.append(s)
-            group_of[s.position] = group
-
-        plain: dict[str, tuple] = {}
-        by_resources: dict[tuple, dict[str, tuple]] = {}
-        submit_keys = []
-        for group in groups:
-            key = f"jf-{group[0].id}"
-            dep_keys: list[str] = []
-            specs = []
-            for member, s in enumerate(group):
-                s.dask_key = key
-                arg_positions: dict[int, int] = {}
-
-                def template(value, member=member, arg_positions=arg_positions):
-                    if isinstance(value, (Node, OutputRef)):
-                        node = value.node if isinstance(value, OutputRef) else value
-                        up = states[position[node]]
-                        output = value.output if isinstance(value, OutputRef) else None
-                        if member > 0:
-                            return Ref(0, output)  # the previous op of the fused chain
-                        if up.position not in arg_positions:
-                            arg_positions[up.position] = len(dep_keys)
-                            dep_keys.append(TaskRef(up.dask_key or f"jf-load-{up.id}"))
-                        return Ref(arg_positions[up.position], output)
-                    if isinstance(value, list):
-                        return [template(v) for v in value]
-                    if isinstance(value, tuple):
-                        return tuple(template(v) for v in value)
-                    if isinstance(value, dict):
-                        return {k: template(v) for k, v in value.items()}
-                    return value
-
-                args = template(list(s.node.args))
-                kwargs = template(dict(s.node.kwargs))
-                specs.append(TaskSpec(run_id, s.id, s.node.op, tuple(args), kwargs, self.artifacts_url,
-                                      captured=_watched_values(s.components), keyring=self.keyring))
-            task = (execute, specs[0], *dep_keys) if len(specs) == 1 else (execute_chain, specs, *dep_keys)
-            resources = group[0].annotation if group[0].annotation is not None else strict_resources(group[0].resources)
-            if resources:
-                by_resources.setdefault(tuple(sorted(resources.items())), {})[key] = task
-            else:
-                plain[key] = task
-            submit_keys.append(key)
-        consumer = {u: s for s in states if s.position in miss_set for u in _referenced(s.node, position)}
-        for s in states:
-            if s.position in downstream_needs:
-                task = (load_cached, self.artifacts_url, dict(s.outputs), s.node.op.multi_output,
-                        self.keyring)
-                # On a cluster with pools the value is loaded on its reader's pool.
-                where = placement.load_annotation(consumer[s.position])
-                if where:
-                    by_resources.setdefault(tuple(sorted(where.items())), {})[f"jf-load-{s.id}"] = task
-                else:
-                    plain[f"jf-load-{s.id}"] = task
-        layers = {"jupyter-flow": MaterializedLayer(plain)}
-        layer_deps = {"jupyter-flow": set()}
-        for i, (resources, part) in enumerate(by_resources.items()):
-            name = f"jupyter-flow-res-{i}"
-            layers[name] = MaterializedLayer(part, annotations={"resources": dict(resources)})
-            layer_deps[name] = set()
-        # Layer dependencies are only a hint for optimisation; every key is materialised.
-        names = list(layers)
-        for name in names[1:]:
-            layer_deps[name] = {n for n in names if n != name and n < name}
-        hlg = HighLevelGraph(layers, layer_deps)
-        return hlg, submit_keys
 
 
 @contextlib.contextmanager
@@ -618,21 +400,6 @@ def _ship_local_modules(ops) -> None:
             _shipped.add(name)
 
 
-def _forced_set(force) -> set:
-    if force is None:
-        return set()
-    if isinstance(force, (Op, Node)):
-        force = [force]
-    out = set()
-    for item in force:
-        if isinstance(item, OutputRef):
-            item = item.node
-        if not isinstance(item, (Op, Node)):
-            raise FlowError(f"force= takes ops or nodes, got {type(item).__name__}")
-        out.add(item)
-    return out
-
-
 def _environment(states) -> dict:
     packages: dict[str, str] = {}
     python = None
@@ -645,53 +412,6 @@ def _environment(states) -> dict:
         python = env.get("python", python)
         packages.update(env.get("packages", {}))
     return {"python": python, "packages": dict(sorted(packages.items()))}
-
-
-def _referenced(node: Node, position: dict) -> set[int]:
-    """Positions of the nodes whose values ``node``'s arguments refer to."""
-    return {position[n] for n in node.upstream()}
-
-
-def _restore(s: TaskState, entry: dict, note: str | None = None) -> None:
-    """Make ``s`` a cache hit of ``entry`` (a cache index row)."""
-    s.status = TaskStatus.CACHED
-    s.cached = True
-    s.outputs = dict(entry["outputs"])
-    s.metrics = dict(entry.get("metrics") or {})
-    s.reason = "cached" if note is None else f"cached ({note})"
-    s.provenance = {**s.provenance, "cached_from": entry.get("task_id")}
-
-
-def _task_row(run_id: str, s: TaskState, extra: dict | None) -> dict:
-    provenance = {"op": s.name, "key": s.key, "source_hash": s.components.get("code"), **s.provenance}
-    if s.cached:
-        # A restored task points at the execution that produced its outputs; that task
-        # (and the cache entry) hold the full components and source. Keeping cached rows
-        # small is what makes a fully cached rerun of 1,000 ops cheap.
-        components = None
-    else:
-        components = s.components
-        if s.node.op.source:
-            provenance["source"] = s.node.op.source
-    shell = getattr(s.node.op, "command", None)
-    if shell is not None:
-        kwargs = s.node.kwargs
-        provenance["shell"] = {
-            # Environment variables named like secrets (API_TOKEN) are not stored as they are.
-            "command": shell, "environment": redact(kwargs.get("environment") or {}),
-            "inputs": {k: (str(v) if isinstance(v, str) else "(output of an upstream op)")
-                       for k, v in (kwargs.get("inputs") or {}).items()},
-            "outputs": dict(kwargs.get("outputs") or {}), "cwd": kwargs.get("cwd"),
-        }
-    if extra:
-        provenance.update(extra)
-    return {
-        "id": s.id, "node": str(s.position), "name": s.name, "index": s.index,
-        "status": s.status.value, "cached": s.cached, "reason": s.reason, "key": s.key,
-        "components": components, "attempts": 0, "provenance": provenance,
-        "outputs": s.outputs, "upstream": [str(u) for u in s.upstream], "resources": s.resources,
-        "metrics": s.metrics or None,
-    }
 
 
 _engines: dict[tuple[str, str], Engine] = {}
@@ -721,13 +441,3 @@ def shutdown() -> None:
 import atexit  # noqa: E402
 
 atexit.register(shutdown)
-
-
-def _watched_values(components: dict | None) -> dict[str, str] | None:
-    """The tokens, at submission, of the data an op reads from the notebook by name (a
-    cell's captured values): the worker compares them after the op ran, to tell the user
-    when the op changed one in place (a change that stays on the worker)."""
-    tokens = ((components or {}).get("tokens") or {}).get("globals") or {}
-    watched = {name: tok for name, tok in tokens.items()
-               if isinstance(tok, str) and tok.startswith("dask:")}  # containers, arrays, frames
-    return watched or None

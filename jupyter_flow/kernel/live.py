@@ -32,7 +32,7 @@ class CellOutputs:
         self.early: dict[str, dict[int, list]] = {}  # outputs that arrived ahead of a gap
         self.execution = execution
         # With several ops running, each block of output says which op it comes from.
-        self.headers = sum(1 for t in execution.tasks if not t.cached) > 1
+        self.headers = sum(1 for t in execution.snapshot() if not t.cached) > 1
         self.last_task: str | None = None
         self.display_ids: dict[str, str] = {}
         self.held: list[tuple[str, int, list]] = []  # map elements' outputs waiting for their turn
@@ -66,7 +66,10 @@ class CellOutputs:
         task = self.execution.by_id.get(task_id)
         if task is None or task.index is None:
             return True
-        return all(other.status.terminal for other in self.execution.tasks
+        view = self.execution.snapshot()
+        if not any(other.id == task_id for other in view):
+            return False  # a map's element the published view does not list yet: held until it does
+        return all(other.terminal for other in view
                    if other.name == task.name and other.index is not None and other.index < task.index)
 
     def _take(self, task_id: str, seq: int, items: list) -> None:

@@ -24,25 +24,24 @@ _COLOURS = {
 
 
 def _rows(execution: RunExecution) -> list[dict[str, Any]]:
-    with execution.lock:
-        now = time.time()
-        rows = []
-        for task in execution.tasks:
-            status = task.status.value
-            if task.duration is not None:
-                duration = task.duration
-            elif task.started is not None and status == "RUNNING":
-                duration = now - task.started
-            else:
-                duration = None
-            rows.append({
-                "op": task.name if task.index is None else f"{task.name}[{task.index}]",
-                "status": status,
-                "how": "cached" if task.cached else ("ran" if status == "SUCCESS" else (task.reason or "")),
-                "duration": "" if duration is None else f"{duration:.2f} s",
-                "worker": task.worker or "",
-            })
-        return rows
+    now = time.time()
+    rows = []
+    for task in execution.snapshot():  # published by the run: no lock taken here
+        status = task.status
+        if task.duration is not None:
+            duration = task.duration
+        elif task.started is not None and status == "RUNNING":
+            duration = now - task.started
+        else:
+            duration = None
+        rows.append({
+            "op": task.name if task.index is None else f"{task.name}[{task.index}]",
+            "status": status,
+            "how": "cached" if task.cached else ("ran" if status == "SUCCESS" else (task.reason or "")),
+            "duration": "" if duration is None else f"{duration:.2f} s",
+            "worker": task.worker or "",
+        })
+    return rows
 
 
 def summary_text(execution: RunExecution, title: str) -> str:
