@@ -132,7 +132,7 @@ class RunExecution:
 
     # ---------------------------------------------------------------- events
     def on_event(self, msg: dict) -> None:
-        """A worker's message (engine/worker.py): the machine applies it, this executes it."""
+        """A worker's message (worker/task.py): the machine applies it, this executes it."""
         event = parse(msg)
         if event is None:
             return

@@ -1,7 +1,7 @@
 """The rules of a run in flight, as a state machine: events in, instructions out.
 
 Events are what happens to a run: the worker's messages (``Started``, ``Finished``,
-``Failed``, ``Log``, ``Metric``, as engine/worker.py publishes them), a Dask future that
+``Failed``, ``Log``, ``Metric``, as worker/task.py publishes them), a Dask future that
 ended (``FutureEnded``: error, cancelled), a cancel, the claims of other runs polled
 (``ClaimsPolled``), a dynamic map's items known (``MapItemsKnown``). The machine changes the tasks' state
 (``TaskState``) by the rules — who is skipped and whom a skip blames, which op of a fused

@@ -44,7 +44,7 @@ class TaskState:
     forced: bool = False  # rerun on request: its value replaces the cache entry
     waiting_for: str | None = None  # the run computing this task's key, while it waits
     metrics: dict = field(default_factory=dict)  # jf.record inside the op (or restored from the cache)
-    pool: str | None = None  # the worker pool it is placed in (engine/pools.py)
+    pool: str | None = None  # the worker pool it is placed in (deploy/pools.py, placed by engine/placement.py)
     annotation: dict | None = None  # the Dask resources its task asks for
     reason_before_wait: str | None = None  # why it runs, while `reason` says what it waits for
 

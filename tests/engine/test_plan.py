@@ -11,7 +11,7 @@ from jupyter_flow.core.errors import FlowError
 from jupyter_flow.core.graph import Graph
 from jupyter_flow.core.status import TaskStatus
 from jupyter_flow.engine.plan import CORRUPT, MemoryCacheView, forced_set, plan, plan_map
-from jupyter_flow.engine.pools import parse_pools
+from jupyter_flow.deploy.pools import parse_pools
 from jupyter_flow.engine.single_flight import MEANWHILE
 
 

@@ -395,7 +395,7 @@ def test_a_maps_items_join_the_run_and_its_gathering_task_waits_for_them():
 
 
 def test_a_task_no_worker_can_run_yet_waits_and_says_for_which_pool():
-    from jupyter_flow.engine.pools import waiting_reason
+    from jupyter_flow.engine.placement import waiting_reason
 
     machine, tasks = _run()
     t = tasks["first"]
