@@ -56,7 +56,7 @@ class TaskState:
     error: str | None = None
     traceback: str | None = None
     exception: BaseException | None = None
-    failure_kind: str | None = None  # "exception" | "timeout" | "worker" | "canceled" | "upstream"
+    failure_kind: str | None = None  # a core.status.FailureKind value, stored with the task
     blame: str | None = None  # task id whose failure skipped this one
     stdout: str = ""
     stderr: str = ""
@@ -281,6 +281,7 @@ class RunExecution:
             "stdout": task.stdout,
             "stderr": task.stderr,
             "error": task.error,
+            "failure_kind": task.failure_kind,
             "traceback": task.traceback,
             "worker": task.worker,
             "started_at": _dt(task.started),
@@ -650,7 +651,7 @@ class RunExecution:
         if task.ended is None:
             task.ended = time.time()
         update = {"id": task.id, "status": status.value, "error": task.error,
-                  "ended_at": _dt(task.ended), "attempts": task.attempts}
+                  "failure_kind": task.failure_kind, "ended_at": _dt(task.ended), "attempts": task.attempts}
         self.engine.writer.task_update(update, self.run_id)
         self.changed.notify_all()
 

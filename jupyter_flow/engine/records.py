@@ -20,7 +20,8 @@ class Task:
 
     __slots__ = ("id", "run_id", "name", "index", "status", "cached", "reason", "key", "duration",
                  "worker", "attempts", "provenance", "outputs", "error", "traceback", "stdout",
-                 "stderr", "node", "upstream", "components", "started_at", "ended_at", "metrics")
+                 "stderr", "node", "upstream", "components", "started_at", "ended_at", "metrics",
+                 "failure_kind")
 
     def __init__(self, **fields: Any):
         for name in self.__slots__:
@@ -40,6 +41,7 @@ class Task:
             provenance=dict(s.provenance), outputs=dict(s.outputs), error=s.error, traceback=s.traceback,
             stdout=s.stdout, stderr=s.stderr, node=str(s.position), upstream=[str(u) for u in s.upstream],
             components=s.components, started_at=s.started, ended_at=s.ended, metrics=dict(s.metrics),
+            failure_kind=s.failure_kind,
         )
 
     @classmethod
@@ -254,18 +256,10 @@ class Run:
                 blame = next((u for u in tasks.values() if u["status"] == "FAILED"), t)
                 t = blame
             multi = list(stored_outputs(t.get("outputs"))) != ["return"] and bool(stored_outputs(t.get("outputs")))
-            failure = lambda t=t: build_failure(t["name"], self.id, t["status"], _kind(t), t.get("error"), t.get("traceback"), None)
+            failure = lambda t=t: build_failure(t["name"], self.id, t["status"], t.get("failure_kind"), t.get("error"), t.get("traceback"), None)
             values.append(self._value(t["status"], t.get("outputs") or {}, None, multi, failure))
         return values[0] if len(values) == 1 else values
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self.name or ''} {self.kind} {self.status}>"
 
-
-def _kind(task_row: dict) -> str | None:
-    error = task_row.get("error") or ""
-    if error.startswith("OpTimeout"):
-        return "timeout"
-    if error.startswith("WorkerLost"):
-        return "worker"
-    return None

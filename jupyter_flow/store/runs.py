@@ -19,7 +19,7 @@ from jupyter_flow.core.secrets import redact
 from jupyter_flow.core.status import RunStatus, TaskStatus
 from jupyter_flow.store.errors import CancelConflict, RunActive
 from jupyter_flow.store.models import UTCDateTime
-from jupyter_flow.store.task_inserts import TASK_CREATE_FIELDS, _task_status, insert_tasks
+from jupyter_flow.store.task_inserts import TASK_CREATE_FIELDS, _failure_kind, _task_status, insert_tasks
 from jupyter_flow.store.transactions import (
     _RUN_ACTIVE,
     _RUN_STATUSES,
@@ -238,6 +238,8 @@ class Runs(StoreTransactions):
                 new_status = values.get("status")
                 if new_status is not None:
                     new_status = values["status"] = _task_status(new_status)
+                if "failure_kind" in values:
+                    values["failure_kind"] = _failure_kind(values["failure_kind"])
                 if state is None or not _task_move_allowed(state["status"], new_status):
                     skipped[task_id] = None
                     continue

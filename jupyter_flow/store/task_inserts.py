@@ -15,7 +15,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.types import JSON
 
 from jupyter_flow.core.errors import StoreError
-from jupyter_flow.core.status import TaskStatus
+from jupyter_flow.core.status import FailureKind, TaskStatus
 from jupyter_flow.store.models import UTCDateTime
 from jupyter_flow.store.transactions import _TASK_STATUSES, TASKS, _plain
 
@@ -34,6 +34,9 @@ def insert_tasks(conn: Connection, dialect: str, tasks: list[dict], run_id: str,
     conn.execute(insert(TASKS), [_new_row(t, run_id, seq, now) for t in plain])
 
 
+_FAILURE_KINDS = frozenset(k.value for k in FailureKind)
+
+
 def _task_status(status: Any) -> str:
     status = _plain(status)
     if status not in _TASK_STATUSES:
@@ -41,11 +44,19 @@ def _task_status(status: Any) -> str:
     return status
 
 
+def _failure_kind(kind: Any) -> str | None:
+    kind = _plain(kind)
+    if kind is not None and kind not in _FAILURE_KINDS:
+        raise StoreError(f"unknown failure kind {kind!r}; one of {sorted(_FAILURE_KINDS)}")
+    return kind
+
+
 def _new_row(task: dict, run_id: str, seq: int, now: datetime) -> dict:
     # executemany needs every row to carry the same keys.
     full = dict.fromkeys(TASK_CREATE_FIELDS)
     full.update(task)
     full["status"] = _task_status(full["status"] or TaskStatus.PENDING)
+    full["failure_kind"] = _failure_kind(full["failure_kind"])
     full["name"] = full["name"] or full["node"]
     full["cached"] = bool(full["cached"])
     full["attempts"] = full["attempts"] or 0
@@ -105,6 +116,7 @@ def _insert_sqlite(conn: Connection, tasks: list[dict], run_id: str, seq: int, n
     created = time_of(now)
     i_status, i_name, i_node, i_cached, i_attempts = (at[n] for n in ("status", "name", "node", "cached", "attempts"))
     i_created, i_run, i_seq = at["created_at"], at["run_id"], at["seq"]
+    i_failure = at["failure_kind"]
     # Other columns with a conversion (timestamps): applied to the values given.
     others = [(i, conv) for i, conv in enumerate(converters)
               if conv is not None and i not in json_at and i not in (i_created, i_cached)]
@@ -116,6 +128,8 @@ def _insert_sqlite(conn: Connection, tasks: list[dict], run_id: str, seq: int, n
         if status not in _TASK_STATUSES:
             raise StoreError(f"unknown task status {status!r}; one of {sorted(_TASK_STATUSES)}")
         row[i_status] = status
+        if row[i_failure] is not None:
+            row[i_failure] = _failure_kind(row[i_failure])
         row[i_name] = row[i_name] or row[i_node]
         row[i_cached] = 1 if row[i_cached] else 0
         row[i_attempts] = row[i_attempts] or 0

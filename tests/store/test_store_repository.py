@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from jupyter_flow.core.errors import FencedWrite, StoreError
 from jupyter_flow.core.ids import new_id
-from jupyter_flow.core.status import RunKind, RunStatus, TaskStatus
+from jupyter_flow.core.status import FailureKind, RunKind, RunStatus, TaskStatus
 from jupyter_flow.store import CancelConflict, RunActive, RunNotFound, Store
 
 
@@ -404,3 +404,16 @@ def test_finishing_a_run_releases_its_claims(store, owner):
     store.claim_keys(owner, run_id, {"k": None})
     store.finish_run(run_id, owner, "FAILED", error="boom")
     assert store.claims() == []
+
+
+def test_failure_kind_is_checked_and_kept(sqlite_url):
+    with Store(sqlite_url) as store:
+        owner = store.register_owner()
+        store.create_run({"id": "R1", "kind": "api", "status": "RUNNING", "owner_id": owner},
+                         [{"id": "T1", "node": "0", "name": "slow"}, {"id": "T2", "node": "1", "name": "next"}])
+        with pytest.raises(StoreError, match="unknown failure kind 'tired'"):
+            store.update_tasks(owner, [{"id": "T1", "status": "FAILED", "failure_kind": "tired"}])
+        store.update_tasks(owner, [{"id": "T1", "status": "FAILED", "failure_kind": FailureKind.TIMEOUT,
+                                    "error": "OpTimeout: timed out after 1 s"},
+                                   {"id": "T2", "status": "SKIPPED", "failure_kind": "upstream"}])
+        assert [t["failure_kind"] for t in store.get_tasks("R1")] == ["timeout", "upstream"]
