@@ -60,7 +60,7 @@ def runs(limit: int = 20, name: str | None = None, status: str | None = None,
     if status is not None and status not in RunStatus.__members__:
         raise FlowError(f"jf.runs: unknown status {status!r}; use one of {list(RunStatus.__members__)}")
     rows = engine.store.list_runs(limit=limit, name=name, status=status, kind=kind, parent_id=parent_id)
-    return [Run(engine, row["id"], execution=engine.recent.get(row["id"]), row=row) for row in rows]
+    return [Run(engine, row.id, execution=engine.recent.get(row.id), row=row) for row in rows]
 
 
 def get_run(run_id: str) -> Run:
@@ -80,9 +80,9 @@ def resume(run_id: str, *, wait: bool = True, cluster: str | None = None) -> Run
     row = engine.store.get_run(run_id)
     if row is None:
         raise FlowError(f"jf.resume: no run with id {run_id!r}")
-    if row["status"] in (RunStatus.RUNNING.value, RunStatus.PENDING.value) and run_id in engine.active:
+    if row.status in (RunStatus.RUNNING.value, RunStatus.PENDING.value) and run_id in engine.active:
         raise FlowError(f"jf.resume: run {run_id} is still running in this process; wait for it or cancel it")
-    digest = row.get("snapshot")
+    digest = row.snapshot
     if not digest:
         raise FlowError(f"jf.resume: run {run_id} has no stored graph snapshot, so it cannot be resumed")
     try:
@@ -94,10 +94,10 @@ def resume(run_id: str, *, wait: bool = True, cluster: str | None = None) -> Run
             "`jupyter flow cache gc`, written with another artifacts location or by an older version; "
             "rerun the notebook or script instead (cached ops are restored).", digest
         ) from None
-    execution = engine.submit(targets, name=row.get("name"), kind=RunKind.RESUME.value,
-                              cluster=cluster or _resumable_cluster(row.get("cluster")),
-                              parent_id=row.get("parent_id"), resumed_from=run_id,
-                              params=row.get("params") or {})
+    execution = engine.submit(targets, name=row.name, kind=RunKind.RESUME.value,
+                              cluster=cluster or _resumable_cluster(row.cluster),
+                              parent_id=row.parent_id, resumed_from=run_id,
+                              params=row.params or {})
     record = Run(engine, execution.run_id, execution=execution)
     if wait:
         record.wait()
@@ -121,8 +121,8 @@ def cancel(run_id: str) -> Run:
     row = engine.store.get_run(run_id)
     if row is None:
         raise FlowError(f"jf.cancel: no run with id {run_id!r}")
-    if row["status"] not in (RunStatus.RUNNING.value, RunStatus.PENDING.value):
-        raise FlowError(f"jf.cancel: run {run_id} already ended {row['status']}")
+    if row.status not in (RunStatus.RUNNING.value, RunStatus.PENDING.value):
+        raise FlowError(f"jf.cancel: run {run_id} already ended {row.status}")
     from ..core.provenance import current_user
 
     engine.store.request_cancel(run_id, by=current_user())

@@ -16,6 +16,7 @@ from sqlalchemy.types import Text
 from jupyter_flow.core.errors import StoreError
 from jupyter_flow.core.status import RunStatus
 from jupyter_flow.store.models import UTCDateTime
+from jupyter_flow.store.records import TaskRecord
 from jupyter_flow.store.transactions import (
     _RUN_ACTIVE,
     ARTIFACTS,
@@ -70,7 +71,7 @@ class ArtifactIndex(StoreTransactions):
                     sizes[digest] = size
         return sizes
 
-    def artifact_runs(self, digest: str) -> list[dict]:
+    def artifact_runs(self, digest: str) -> list[TaskRecord]:
         """Tasks that output the artifact ``digest`` (its producers, for lineage)."""
         if not _HEX.fullmatch(digest):
             raise StoreError(f"{digest!r} is not an artifact hash (hex digits)")
@@ -81,8 +82,8 @@ class ArtifactIndex(StoreTransactions):
             .order_by(TASKS.c.id)
         )
         with self._read() as conn:
-            rows = [row._asdict() for row in conn.execute(query)]
-        return [row for row in rows if digest in (row["outputs"] or {}).values()]
+            rows = [TaskRecord(**row._asdict()) for row in conn.execute(query)]
+        return [row for row in rows if digest in (row.outputs or {}).values()]
 
     def list_artifacts(self) -> list[dict]:
         """Registered artifacts, oldest first (hash, size, serializer, type, uri, created_at)."""

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, bindparam, delete, func, select, update
 
 from jupyter_flow.core.errors import StoreError
 from jupyter_flow.store.models import UTCDateTime
+from jupyter_flow.store.records import UNSET, CacheEntry
 from jupyter_flow.store.transactions import CACHE, CLAIMS, OWNERS, StoreTransactions, _check_fields, _chunks
 
 _CACHE_FIELDS = frozenset(CACHE.c.keys()) - {"created_at"}
@@ -30,13 +31,14 @@ def _cached_states(conn: Connection, keys: list[str]) -> dict[str, dict]:
 class Cache(StoreTransactions):
     """Cache entries, single-flight claims, the components history that explains reruns."""
 
-    def lookup_cache(self, keys: Iterable[str], *, components: bool = True) -> dict[str, dict]:
-        """Cache entries for those of ``keys`` that have one: key -> outputs, components,
+    def lookup_cache(self, keys: Iterable[str], *, components: bool = True) -> dict[str, CacheEntry]:
+        """Cache entries for those of ``keys`` that have one, by key: outputs, components,
         task_id, op_name, signer (the key that signed its pickled outputs, or None), and
-        metrics when the op recorded some. One query per 500 keys. ``components=False`` skips the largest
-        column when only the outputs are wanted (the engine's hot path)."""
+        metrics (None unless the op recorded some); ``created_at`` is not read. One query
+        per 500 keys. ``components=False`` skips the largest column (left UNSET) when only
+        the outputs are wanted (the engine's hot path)."""
         keys = list(dict.fromkeys(keys))
-        found: dict[str, dict] = {}
+        found: dict[str, CacheEntry] = {}
         columns = (CACHE.c.key, CACHE.c.outputs, CACHE.c.task_id, CACHE.c.op_name, CACHE.c.metrics, CACHE.c.signer)
         if components:
             columns += (CACHE.c.components,)
@@ -50,20 +52,16 @@ class Cache(StoreTransactions):
                         f'WHERE "key" IN ({marks})',
                         tuple(chunk),
                     ).fetchall()
+                    loads = json.loads
                     for key, outputs, task_id, op_name, metrics, signer in rows:
-                        found[key] = {"outputs": json.loads(outputs), "task_id": task_id, "op_name": op_name,
-                                      "signer": signer}
-                        if metrics is not None and metrics != "null":
-                            found[key]["metrics"] = json.loads(metrics)
+                        found[key] = CacheEntry(key, loads(outputs), UNSET, op_name, task_id, UNSET,
+                                                None if metrics is None else loads(metrics), signer)
                     continue
                 for row in conn.execute(select(*columns).where(CACHE.c.key.in_(chunk))):
-                    entry = row._asdict()
-                    if entry.get("metrics") is None:
-                        entry.pop("metrics")  # only entries of ops that recorded metrics carry them
-                    found[entry.pop("key")] = entry
+                    found[row.key] = CacheEntry(**row._asdict())
         return found
 
-    def put_cache(self, entries: list[dict], owner_id: str | None = None) -> list[str]:
+    def put_cache(self, entries: list[CacheEntry | dict], owner_id: str | None = None) -> list[str]:
         """Record cache entries ({key, outputs, components, op_name, task_id, metrics, signer}).
 
         A key keeps the first value recorded for it: an entry for a key that already has
@@ -249,8 +247,8 @@ class Cache(StoreTransactions):
                         result[op_name] = components
         return result
 
-    def list_cache(self, limit: int | None = None, op_name: str | None = None) -> list[dict]:
-        """Cache entries, newest first: key, op_name, outputs, task_id, created_at."""
+    def list_cache(self, limit: int | None = None, op_name: str | None = None) -> list[CacheEntry]:
+        """Cache entries, newest first: key, op_name, outputs, task_id, created_at (the others UNSET)."""
         query = select(CACHE.c.key, CACHE.c.op_name, CACHE.c.outputs, CACHE.c.task_id,
                        CACHE.c.created_at).order_by(CACHE.c.created_at.desc(), CACHE.c.key)
         if op_name is not None:
@@ -258,4 +256,4 @@ class Cache(StoreTransactions):
         if limit is not None:
             query = query.limit(limit)
         with self._read() as conn:
-            return [row._asdict() for row in conn.execute(query)]
+            return [CacheEntry(**row._asdict()) for row in conn.execute(query)]

@@ -10,7 +10,9 @@ same engine and transactions (``store/transactions.py``):
 - ``artifact_index.py``: the artifact registry and what garbage collection keeps;
 - ``schedules.py``: schedules and leases.
 
-Records come back as plain dicts: timestamps are timezone-aware UTC datetimes, JSON
+Runs, tasks and cache entries come back as typed records (``store/records.py``:
+``RunRecord``, ``TaskRecord``, ``CacheEntry``), and are accepted as records or dicts; the
+other aggregates' rows are plain dicts. Timestamps are timezone-aware UTC datetimes, JSON
 columns are Python objects, statuses and kinds are plain strings.
 """
 

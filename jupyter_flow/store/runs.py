@@ -1,7 +1,7 @@
 """Runs and their tasks, and the change feed over them (``seq``, ``changes_since``).
 
-Records come back as plain dicts: timestamps are timezone-aware UTC datetimes, JSON
-columns are Python objects, statuses and kinds are plain strings.
+Runs come back as ``RunRecord``, tasks as ``TaskRecord`` (``store/records.py``); both are
+accepted as records or dicts.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from jupyter_flow.core.secrets import redact
 from jupyter_flow.core.status import RunStatus, TaskStatus
 from jupyter_flow.store.errors import CancelConflict, RunActive
 from jupyter_flow.store.models import UTCDateTime
+from jupyter_flow.store.records import RunRecord, TaskRecord
 from jupyter_flow.store.task_inserts import TASK_CREATE_FIELDS, _failure_kind, _task_status, insert_tasks
 from jupyter_flow.store.transactions import (
     _RUN_ACTIVE,
@@ -70,7 +71,7 @@ def _seconds(start: Any, end: Any) -> float | None:
 class Runs(StoreTransactions):
     """Runs, tasks, cancel requests, pins, run metrics and params, the change feed."""
 
-    def create_run(self, run: dict, tasks: list[dict] = ()) -> None:
+    def create_run(self, run: RunRecord | dict, tasks: Iterable[TaskRecord | dict] = ()) -> None:
         """Insert a run and its tasks in one transaction.
 
         ``run`` needs ``id`` and ``kind``; ``status`` defaults to PENDING, ``user`` and
@@ -106,7 +107,7 @@ class Runs(StoreTransactions):
             if task_rows:
                 insert_tasks(conn, self.dialect, task_rows, row["id"], seq, now)
 
-    def _checked_tasks(self, what: str, tasks: Iterable[dict]) -> list[dict]:
+    def _checked_tasks(self, what: str, tasks: Iterable[TaskRecord | dict]) -> list[TaskRecord | dict]:
         """``tasks`` as given, after checking their fields (once per distinct set of names:
         the rows of one run are alike)."""
         rows = list(tasks)
@@ -120,7 +121,7 @@ class Runs(StoreTransactions):
                 checked.add(names)
         return rows
 
-    def add_tasks(self, run_id: str, owner_id: str | None, tasks: list[dict]) -> None:
+    def add_tasks(self, run_id: str, owner_id: str | None, tasks: Iterable[TaskRecord | dict]) -> None:
         """Add tasks to a run its owner is still running (a dynamic map's mapped tasks).
 
         FencedWrite when the run ended, belongs to another owner, or the owner was fenced.
@@ -190,10 +191,10 @@ class Runs(StoreTransactions):
             fields["error"] = error
         self.update_run(run_id, owner_id, **fields)
 
-    def update_tasks(self, owner_id: str | None, updates: list[dict]) -> list[str]:
+    def update_tasks(self, owner_id: str | None, updates: list[TaskRecord | dict]) -> list[str]:
         """Apply a batch of task changes in one transaction; return the ids skipped.
 
-        Each dict has ``id`` plus the fields to set. A change is skipped (and its id
+        Each change (a ``TaskRecord`` or a dict) has ``id`` plus the fields to set. A change is skipped (and its id
         returned) when the task is unknown, already terminal, belongs to a run of another
         owner, or would move its status backwards. Several changes to one task apply in
         order. A fenced owner gets FencedWrite and nothing is written.
@@ -294,10 +295,10 @@ class Runs(StoreTransactions):
             )
             conn.execute(statement, params)
 
-    def _run_dicts(self, conn: Connection, rows: list) -> list[dict]:
+    def _run_records(self, conn: Connection, rows: list) -> list[RunRecord]:
         runs = [row._asdict() for row in rows]
         if not runs:
-            return runs
+            return []
         ids = [run["id"] for run in runs]
         counts: dict[str, dict[str, int]] = {run_id: {} for run_id in ids}
         pinned: set[str] = set()
@@ -310,10 +311,7 @@ class Runs(StoreTransactions):
                 counts[run_id][status] = count
             pinned.update(conn.execute(select(PINS.c.run_id).where(PINS.c.run_id.in_(chunk))).scalars())
         self._roll_up(conn, counts)
-        for run in runs:
-            run["task_counts"] = counts[run["id"]]
-            run["pinned"] = run["id"] in pinned
-        return runs
+        return [RunRecord(**run, task_counts=counts[run["id"]], pinned=run["id"] in pinned) for run in runs]
 
     def _roll_up(self, conn: Connection, counts: dict[str, dict[str, int]]) -> None:
         """Add every descendant run's task counts to its ancestors' in ``counts``.
@@ -351,25 +349,25 @@ class Runs(StoreTransactions):
                         counts[ancestor][status] = counts[ancestor].get(status, 0) + count
                     ancestor = parent_of.get(ancestor)
 
-    def get_run(self, run_id: str) -> dict | None:
+    def get_run(self, run_id: str) -> RunRecord | None:
         """The run's record plus ``task_counts`` ({status: n}) and ``pinned``."""
         with self._read() as conn:
             rows = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).all()
-            runs = self._run_dicts(conn, rows)
+            runs = self._run_records(conn, rows)
         return runs[0] if runs else None
 
-    def get_tasks(self, run_id: str, *, changed_since: int | None = None) -> list[dict]:
+    def get_tasks(self, run_id: str, *, changed_since: int | None = None) -> list[TaskRecord]:
         """Tasks of a run in creation order; only those changed after a feed cursor if given."""
         query = select(TASKS).where(TASKS.c.run_id == run_id)
         if changed_since is not None:
             query = query.where(TASKS.c.seq > changed_since)
         with self._read() as conn:
-            return [row._asdict() for row in conn.execute(query.order_by(TASKS.c.id))]
+            return [TaskRecord(**row._asdict()) for row in conn.execute(query.order_by(TASKS.c.id))]
 
-    def get_task(self, task_id: str) -> dict | None:
+    def get_task(self, task_id: str) -> TaskRecord | None:
         with self._read() as conn:
             row = conn.execute(select(TASKS).where(TASKS.c.id == task_id)).first()
-        return None if row is None else row._asdict()
+        return None if row is None else TaskRecord(**row._asdict())
 
     def list_runs(
         self,
@@ -382,7 +380,7 @@ class Runs(StoreTransactions):
         started_after: datetime | None = None,
         parent_id: str | None = None,
         user: str | None = None,
-    ) -> list[dict]:
+    ) -> list[RunRecord]:
         """Runs newest first; page on with ``before=<id of the last run of a page>``.
 
         ``name`` matches a substring (case-insensitive); ``status`` and ``kind`` take one
@@ -411,9 +409,9 @@ class Runs(StoreTransactions):
             query = query.where(RUNS.c.parent_id == parent_id)
         query = query.order_by(RUNS.c.id.desc()).limit(limit)
         with self._read() as conn:
-            return self._run_dicts(conn, conn.execute(query).all())
+            return self._run_records(conn, conn.execute(query).all())
 
-    def changes_since(self, cursor: int, limit: int = 500, user: str | None = None) -> tuple[list[dict], int]:
+    def changes_since(self, cursor: int, limit: int = 500, user: str | None = None) -> tuple[list[RunRecord], int]:
         """Runs changed after ``cursor`` in change order, and the cursor to ask with next.
 
         Start with cursor 0. Every write touching a run or its tasks gives the run a new,
@@ -429,7 +427,7 @@ class Runs(StoreTransactions):
                 # later commit (a statement on PostgreSQL has its own snapshot) is skipped.
                 upto = conn.execute(select(COUNTERS.c.value).where(COUNTERS.c.name == "seq")).scalar_one()
                 query = query.where(RUNS.c.user == user, RUNS.c.seq <= upto)
-            runs = self._run_dicts(conn, conn.execute(query.order_by(RUNS.c.seq).limit(limit)).all())
+            runs = self._run_records(conn, conn.execute(query.order_by(RUNS.c.seq).limit(limit)).all())
         if len(runs) == limit or upto is None:
             return runs, (runs[-1]["seq"] if runs else cursor)
         return runs, max(cursor, upto)
@@ -441,7 +439,7 @@ class Runs(StoreTransactions):
                 select(COUNTERS.c.value).where(COUNTERS.c.name == "seq")
             ).scalar_one()
 
-    def request_cancel(self, run_id: str, by: str | None = None) -> dict:
+    def request_cancel(self, run_id: str, by: str | None = None) -> RunRecord:
         """Ask the owner of ``run_id`` (and of its unfinished child runs) to cancel.
 
         The owner polls ``cancel_requested``; the request is data, not a call. A second
