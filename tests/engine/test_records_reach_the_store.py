@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,12 @@ def test_why_each_task_failed_is_recorded_and_read_back(jf):
                 ("too_slow", "FAILED", "timeout")]
     assert sorted((t["name"], t["status"], t["failure_kind"]) for t in engine.store.get_tasks(run.id)) == expected
     assert sorted((t.name, t.status, t.failure_kind) for t in run.tasks) == expected
+    # The live run's times are UTC datetimes, as the stored run's are (they were epoch floats).
+    live = {t.id: t for t in run.tasks}
+    stored_tasks = {t.id: t for t in Run(engine, run.id).tasks}
+    for task_id, task in live.items():
+        assert isinstance(task.ended_at, datetime) and task.ended_at.tzinfo is not None
+        assert abs((task.ended_at - stored_tasks[task_id].ended_at).total_seconds()) < 1
 
     timed_out = jf.run(ops.too_slow(5))
     stored = Run(engine, timed_out.id)  # no live execution: read from the store
