@@ -48,16 +48,6 @@ class Record:
     __slots__ = ()
     FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    @classmethod
-    def from_row(cls, row: Any) -> Record:
-        """A record from a SQLAlchemy row (or a dict) holding these fields."""
-        return cls(**(row if isinstance(row, dict) else row._asdict()))
-
-    @classmethod
-    def of(cls, value: Record | dict) -> Record:
-        """``value`` as a record of this type (a dict's keys must be fields)."""
-        return value if isinstance(value, cls) else cls(**value)
-
     def changes(self) -> dict[str, Any]:
         """The fields set, as a dict (what the store writes)."""
         values = {}
