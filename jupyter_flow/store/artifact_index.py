@@ -77,12 +77,12 @@ class ArtifactIndex(StoreTransactions):
             raise StoreError(f"{digest!r} is not an artifact hash (hex digits)")
         # A text search narrows the scan; the exact test is done on the decoded JSON.
         query = (
-            select(TASKS)
+            select(*(TASKS.c[name] for name in TaskRecord.FIELDS))
             .where(cast(TASKS.c.outputs, Text).contains(digest))
             .order_by(TASKS.c.id)
         )
         with self._read() as conn:
-            rows = [TaskRecord(**row._asdict()) for row in conn.execute(query)]
+            rows = [TaskRecord(*row) for row in conn.execute(query)]
         return [row for row in rows if digest in (row.outputs or {}).values()]
 
     def list_artifacts(self) -> list[dict]:

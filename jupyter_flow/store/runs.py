@@ -43,6 +43,7 @@ from jupyter_flow.store.transactions import (
 _RUN_CREATE_FIELDS = frozenset(RUNS.c.keys()) - {"seq", "cancel_requested_at", "cancel_requested_by"}
 _RUN_UPDATE_FIELDS = frozenset(RUNS.c.keys()) - {"id", "owner_id", "seq", "created_at"}
 _TASK_UPDATE_FIELDS = frozenset(TASKS.c.keys()) - {"id", "run_id", "seq", "created_at"}
+_TASK_COLUMNS = tuple(TASKS.c[name] for name in TaskRecord.FIELDS)  # a read task's columns, in field order
 
 
 def _run_status(status: Any) -> str:
@@ -358,16 +359,17 @@ class Runs(StoreTransactions):
 
     def get_tasks(self, run_id: str, *, changed_since: int | None = None) -> list[TaskRecord]:
         """Tasks of a run in creation order; only those changed after a feed cursor if given."""
-        query = select(TASKS).where(TASKS.c.run_id == run_id)
+        query = select(*_TASK_COLUMNS).where(TASKS.c.run_id == run_id)
         if changed_since is not None:
             query = query.where(TASKS.c.seq > changed_since)
         with self._read() as conn:
-            return [TaskRecord(**row._asdict()) for row in conn.execute(query.order_by(TASKS.c.id))]
+            # Columns in the record's field order: one positional call per row.
+            return [TaskRecord(*row) for row in conn.execute(query.order_by(TASKS.c.id))]
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         with self._read() as conn:
-            row = conn.execute(select(TASKS).where(TASKS.c.id == task_id)).first()
-        return None if row is None else TaskRecord(**row._asdict())
+            row = conn.execute(select(*_TASK_COLUMNS).where(TASKS.c.id == task_id)).first()
+        return None if row is None else TaskRecord(*row)
 
     def list_runs(
         self,
