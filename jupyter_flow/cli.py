@@ -9,11 +9,13 @@ import argparse
 import json
 import sys
 from datetime import datetime
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .core.errors import FlowError
 from .core.settings import heartbeat_timeout
 
+if TYPE_CHECKING:
+    from .store.records import RunRecord, TaskRecord
 
 
 def _store():
@@ -30,8 +32,12 @@ def _artifacts(store=None):
 
 
 def _default(value: Any) -> Any:
+    from .store.records import Record
+
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, Record):
+        return value.to_dict()
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     return str(value)
@@ -46,8 +52,8 @@ def _when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else "-"
 
 
-def _duration(run: dict) -> str:
-    start, end = run.get("started_at") or run.get("created_at"), run.get("ended_at")
+def _duration(run: RunRecord) -> str:
+    start, end = run.started_at or run.created_at, run.ended_at
     if not start or not end:
         return "-"
     return f"{(end - start).total_seconds():.2f}s"
@@ -93,36 +99,36 @@ def cmd_runs(args) -> int:
         return 0
     rows = []
     for run in runs:
-        counts = run.get("task_counts") or {}
+        counts = run.task_counts or {}
         ran = counts.get("SUCCESS", 0)
-        rows.append([run["id"], run["kind"], run["status"], run.get("name") or "", _when(run.get("created_at")),
+        rows.append([run.id, run.kind, run.status, run.name or "", _when(run.created_at),
                      _duration(run), f"{ran}/{counts.get('CACHED', 0)}/{counts.get('FAILED', 0)}"])
     _table(rows, ["ID", "KIND", "STATUS", "NAME", "CREATED", "DURATION", "RAN/CACHED/FAILED"])
     return 0
 
 
-def _show_children(store, run: dict) -> None:
+def _show_children(store, run: RunRecord) -> None:
     """A batch's executions (params, status, metrics, executed notebook), as `compare`
     shows them; any other run's child runs (a notebook run's cell runs)."""
-    children = list(reversed(store.list_runs(limit=100_000, parent_id=run["id"])))
+    children = list(reversed(store.list_runs(limit=100_000, parent_id=run.id)))
     if not children:
         return
-    def counts(child: dict) -> str:
-        done = child.get("task_counts") or {}
+    def counts(child: RunRecord) -> str:
+        done = child.task_counts or {}
         return "/".join(str(done.get(status, 0)) for status in ("SUCCESS", "CACHED", "FAILED"))
 
-    if run["kind"] == "batch":
-        params = list(dict.fromkeys(k for child in children for k in (child.get("params") or {})))
-        metrics = list(dict.fromkeys(k for child in children for k in (child.get("metrics") or {})))
-        rows = [[child["id"], child["status"]]
-                + [_cell(child.get("params") or {}, k) for k in params]
-                + [_cell(child.get("metrics") or {}, k) for k in metrics]
-                + [_duration(child), counts(child), (child.get("outputs") or {}).get("output_notebook", "")[:12]]
+    if run.kind == "batch":
+        params = list(dict.fromkeys(k for child in children for k in (child.params or {})))
+        metrics = list(dict.fromkeys(k for child in children for k in (child.metrics or {})))
+        rows = [[child.id, child.status]
+                + [_cell(child.params or {}, k) for k in params]
+                + [_cell(child.metrics or {}, k) for k in metrics]
+                + [_duration(child), counts(child), (child.outputs or {}).get("output_notebook", "")[:12]]
                 for child in children]
         print(f"\n{len(children)} execution{'s' if len(children) != 1 else ''}")
         _table(rows, ["RUN", "STATUS", *params, *metrics, "DURATION", "RAN/CACHED/FAILED", "NOTEBOOK"])
         return
-    rows = [[child["id"], child["kind"], child["status"], child.get("name") or "", _when(child.get("created_at")),
+    rows = [[child.id, child.kind, child.status, child.name or "", _when(child.created_at),
              _duration(child), counts(child)] for child in children]
     print(f"\n{len(children)} child run{'s' if len(children) != 1 else ''}")
     _table(rows, ["RUN", "KIND", "STATUS", "NAME", "CREATED", "DURATION", "RAN/CACHED/FAILED"])
@@ -143,42 +149,42 @@ def cmd_show(args) -> int:
     if args.json:
         _print_json({"run": run, "tasks": tasks})
         return 0
-    print(f"run {run['id']}  {run['kind']}  {run['status']}  {run.get('name') or ''}")
-    print(f"  created {_when(run.get('created_at'))}  duration {_duration(run)}  cluster {run.get('cluster') or '-'}"
-          f"  user {run.get('user') or '-'}@{run.get('host') or '-'}")
-    if run.get("parent_id"):
-        print(f"  parent {run['parent_id']}")
-    if run.get("resumed_from"):
-        print(f"  resumed from {run['resumed_from']}")
-    if run.get("params"):
-        print(f"  params {json.dumps(run['params'], default=_default)}")
-    if run.get("metrics"):
-        print(f"  metrics {json.dumps(run['metrics'], default=_default)}")
-    if run.get("error"):
-        print(f"  error {run['error']}")
+    print(f"run {run.id}  {run.kind}  {run.status}  {run.name or ''}")
+    print(f"  created {_when(run.created_at)}  duration {_duration(run)}  cluster {run.cluster or '-'}"
+          f"  user {run.user or '-'}@{run.host or '-'}")
+    if run.parent_id:
+        print(f"  parent {run.parent_id}")
+    if run.resumed_from:
+        print(f"  resumed from {run.resumed_from}")
+    if run.params:
+        print(f"  params {json.dumps(run.params, default=_default)}")
+    if run.metrics:
+        print(f"  metrics {json.dumps(run.metrics, default=_default)}")
+    if run.error:
+        print(f"  error {run.error}")
     _show_children(store, run)
-    if not tasks and store.list_runs(limit=1, parent_id=run["id"]):
+    if not tasks and store.list_runs(limit=1, parent_id=run.id):
         return 0  # a batch or notebook run: its work is in the runs listed above
     rows = []
     # Where a task ran on a batch system: its worker pool and Slurm job (column shown when known).
     placed = any(_placement(task) for task in tasks)
     for task in tasks:
-        name = task["name"] if task.get("index") is None else f"{task['name']}[{task['index']}]"
-        duration = f"{task['duration']:.3f}s" if task.get("duration") is not None else "-"
-        rows.append([task["id"], name, task["status"], task.get("reason") or "", duration,
-                     str(task.get("attempts") or 0), task.get("worker") or ""] + ([_placement(task)] if placed else []))
+        name = task.name if task.index is None else f"{task.name}[{task.index}]"
+        duration = f"{task.duration:.3f}s" if task.duration is not None else "-"
+        rows.append([task.id, name, task.status, task.reason or "", duration,
+                     str(task.attempts or 0), task.worker or ""] + ([_placement(task)] if placed else []))
     print()
     header = ["TASK", "OP", "STATUS", "REASON", "DURATION", "ATTEMPTS", "WORKER"]
     _table(rows, header + (["POOL/JOB"] if placed else []))
     for task in tasks:
-        if task["status"] == "FAILED" and task.get("error"):
-            print(f"\n{task['name']} ({task['id']}) failed: {task['error']}")
+        if task.status == "FAILED" and task.error:
+            print(f"\n{task.name} ({task.id}) failed: {task.error}")
     return 0
 
 
-def _placement(task: dict) -> str:
+def _placement(task: TaskRecord) -> str:
     """``cpu/4711``: the worker pool and Slurm job a task ran on, as far as known."""
-    prov = task.get("provenance") or {}
+    prov = task.provenance or {}
     pool, job = prov.get("pool"), prov.get("slurm_job_id")
     return "/".join(str(part) for part in (pool, job) if part)
 
@@ -226,11 +232,11 @@ def cmd_cache(args) -> int:
 
     store = _store()
     if args.cache_command == "ls":
-        entries = store.list_cache(limit=args.limit, op_name=args.op)
-        sizes = store.artifact_sizes(d for e in entries for d in e["outputs"].values())
-        for entry in entries:
-            # An artifact two outputs share (one object under two names) counts once.
-            entry["size"] = sum(sizes.get(d) or 0 for d in set(entry["outputs"].values()))
+        listed = store.list_cache(limit=args.limit, op_name=args.op)
+        sizes = store.artifact_sizes(d for e in listed for d in e.outputs.values())
+        # An artifact two outputs share (one object under two names) counts once.
+        entries = [{**entry.to_dict(), "size": sum(sizes.get(d) or 0 for d in set(entry.outputs.values()))}
+                   for entry in listed]
         if args.json:
             _print_json(entries)
             return 0

@@ -18,6 +18,7 @@ export type {
   DeclaredParam,
   Edge,
   ExecutedNotebook,
+  FailureKind,
   GraphNode,
   GraphPage,
   GraphSummary,

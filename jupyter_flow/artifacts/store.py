@@ -33,6 +33,10 @@ writes a good copy.
 
 Local directories are driven with ``os`` directly (this runs once per op output on
 every Dask worker); fsspec is imported only for other URLs.
+
+This module holds the values' side (encode, sign, seal, check, decode, preview); the
+header format is ``format.py``, the files themselves ``files.py`` (``ArtifactFiles``, the
+base class), the preview helpers ``preview.py``.
 """
 
 from __future__ import annotations
@@ -40,135 +44,38 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
-import os
-import re
-import reprlib
-import stat
 import threading
-import time
-import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from jupyter_flow.artifacts import serializers
+from jupyter_flow.artifacts.files import ArtifactFiles
+from jupyter_flow.artifacts.format import (
+    HEADER_LIMIT,
+    MAGIC,  # noqa: F401 (the file format's first line, imported from here)
+    SEALED,
+    ArtifactInfo,
+    _header_line,
+    _needs_signature,
+    _parse_header,
+    _signed_message,
+    _signed_start,
+    validate_digest,
+)
 from jupyter_flow.artifacts.keyring import Keyring
-from jupyter_flow.core.errors import ArtifactCorrupt, ArtifactError, ArtifactForeign, ArtifactMissing, ArtifactUntrusted
+from jupyter_flow.artifacts.preview import _bounded_repr, _bytes_preview, _table_preview, _text_or_repr
+from jupyter_flow.core.errors import ArtifactCorrupt, ArtifactError, ArtifactForeign, ArtifactUntrusted
 from jupyter_flow.core.settings import resolve_artifacts_url
 
-MAGIC = b"jupyter-flow-artifact/1\n"
-HEADER_LIMIT = 4096  # magic + header line; type names longer than this are cut
-TEMP_PREFIX = ".tmp-"
-CORRUPT_PREFIX = ".corrupt-"
-PREVIEW_ROWS = 20
-PREVIEW_COLUMNS = 100
 # Pickled artifacts are decoded whole to preview them; above this they are only described.
 PREVIEW_DECODE_LIMIT = 64 * 2**20
 # Downloads are hashed and sent in pieces of this size.
 STREAM_CHUNK = 2**20
 
-SEALED = "fernet"  # the header's "sealed" value: the payload is a Fernet token
-_SIG_CONTEXT = b"jupyter-flow-artifact-sig/2\n"
 _SEAL_CONTEXT = b"jupyter-flow-artifact-seal/2"
 _SIGNATURE_FIELDS = ("sig",)
 
-_DIGEST_RE = re.compile(r"[0-9a-f]{64}")
-_SHARD_RE = re.compile(r"[0-9a-f]{2}")
-# Protocols whose single-object writes are atomic, so pipe_file needs no temp + rename.
-_ATOMIC_PUT_PROTOCOLS = frozenset(
-    {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oci", "oss", "r2", "memory"}
-)
-_IMAGE_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
 
-
-def validate_digest(digest: object) -> str:
-    """Return ``digest`` if it is 64 lowercase hex characters, else raise ``ValueError``.
-
-    Every digest that reaches a path goes through here, so no caller-supplied string can
-    point outside the store.
-
-    >>> validate_digest("0" * 64) == "0" * 64
-    True
-    >>> validate_digest("../etc/passwd")
-    Traceback (most recent call last):
-    ...
-    ValueError: '../etc/passwd' is not an artifact hash (64 lowercase hex characters)
-    """
-    if type(digest) is not str or not _DIGEST_RE.fullmatch(digest):
-        raise ValueError(f"{digest!r:.80} is not an artifact hash (64 lowercase hex characters)")
-    return digest
-
-
-@dataclass(frozen=True)
-class ArtifactInfo:
-    """What the store knows about one artifact (``size`` counts the whole stored file)."""
-
-    digest: str
-    size: int
-    serializer: str
-    serializer_version: str
-    type: str
-    uri: str
-    signer: str | None = None  # key id of the producer, for values that are pickled
-
-
-def _header_json(header: dict[str, Any]) -> bytes:
-    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _header_line(header: dict[str, Any]) -> bytes:
-    return MAGIC + _header_json(header) + b"\n"
-
-
-def _signed_start(header: dict[str, Any]) -> Any:
-    """A sha256 fed the header without its ``sig``; the payload follows."""
-    unsigned = {name: value for name, value in header.items() if name != "sig"}
-    return hashlib.sha256(_SIG_CONTEXT + _header_json(unsigned) + b"\n")
-
-
-def _signed_message(header: dict[str, Any], payload: Sequence) -> bytes:
-    """What a signature covers: the sha256 of the header (without ``sig``) and the payload."""
-    digest = _signed_start(header)
-    for part in payload:
-        digest.update(part)
-    return digest.digest()
-
-
-def _needs_signature(header: dict[str, Any]) -> bool:
-    """Sealed artifacts, and those whose serializer may run code when loading (or is unknown)."""
-    if header.get("sealed"):
-        return True
-    try:
-        return serializers.get_serializer(header.get("serializer")).executes_code
-    except KeyError:
-        return True
-
-
-def _parse_header(data: bytes, digest: str) -> tuple[dict[str, Any], int]:
-    """The header dict and the offset where the payload starts."""
-    end = data.find(b"\n", len(MAGIC), HEADER_LIMIT)
-    if not data.startswith(MAGIC) or end < 0:
-        raise ArtifactCorrupt(
-            f"artifact {digest} has no jupyter_flow header; it was not written by this store. "
-            "Delete it; its producer will be recomputed.",
-            digest,
-        )
-    try:
-        header = json.loads(data[len(MAGIC) : end])
-    except ValueError as exc:
-        raise ArtifactCorrupt(f"artifact {digest} has an unreadable header ({exc})", digest) from exc
-    return header, end + 1
-
-
-class ArtifactStore:
+class ArtifactStore(ArtifactFiles):
     """Content-addressed storage for op outputs.
 
     ``url`` is a local path, ``file://``, ``memory://`` or any fsspec URL (default:
@@ -197,23 +104,7 @@ class ArtifactStore:
         self.keyring = keyring
         self.unpickle = unpickle
         self._fernet: Any = None
-        self.storage_options = storage_options
-        self._fs: Any = None
-        self._modes: tuple[int, int] | None = None
-        if _is_local_url(url) and not storage_options:
-            if url.startswith(("file://", "local://")):
-                url = url.split("://", 1)[1]
-            self._local: str | None = os.path.abspath(os.path.expanduser(url))
-            # Workers may run elsewhere with another cwd: hand them an absolute path.
-            self.url = self._local
-            self._root = self._local
-        else:
-            self._local = None
-            self.url = url
-            from fsspec.core import url_to_fs
-
-            self._fs, self._root = url_to_fs(url, **storage_options)
-            self._root = self._root.rstrip("/")
+        super().__init__(url, **storage_options)
 
     def __reduce__(self):
         return (_rebuild, (self.url, self.storage_options, self.keyring, self.unpickle))
@@ -227,22 +118,6 @@ class ArtifactStore:
         return f"ArtifactStore({self.url!r})"
 
     # --- names ---------------------------------------------------------------------
-
-    def path(self, digest: str) -> str:
-        """Where the artifact lives on the store's filesystem (no I/O)."""
-        validate_digest(digest)
-        return f"{self._root}/{digest[:2]}/{digest}"
-
-    def uri(self, digest: str) -> str:
-        """A URL for the artifact that other processes can open (``file://`` locally).
-
-        >>> ArtifactStore("/data/art").uri("ab" * 32)
-        'file:///data/art/ab/abababababababababababababababababababababababababababababababab'
-        """
-        path = self.path(digest)
-        if self._local is not None:
-            return Path(path).as_uri()
-        return self._fs.unstrip_protocol(path)
 
     # --- writing -------------------------------------------------------------------
 
@@ -329,102 +204,6 @@ class ArtifactStore:
                 digest,
             )
         self._write(digest, (data,), len(data))
-
-    def _write(self, digest: str, parts: Sequence, size: int) -> None:
-        path = self.path(digest)
-        if self._local is not None:
-            self._write_local(path, parts, size)
-            return
-        try:
-            if self._fs.size(path) == size:
-                return
-        except FileNotFoundError:
-            pass
-        if _protocols(self._fs) & _ATOMIC_PUT_PROTOCOLS:
-            self._fs.pipe_file(path, b"".join(parts))
-            return
-        directory = path.rpartition("/")[0]
-        self._fs.makedirs(directory, exist_ok=True)
-        temp = f"{directory}/{TEMP_PREFIX}{uuid.uuid4().hex}"
-        try:
-            with self._fs.open(temp, "wb") as file:
-                for part in parts:
-                    file.write(part)
-            self._fs.mv(temp, path)
-        except BaseException:
-            _ignore_missing(self._fs.rm_file, temp)
-            raise
-
-    def _local_modes(self) -> tuple[int, int]:
-        """(directory mode, file mode) for new files: private to their owner, unless an
-        administrator made the store's root group-accessible (a team store), whose group
-        may then read them. The root is created 0700 when it does not exist."""
-        if self._modes is None:
-            try:
-                root_mode = os.stat(self._root).st_mode
-            except FileNotFoundError:
-                _make_private_dirs(self._root, 0o700)
-                root_mode = os.stat(self._root).st_mode
-            self._modes = (0o2770, 0o640) if root_mode & stat.S_IRWXG else (0o700, 0o600)
-        return self._modes
-
-    def _write_local(self, path: str, parts: Sequence, size: int) -> None:
-        try:
-            # Same size means same bytes unless it was damaged; damage is caught on read,
-            # which moves the bad file aside so the recomputed value lands here again.
-            if os.stat(path).st_size == size:
-                return
-        except FileNotFoundError:
-            pass
-        dir_mode, file_mode = self._local_modes()
-        directory = os.path.dirname(path)
-        temp = os.path.join(directory, TEMP_PREFIX + uuid.uuid4().hex)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        try:
-            fd = os.open(temp, flags, file_mode)
-        except FileNotFoundError:
-            _make_private_dirs(directory, dir_mode)
-            fd = os.open(temp, flags, file_mode)
-        try:
-            os.fchmod(fd, file_mode)  # whatever the umask
-            with os.fdopen(fd, "wb") as file:
-                for part in parts:
-                    file.write(part)
-            os.replace(temp, path)  # atomic: readers see nothing or the whole file
-        except BaseException:
-            _ignore_missing(os.unlink, temp)
-            raise
-
-    # --- reading -------------------------------------------------------------------
-
-    def _read(self, digest: str, length: int | None = None, writable: bool = False) -> bytes | bytearray:
-        """The file's bytes (the first ``length`` only, if given); ``writable`` asks for a
-        bytearray so that decoders (numpy) can use the buffer without copying it."""
-        path = self.path(digest)
-        try:
-            if self._local is not None:
-                with open(path, "rb") as file:
-                    if length is not None:
-                        return file.read(length)
-                    if not writable:
-                        return file.read()
-                    data = bytearray(os.fstat(file.fileno()).st_size)
-                    del data[file.readinto(data) :]
-                    data += file.read()  # in case it grew: the hash check decides
-                    return data
-            if length is None:
-                return self._fs.cat_file(path)
-            return self._fs.cat_file(path, start=0, end=length)
-        except FileNotFoundError:
-            raise self._missing(digest) from None
-
-    def _missing(self, digest: str) -> ArtifactMissing:
-        return ArtifactMissing(
-            f"artifact {digest} is not in the store at {self.url}; the op that produced it "
-            "will be recomputed. If this keeps happening, check that the client and all "
-            "workers use the same artifacts location (JUPYTER_FLOW_ARTIFACTS).",
-            digest,
-        )
 
     def _verify(self, digest: str, data: bytes | bytearray, actual: str | None = None) -> None:
         """ArtifactCorrupt (the file moved aside) unless ``data`` (or its sha256 ``actual``) matches."""
@@ -622,113 +401,6 @@ class ArtifactStore:
             signer=header.get("signer") if isinstance(header.get("signer"), str) else None,
         )
 
-    def exists(self, digest: str) -> bool:
-        path = self.path(digest)
-        if self._local is not None:
-            return os.path.isfile(path)
-        return self._fs.isfile(path)
-
-    def size(self, digest: str) -> int:
-        """Bytes of the stored file (what the digest covers)."""
-        path = self.path(digest)
-        try:
-            if self._local is not None:
-                return os.stat(path).st_size
-            return self._fs.size(path)
-        except FileNotFoundError:
-            raise ArtifactMissing(f"artifact {digest} is not in the store at {self.url}", digest) from None
-
-    def modified(self, digest: str) -> datetime:
-        """When the artifact's file was last written (UTC)."""
-        path = self.path(digest)
-        try:
-            if self._local is not None:
-                stamp = os.stat(path).st_mtime
-            else:
-                stamp = _detail_mtime(self._fs.info(path))
-        except FileNotFoundError:
-            raise ArtifactMissing(f"artifact {digest} is not in the store at {self.url}", digest) from None
-        # A filesystem that keeps no times: treat the file as new rather than ancient.
-        return datetime.fromtimestamp(stamp if stamp is not None else time.time(), timezone.utc)
-
-    def delete(self, digest: str) -> bool:
-        """Remove an artifact; ``False`` if there was none."""
-        path = self.path(digest)
-        try:
-            if self._local is not None:
-                os.unlink(path)
-            elif self._fs.exists(path):
-                self._fs.rm_file(path)
-            else:
-                return False  # S3 deletes a missing key without a word: ask first
-        except FileNotFoundError:
-            return False
-        return True
-
-    def _quarantine(self, digest: str) -> bool:
-        """Move a corrupt file out of the way so a recomputed value can be stored."""
-        path = self.path(digest)
-        aside = f"{path.rpartition('/')[0]}/{CORRUPT_PREFIX}{digest}-{uuid.uuid4().hex[:8]}"
-        try:
-            if self._local is not None:
-                os.replace(path, aside)
-            else:
-                self._fs.mv(path, aside)
-        except FileNotFoundError:
-            return False
-        return True
-
-    # --- listing and housekeeping --------------------------------------------------
-
-    def _entries(self) -> Iterator[tuple[str, str, float | None]]:
-        """(shard, file name, mtime or None) for every file in a shard directory."""
-        if self._local is not None:
-            try:
-                shards = sorted(e.name for e in os.scandir(self._root) if e.is_dir())
-            except FileNotFoundError:
-                return
-            for shard in shards:
-                if not _SHARD_RE.fullmatch(shard):
-                    continue
-                try:
-                    entries = sorted(os.scandir(os.path.join(self._root, shard)), key=lambda e: e.name)
-                except FileNotFoundError:
-                    continue
-                for entry in entries:
-                    yield shard, entry.name, None if entry.name[0] != "." else _mtime(entry)
-            return
-        try:
-            found = self._fs.find(self._root, maxdepth=2, detail=True)
-        except FileNotFoundError:
-            return
-        for path, detail in sorted(found.items()):
-            shard, _, name = path[len(self._root) :].strip("/").rpartition("/")
-            if _SHARD_RE.fullmatch(shard):
-                yield shard, name, _detail_mtime(detail)
-
-    def digests(self) -> Iterator[str]:
-        """Every stored artifact's digest (temporary and quarantined files excluded)."""
-        for shard, name, _ in self._entries():
-            if name.startswith(shard) and _DIGEST_RE.fullmatch(name):
-                yield name
-
-    def cleanup_temp(self, older_than_s: float = 3600) -> int:
-        """Remove temp files of writers that died (and quarantined corrupt files) older than
-        ``older_than_s`` seconds; returns how many were removed."""
-        cutoff = time.time() - older_than_s
-        removed = 0
-        for shard, name, mtime in self._entries():
-            if not name.startswith((TEMP_PREFIX, CORRUPT_PREFIX)):
-                continue
-            if mtime is None or mtime > cutoff:
-                continue  # possibly a live writer (or a filesystem without mtimes)
-            path = f"{self._root}/{shard}/{name}"
-            if self._local is not None:
-                removed += _ignore_missing(os.unlink, path)
-            else:
-                removed += _ignore_missing(self._fs.rm_file, path)
-        return removed
-
     # --- preview -------------------------------------------------------------------
 
     def preview(self, digest: str, max_bytes: int = 65536) -> dict[str, Any]:
@@ -814,152 +486,6 @@ def _rebuild(url: str, storage_options: dict[str, Any], keyring: Keyring | None 
     return ArtifactStore(url, keyring=keyring, unpickle=unpickle, **storage_options)
 
 
-def _make_private_dirs(directory: str, mode: int) -> None:
-    """``os.makedirs`` with ``mode`` on each directory it creates, whatever the umask."""
-    missing = []
-    path = directory
-    while path and not os.path.isdir(path):
-        missing.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    for path in reversed(missing):
-        try:
-            os.mkdir(path, mode)
-        except FileExistsError:
-            continue
-        os.chmod(path, mode)
-
-
-def _is_local_url(url: str) -> bool:
-    if "::" in url:
-        return False
-    return "://" not in url or url.startswith(("file://", "local://"))
-
-
-def _protocols(fs: Any) -> set[str]:
-    protocol = fs.protocol
-    return {protocol} if isinstance(protocol, str) else set(protocol)
-
-
-def _ignore_missing(remove, path: str) -> bool:
-    try:
-        remove(path)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _mtime(entry: os.DirEntry) -> float | None:
-    try:
-        return entry.stat().st_mtime
-    except FileNotFoundError:
-        return None
-
-
-def _detail_mtime(detail: dict[str, Any]) -> float | None:
-    for key in ("mtime", "LastModified", "last_modified", "created", "updated"):
-        value = detail.get(key)
-        if value is None:
-            continue
-        if isinstance(value, (int, float)):
-            return float(value)
-        if hasattr(value, "timestamp"):
-            return value.timestamp()
-    return None
-
-
-def _fit_encoded(text: str, limit: int) -> str:
-    """The longest prefix of ``text`` whose JSON encoding (what the REST API sends) stays
-    within ``limit`` characters: a NUL is 1 byte stored but 6 characters sent (``\\u0000``).
-
-    >>> len(json.dumps(_fit_encoded("\\x00" * 1000, 600))) <= 600
-    True
-    """
-    if len(json.dumps(text)) <= limit:
-        return text
-    low, high = 0, min(len(text), limit)  # the longest prefix that fits is in [low, high)
-    while low + 1 < high:
-        middle = (low + high) // 2
-        if len(json.dumps(text[:middle])) <= limit:
-            low = middle
-        else:
-            high = middle
-    return text[:low]
-
-
-def _text_or_repr(prefix: bytes, limit: int) -> dict[str, Any]:
-    prefix = prefix[:limit]
-    try:
-        text = prefix.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the end is not a reason to call it binary.
-        if exc.start < len(prefix) - 3:
-            return {"kind": "repr", "data": _fit_encoded(repr(prefix[: limit // 4]), limit), "truncated": True}
-        text = prefix[: exc.start].decode("utf-8")
-    fitted = _fit_encoded(text, limit)
-    return {"kind": "text", "data": fitted, "truncated": fitted != text}
-
-
-def _bytes_preview(payload: bytes, limit: int) -> dict[str, Any]:
-    for magic, mime in _IMAGE_MAGIC:
-        if payload.startswith(magic) and (len(payload) + 2) // 3 * 4 <= limit:
-            return {"kind": "image", "data": {"mime": mime, "base64": base64.b64encode(payload).decode()},
-                    "truncated": False}
-    return _text_or_repr(payload, limit)
-
-
-def _bounded_repr(value: object, limit: int) -> tuple[str, bool]:
-    shortener = reprlib.Repr()
-    shortener.maxstring = shortener.maxother = min(limit, 2000)
-    shortener.maxlist = shortener.maxtuple = shortener.maxdict = shortener.maxset = 50
-    if type(value).__module__.partition(".")[0] == "numpy":
-        import numpy as np
-
-        with np.printoptions(threshold=200, edgeitems=5):
-            text = repr(value)
-    else:
-        text = shortener.repr(value)
-    fitted = _fit_encoded(text, limit)
-    if fitted != text:
-        return _fit_encoded(text, limit - 3) + "...", True
-    return text, False
-
-
-def _table_preview(value: object, limit: int) -> dict[str, Any] | None:
-    import pandas as pd
-
-    frame = value.to_frame() if isinstance(value, pd.Series) else value
-    if not isinstance(frame, pd.DataFrame):
-        return None
-    head = frame.iloc[:PREVIEW_ROWS, :PREVIEW_COLUMNS]
-    columns = [str(column) for column in head.columns]
-    records = json.loads(
-        head.set_axis(columns, axis=1).to_json(orient="records", date_format="iso", default_handler=str)
-    )
-    records = [{key: _shorten(cell) for key, cell in row.items()} for row in records]
-    while True:
-        table = {
-            "columns": columns,
-            "records": records,
-            "rows": len(records),
-            "total_rows": int(frame.shape[0]),
-            "total_columns": int(frame.shape[1]),
-        }
-        if len(json.dumps(table)) <= limit:
-            return table
-        if not records:
-            return None
-        records = records[: len(records) // 2]
-
-
-def _shorten(cell: Any) -> Any:
-    if isinstance(cell, str) and len(cell) > 200:
-        return cell[:197] + "..."
-    return cell
-
-
 # --- one store per URL per process ---------------------------------------------------
 
 _STORES: dict[tuple[str, str, int, bool], ArtifactStore] = {}
@@ -990,3 +516,4 @@ def artifact_store(url: str | None = None, *, keyring: Keyring | None = None, un
 
 
 __all__ = ["ArtifactInfo", "ArtifactStore", "artifact_store", "validate_digest"]
+

@@ -23,6 +23,7 @@ from typing import Any
 from ..core.errors import FlowError
 from ..core.ids import new_id
 from ..core.status import RunKind, RunStatus
+from ..store.records import RunRecord
 from .declared import read_notebook, validate_params
 from .grid import load_grid, points
 from .secrets import redact_notebook, scrub_text, secret_values
@@ -86,20 +87,20 @@ def batch(
     engine.writer.flush()
     store = engine.store
     batch_id = new_id()
-    store.create_run({
-        "id": batch_id, "kind": RunKind.BATCH.value, "status": RunStatus.RUNNING.value, "name": name or path.stem,
-        "owner_id": engine.owner_id, "notebook": str(path), "cluster": handle.name,
-        "params": {"grid": grid or {}, "params": params or {}, "parallel": parallel},
-        "schedule_id": schedule_id, "scheduled_for": scheduled_for,
-    }, [])
+    store.create_run(RunRecord(
+        id=batch_id, kind=RunKind.BATCH.value, status=RunStatus.RUNNING.value, name=name or path.stem,
+        owner_id=engine.owner_id, notebook=str(path), cluster=handle.name,
+        params={"grid": grid or {}, "params": params or {}, "parallel": parallel},
+        schedule_id=schedule_id, scheduled_for=scheduled_for,
+    ))
     children = []
     for point in all_points:
         child = new_id()
-        store.create_run({
-            "id": child, "kind": RunKind.NOTEBOOK.value, "status": RunStatus.PENDING.value,
-            "name": path.stem, "parent_id": batch_id, "owner_id": engine.owner_id, "params": point,
-            "notebook": str(path), "cluster": handle.name,
-        }, [])
+        store.create_run(RunRecord(
+            id=child, kind=RunKind.NOTEBOOK.value, status=RunStatus.PENDING.value,
+            name=path.stem, parent_id=batch_id, owner_id=engine.owner_id, params=point,
+            notebook=str(path), cluster=handle.name,
+        ))
         children.append((child, point))
 
     job = _Batch(engine, batch_id, path, kernel, handle.address, children, parallel, progress)
@@ -297,13 +298,13 @@ class _Progress:
     def ended(self, index: int, run_id: str, point: dict, status: str, seconds: float) -> None:
         if not self.enabled:
             return
-        run = self.job.store.get_run(run_id) or {}
-        counts = run.get("task_counts") or {}
+        run = self.job.store.get_run(run_id)
+        counts = (run.task_counts if run is not None else None) or {}
         ran = sum(counts.get(s, 0) for s in ("SUCCESS", "FAILED", "RUNNING"))
         line = (f"{self._label(index, point)}: {status} in {seconds:.1f} s"
                 f" · ran {ran} · cached {counts.get('CACHED', 0)} · failed {counts.get('FAILED', 0)}")
-        if run.get("error"):
-            line += f" · {run['error']}"
+        if run is not None and run.error:
+            line += f" · {run.error}"
         with self.lock:
             self._say(line)
             if self.bar is not None:
@@ -350,14 +351,14 @@ def compare(batch_id: str):
     batch_run = engine.store.get_run(batch_id)
     if batch_run is None:
         raise FlowError(f"jf.compare: no run with id {batch_id!r}")
-    if batch_run["kind"] != RunKind.BATCH.value:
-        raise FlowError(f"jf.compare: run {batch_id} is a {batch_run['kind']} run, not a batch")
+    if batch_run.kind != RunKind.BATCH.value:
+        raise FlowError(f"jf.compare: run {batch_id} is a {batch_run.kind} run, not a batch")
     rows = []
     for run in reversed(engine.store.list_runs(limit=100_000, parent_id=batch_id)):
-        row = {"run_id": run["id"], "status": run["status"]}
-        row.update({f"{k}": v for k, v in (run.get("params") or {}).items()})
-        row.update({f"{k}": v for k, v in (run.get("metrics") or {}).items()})
-        if run.get("ended_at") and run.get("started_at"):
-            row["duration_s"] = (run["ended_at"] - run["started_at"]).total_seconds()
+        row = {"run_id": run.id, "status": run.status}
+        row.update({f"{k}": v for k, v in (run.params or {}).items()})
+        row.update({f"{k}": v for k, v in (run.metrics or {}).items()})
+        if run.ended_at and run.started_at:
+            row["duration_s"] = (run.ended_at - run.started_at).total_seconds()
         rows.append(row)
     return pd.DataFrame(rows)

@@ -29,6 +29,7 @@ from typing import Any
 from ..core.errors import FlowError
 from ..core.ids import new_id
 from ..core.status import RunKind, RunStatus
+from ..store.records import RunRecord
 from .schedules import fire_times, previous_fire_time
 
 log = logging.getLogger("jupyter_flow.scheduler")
@@ -223,15 +224,15 @@ class Scheduler:
         from ..core.provenance import current_user
 
         run_id = new_id()
-        self.store.create_run({
-            "id": run_id, "kind": RunKind.BATCH.value, "status": RunStatus.FAILED.value, "name": schedule["name"],
-            "user": current_user(), "host": socket.gethostname(), "notebook": schedule["notebook"],
-            "cluster": schedule["cluster"],
-            "params": {"grid": schedule["grid"] or {}, "params": schedule["params"] or {},
-                       "parallel": schedule["parallel"]},
-            "error": f"schedule {schedule['name']!r} could not start its batch: {err}",
-            "schedule_id": schedule["id"], "scheduled_for": when,
-        })
+        self.store.create_run(RunRecord(
+            id=run_id, kind=RunKind.BATCH.value, status=RunStatus.FAILED.value, name=schedule["name"],
+            user=current_user(), host=socket.gethostname(), notebook=schedule["notebook"],
+            cluster=schedule["cluster"],
+            params={"grid": schedule["grid"] or {}, "params": schedule["params"] or {},
+                    "parallel": schedule["parallel"]},
+            error=f"schedule {schedule['name']!r} could not start its batch: {err}",
+            schedule_id=schedule["id"], scheduled_for=when,
+        ))
         log.error("jupyter_flow: schedule %r could not fire for %s: %s", schedule["name"], when.isoformat(), err)
         return run_id
 
@@ -250,7 +251,7 @@ class Scheduler:
 
     def _active(self, run_id: str) -> bool:
         run = self.store.get_run(run_id)
-        return run is not None and run["status"] in (RunStatus.PENDING.value, RunStatus.RUNNING.value)
+        return run is not None and run.status in (RunStatus.PENDING.value, RunStatus.RUNNING.value)
 
     def cancel_started(self, timeout: float = 30.0) -> list[str]:
         """Ask the batches this scheduler fired that still run to cancel, and wait up to

@@ -1,4 +1,4 @@
-"""Run and task statuses and run kinds, spelled exactly as DESIGN.md §3-4 spell them."""
+"""Run and task statuses, run kinds and failure kinds, spelled exactly as DESIGN.md §3-4 spell them."""
 
 from __future__ import annotations
 
@@ -47,6 +47,19 @@ class RunKind(str, Enum):
     NOTEBOOK = "notebook"
     BATCH = "batch"
     RESUME = "resume"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class FailureKind(str, Enum):
+    """Why a task did not succeed, as the engine saw it (``tasks.failure_kind``)."""
+
+    EXCEPTION = "exception"  # the op raised
+    TIMEOUT = "timeout"  # the op ran past its timeout (OpTimeout)
+    WORKER = "worker"  # its worker died on every attempt (WorkerLost)
+    CANCELED = "canceled"  # the run was canceled before it finished
+    UPSTREAM = "upstream"  # skipped: an input failed or could not be prepared
 
     def __str__(self) -> str:
         return self.value

@@ -59,7 +59,7 @@ def runs(limit: int = 20, name: str | None = None, status: str | None = None,
     if status is not None and status not in RunStatus.__members__:
         raise FlowError(f"jf.runs: unknown status {status!r}; use one of {list(RunStatus.__members__)}")
     rows = engine.store.list_runs(limit=limit, name=name, status=status, kind=kind, parent_id=parent_id)
-    return [Run(engine, row["id"], execution=engine.recent.get(row["id"]), row=row) for row in rows]
+    return [Run(engine, row.id, execution=engine.recent.get(row.id), row=row) for row in rows]
 
 
 def get_run(run_id: str) -> Run:

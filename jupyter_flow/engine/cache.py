@@ -64,8 +64,8 @@ def plan_gc(store, artifacts, older_than: timedelta | None, max_size: int | None
     protected = store.pinned_artifacts()
     live: set[str] = set()
     for run in store.list_runs(limit=10_000, status=[RunStatus.RUNNING.value, RunStatus.PENDING.value]):
-        for task in store.get_tasks(run["id"]):
-            live.update((task.get("outputs") or {}).values())
+        for task in store.get_tasks(run.id):
+            live.update((task.outputs or {}).values())
     # Resume needs the graph snapshot of unfinished, LOST and recent runs.
     live |= store.resumable_snapshots(store.now() - RECENT_RUNS)
     rows = {a["hash"]: a for a in store.list_artifacts()}

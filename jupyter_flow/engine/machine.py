@@ -447,7 +447,8 @@ class RunMachine:
         if task.ended is None:
             task.ended = now
         return [WriteTask({"id": task.id, "status": status.value, "error": task.error,
-                           "ended_at": dt(task.ended), "attempts": task.attempts})]
+                           "failure_kind": task.failure_kind, "ended_at": dt(task.ended),
+                           "attempts": task.attempts})]
 
     def skip_if_broken(self, task: TaskState, now: float) -> list[Instruction] | None:
         """SKIPPED if an op ``task`` needs failed (or was skipped, canceled, lost); None if not."""
@@ -550,8 +551,8 @@ def final_fields(task: TaskState) -> dict:
     task.provenance = provenance
     return {
         "status": task.status.value, "attempts": task.attempts, "outputs": task.outputs,
-        "stdout": task.stdout, "stderr": task.stderr, "error": task.error, "traceback": task.traceback,
-        "worker": task.worker, "started_at": dt(task.started), "ended_at": dt(task.ended),
+        "stdout": task.stdout, "stderr": task.stderr, "error": task.error, "failure_kind": task.failure_kind,
+        "traceback": task.traceback, "worker": task.worker, "started_at": dt(task.started), "ended_at": dt(task.ended),
         "duration": task.duration, "provenance": provenance,
     }
 

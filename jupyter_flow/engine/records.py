@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from ..core.errors import ArtifactError, ArtifactForeign, ArtifactUntrusted, FlowError
 from ..core.op import OutputRef
 from ..core.status import RunStatus, TaskStatus
 from ..core.outputs import stored_outputs
+from ..store.records import RunRecord, TaskRecord
 from .execution import RunExecution, build_failure
 from .state import TaskState
 
@@ -21,7 +22,8 @@ class Task:
 
     __slots__ = ("id", "run_id", "name", "index", "status", "cached", "reason", "key", "duration",
                  "worker", "attempts", "provenance", "outputs", "error", "traceback", "stdout",
-                 "stderr", "node", "upstream", "components", "started_at", "ended_at", "metrics")
+                 "stderr", "node", "upstream", "components", "started_at", "ended_at", "metrics",
+                 "failure_kind")
 
     def __init__(self, **fields: Any):
         for name in self.__slots__:
@@ -35,20 +37,23 @@ class Task:
 
     @classmethod
     def from_state(cls, run_id: str, s: TaskState) -> "Task":
+        """The task as the live run holds it (times as UTC datetimes, like a stored task's)."""
         return cls(
             id=s.id, run_id=run_id, name=s.name, index=s.index, status=s.status.value, cached=s.cached,
             reason=s.reason, key=s.key, duration=s.duration, worker=s.worker, attempts=s.attempts,
             provenance=dict(s.provenance), outputs=dict(s.outputs), error=s.error, traceback=s.traceback,
             stdout=s.stdout, stderr=s.stderr, node=str(s.position), upstream=[str(u) for u in s.upstream],
-            components=s.components, started_at=s.started, ended_at=s.ended, metrics=dict(s.metrics),
+            components=s.components, started_at=_utc(s.started), ended_at=_utc(s.ended), metrics=dict(s.metrics),
+            failure_kind=s.failure_kind,
         )
 
     @classmethod
-    def from_row(cls, row: dict) -> "Task":
-        fields = {name: row.get(name) for name in cls.__slots__}
-        fields["provenance"] = row.get("provenance") or {}
-        fields["outputs"] = row.get("outputs") or {}
-        fields["metrics"] = row.get("metrics") or {}
+    def from_record(cls, record: TaskRecord) -> "Task":
+        """The task as the store holds it."""
+        fields = {name: getattr(record, name) for name in cls.__slots__}
+        fields["provenance"] = record.provenance or {}
+        fields["outputs"] = record.outputs or {}
+        fields["metrics"] = record.metrics or {}
         return cls(**fields)
 
     def __repr__(self) -> str:
@@ -63,7 +68,7 @@ class Run:
     ('SUCCESS', 4.5)
     """
 
-    def __init__(self, engine, run_id: str, execution: RunExecution | None = None, row: dict | None = None):
+    def __init__(self, engine, run_id: str, execution: RunExecution | None = None, row: RunRecord | None = None):
         self._engine = engine
         self.id = run_id
         self._execution = execution
@@ -83,7 +88,7 @@ class Run:
     def _field(self, name: str) -> Any:
         if self._row is None:
             self.refresh()
-        return self._row.get(name)
+        return getattr(self._row, name)
 
     @property
     def status(self) -> str:
@@ -91,7 +96,7 @@ class Run:
             return self._execution.status.value
         if self._execution is not None:
             return self._execution.status.value
-        return self.refresh()._row["status"]
+        return self.refresh()._row.status
 
     @property
     def name(self) -> str | None:
@@ -103,11 +108,11 @@ class Run:
 
     @property
     def params(self) -> dict:
-        return dict(self.refresh()._row.get("params") or {})
+        return dict(self.refresh()._row.params or {})
 
     @property
     def metrics(self) -> dict:
-        return dict(self.refresh()._row.get("metrics") or {})
+        return dict(self.refresh()._row.metrics or {})
 
     @property
     def parent_id(self) -> str | None:
@@ -136,7 +141,7 @@ class Run:
     def error(self) -> str | None:
         if self._execution is not None and self._execution.done.is_set():
             return self._execution.error
-        return self.refresh()._row.get("error")
+        return self.refresh()._row.error
 
     @property
     def created_at(self) -> datetime | None:
@@ -144,7 +149,7 @@ class Run:
 
     @property
     def ended_at(self) -> datetime | None:
-        return self.refresh()._row.get("ended_at")
+        return self.refresh()._row.ended_at
 
     @property
     def cluster(self) -> str | None:
@@ -156,7 +161,7 @@ class Run:
             with self._execution.lock:
                 return [Task.from_state(self.id, s) for s in self._execution.tasks]
         self._engine.writer.flush()
-        return [Task.from_row(r) for r in self._engine.store.get_tasks(self.id)]
+        return [Task.from_record(r) for r in self._engine.store.get_tasks(self.id)]
 
     # --------------------------------------------------------------- waiting
     def wait(self, timeout: float | None = None) -> "Run":
@@ -241,29 +246,24 @@ class Run:
 
     def _stored_result(self) -> Any:
         row = self.refresh()._row
-        tasks = {t["node"]: t for t in self._engine.store.get_tasks(self.id)}
-        targets = (row.get("graph") or {}).get("targets") or []
+        tasks = {t.node: t for t in self._engine.store.get_tasks(self.id)}
+        targets = (row.graph or {}).get("targets") or []
         if not targets:
             raise FlowError(f"run {self.id} has no recorded targets")
         values = []
         for pos in targets:
             t = tasks[str(pos)]
-            if t["status"] == TaskStatus.SKIPPED.value:
-                blame = next((u for u in tasks.values() if u["status"] == "FAILED"), t)
+            if t.status == TaskStatus.SKIPPED.value:
+                blame = next((u for u in tasks.values() if u.status == "FAILED"), t)
                 t = blame
-            multi = list(stored_outputs(t.get("outputs"))) != ["return"] and bool(stored_outputs(t.get("outputs")))
-            failure = lambda t=t: build_failure(t["name"], self.id, t["status"], _kind(t), t.get("error"), t.get("traceback"), None)
-            values.append(self._value(t["status"], t.get("outputs") or {}, None, multi, failure))
+            multi = list(stored_outputs(t.outputs)) != ["return"] and bool(stored_outputs(t.outputs))
+            failure = lambda t=t: build_failure(t.name, self.id, t.status, t.failure_kind, t.error, t.traceback, None)
+            values.append(self._value(t.status, t.outputs or {}, None, multi, failure))
         return values[0] if len(values) == 1 else values
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self.name or ''} {self.kind} {self.status}>"
 
 
-def _kind(task_row: dict) -> str | None:
-    error = task_row.get("error") or ""
-    if error.startswith("OpTimeout"):
-        return "timeout"
-    if error.startswith("WorkerLost"):
-        return "worker"
-    return None
+def _utc(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)

@@ -35,7 +35,7 @@ class TaskState:
     error: str | None = None
     traceback: str | None = None
     exception: BaseException | None = None
-    failure_kind: str | None = None  # "exception" | "timeout" | "worker" | "canceled" | "upstream"
+    failure_kind: str | None = None  # a core.status.FailureKind value, stored with the task
     blame: str | None = None  # task id whose failure skipped this one
     stdout: str = ""
     stderr: str = ""

@@ -19,6 +19,7 @@ import threading
 from typing import Any, Callable
 
 from ..core.errors import FencedWrite
+from ..store.records import CacheEntry, TaskRecord
 
 log = logging.getLogger("jupyter_flow.engine")
 
@@ -44,10 +45,11 @@ class Writer:
             self._pending += 1
         self._queue.put((kind, payload, run_id))
 
-    def task_update(self, update: dict, run_id: str | None = None) -> None:
-        self._put("task", update, run_id)
+    def task_update(self, update: TaskRecord | dict, run_id: str | None = None) -> None:
+        """Queue a change of one task (its ``id`` and the fields that change)."""
+        self._put("task", update.changes() if isinstance(update, TaskRecord) else update, run_id)
 
-    def cache_entry(self, entry: dict, run_id: str | None = None) -> None:
+    def cache_entry(self, entry: CacheEntry | dict, run_id: str | None = None) -> None:
         self._put("cache", entry, run_id)
 
     def artifacts(self, rows: list[dict], run_id: str | None = None) -> None:

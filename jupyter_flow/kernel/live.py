@@ -112,7 +112,7 @@ class CellOutputs:
         if source:
             try:
                 row = self.engine.store.get_task(source)
-                run_id = row["run_id"] if row else None
+                run_id = row.run_id if row else None
             except Exception:  # the mark is a courtesy; the outputs still show
                 run_id = None
         elif task.run_id != self.execution.run_id:  # an element of an earlier run's map

@@ -421,8 +421,8 @@ class FlowMagics(Magics):
         computed = store.get_task(source)
         if computed is None:  # the computing run was deleted: the values stay, the prints are gone
             return []
-        rows = [r for r in store.get_tasks(computed["run_id"]) if r["name"] == element]
-        return sorted((Task.from_row(r) for r in rows), key=lambda t: -1 if t.index is None else t.index)
+        rows = [r for r in store.get_tasks(computed.run_id) if r.name == element]
+        return sorted((Task.from_record(r) for r in rows), key=lambda t: -1 if t.index is None else t.index)
 
     def _failure(self, run) -> BaseException:
         execution = run._execution

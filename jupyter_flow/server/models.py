@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jupyter_flow.core.status import RunKind, RunStatus, TaskStatus
+from jupyter_flow.core.status import FailureKind, RunKind, RunStatus, TaskStatus
 from jupyter_flow.server import limits
 from jupyter_flow.server.errors import Unprocessable
 
@@ -134,6 +134,8 @@ class Task(ApiModel):
     upstream: list[str] | None
     resources: dict[str, float] | None = Field(description="{resource name: amount}, e.g. {\"GPU\": 1}")
     error: str | None
+    failure_kind: FailureKind | None = Field(
+        description="why the task did not succeed (null unless FAILED, CANCELED or SKIPPED)")
     worker: str | None
     created_at: datetime
     started_at: datetime | None

@@ -34,6 +34,7 @@ from jupyter_flow.server.errors import (  # noqa: F401  (ApiError and kin are th
 )
 from jupyter_flow.server.store_access import StoreAccess
 from jupyter_flow.store import CancelConflict, RunNotFound, ScheduleExists, ScheduleNotFound, Store
+from jupyter_flow.store.records import Record, RunRecord, TaskRecord
 
 log = logging.getLogger("jupyter_flow.server")
 
@@ -47,6 +48,8 @@ def to_json(value: Any) -> Any:
     """Store records as JSON-ready values (timestamps as ISO 8601 strings in UTC)."""
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, Record):
+        return to_json(value.to_dict())
     if isinstance(value, dict):
         return {str(k): to_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -54,8 +57,8 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def _task_summary(task: dict) -> dict:
-    return _hide_secrets({k: v for k, v in task.items() if k not in LOG_FIELDS})
+def _task_summary(task: TaskRecord) -> dict:
+    return _hide_secrets({k: v for k, v in task.to_dict().items() if k not in LOG_FIELDS})
 
 
 # Fields of run and task records that hold user values by name. The store never keeps a
@@ -65,9 +68,9 @@ def _task_summary(task: dict) -> dict:
 _VALUE_FIELDS = ("params", "globals", "shell")
 
 
-def _hide_secrets(record: dict) -> dict:
-    """A run or task record with secret-named parameter and captured values redacted."""
-    out = dict(record)
+def _hide_secrets(record: Record | dict) -> dict:
+    """A run or task record, as a dict, with secret-named parameter and captured values redacted."""
+    out = record.to_dict() if isinstance(record, Record) else dict(record)
     if isinstance(out.get("params"), dict):
         out["params"] = redact(out["params"])
     for holder in ("components", "provenance"):
@@ -284,7 +287,7 @@ class FlowService:
         """
         cursor = self.store.feed_cursor()
         runs = self.store.list_runs(limit=limit, user=self._viewed_user(is_admin), **filters)
-        next_before = runs[-1]["id"] if len(runs) == limit else None
+        next_before = runs[-1].id if len(runs) == limit else None
         return {"runs": to_json([_hide_secrets(run) for run in runs]), "next_before": next_before, "cursor": cursor}
 
     def changes(self, cursor: int, limit: int, is_admin: bool = False) -> dict:
@@ -292,13 +295,13 @@ class FlowService:
         runs, new_cursor = self.store.changes_since(cursor, limit, user=self._viewed_user(is_admin))
         return {"runs": to_json([_hide_secrets(run) for run in runs]), "cursor": new_cursor}
 
-    def _run(self, run_id: str, is_admin: bool | None = None, action: str = "read") -> dict:
+    def _run(self, run_id: str, is_admin: bool | None = None, action: str = "read") -> RunRecord:
         """The run; Forbidden unless it is this server's user's (or ``is_admin``; None: unchecked)."""
         run = self.store.get_run(run_id)
         if run is None:
             raise NotFound(f"no run {run_id!r} in the store")
         if is_admin is not None:
-            self._only_owner(f"run {run_id}", run.get("user"), is_admin, action)
+            self._only_owner(f"run {run_id}", run.user, is_admin, action)
         return run
 
     def get_run(self, run_id: str, is_admin: bool = False) -> dict:
@@ -463,13 +466,17 @@ class FlowService:
 
     # -- tasks ----------------------------------------------------------------------------
 
-    def _task(self, task_id: str, is_admin: bool) -> dict:
+    def _task(self, task_id: str, is_admin: bool) -> TaskRecord:
         task = self.store.get_task(task_id)
         if task is None:
             raise NotFound(f"no task {task_id!r} in the store")
-        run = self.store.get_run(task["run_id"]) or {}
-        self._only_owner(f"task {task_id} (of run {task['run_id']})", run.get("user"), is_admin, "read")
+        self._only_owner(f"task {task_id} (of run {task.run_id})", self._user_of(task.run_id), is_admin, "read")
         return task
+
+    def _user_of(self, run_id: str) -> str | None:
+        """The user who started ``run_id`` (None: the run is gone)."""
+        run = self.store.get_run(run_id)
+        return None if run is None else run.user
 
     def get_task(self, task_id: str, is_admin: bool = False) -> dict:
         return to_json(_task_summary(self._task(task_id, is_admin)))
@@ -483,17 +490,17 @@ class FlowService:
         """
         task = self._task(task_id, is_admin)
         source, from_task = task, None
-        producer_id = (task.get("provenance") or {}).get("cached_from")
-        if task.get("status") == "CACHED" and producer_id and producer_id != task_id:
+        producer_id = (task.provenance or {}).get("cached_from")
+        if task.status == "CACHED" and producer_id and producer_id != task_id:
             producer = self.store.get_task(producer_id)
-            run = (self.store.get_run(producer["run_id"]) or {}) if producer else {}
             # Another user's output, restored into this user's run, keeps that user's logs private.
-            if producer is not None and self.owns(run.get("user"), is_admin):
+            if producer is not None and self.owns(self._user_of(producer.run_id), is_admin):
                 source, from_task = producer, producer_id
         logs: dict[str, Any] = {"task_id": task_id, "from_task": from_task,
-                                "from_run": source["run_id"] if from_task else None, "truncated": False}
-        for field in ("stdout", "stderr", "error", "traceback"):
-            text = source.get(field) or ""
+                                "from_run": source.run_id if from_task else None, "truncated": False}
+        for field, text in (("stdout", source.stdout), ("stderr", source.stderr), ("error", source.error),
+                            ("traceback", source.traceback)):
+            text = text or ""
             if len(text) > limits.LOG_LIMIT:
                 text = text[-limits.LOG_LIMIT:]
                 logs["truncated"] = True
@@ -507,46 +514,46 @@ class FlowService:
         runs = self.store.list_runs(limit=limit, before=before, user=self._viewed_user(is_admin))
         graphs = [
             {
-                "id": run["id"],
-                "name": run["name"],
-                "kind": run["kind"],
-                "status": run["status"],
-                "created_at": run["created_at"],
-                "nodes": sum(run["task_counts"].values()),
+                "id": run.id,
+                "name": run.name,
+                "kind": run.kind,
+                "status": run.status,
+                "created_at": run.created_at,
+                "nodes": sum(run.task_counts.values()),
             }
             for run in runs
         ]
-        next_before = runs[-1]["id"] if len(runs) == limit else None
+        next_before = runs[-1].id if len(runs) == limit else None
         return {"graphs": to_json(graphs), "next_before": next_before}
 
     def get_graph(self, run_id: str, is_admin: bool = False) -> dict:
         """A run's task graph: nodes (tasks) and edges (upstream task -> task)."""
         run = self._run(run_id, is_admin)
         tasks = self.store.get_tasks(run_id)
-        by_node = {task["node"]: task["id"] for task in tasks}
+        by_node = {task.node: task.id for task in tasks}
         nodes = [
             {
-                "id": task["id"],
-                "node": task["node"],
-                "name": task["name"],
-                "index": task["index"],
-                "status": task["status"],
-                "cached": task["cached"],
-                "key": task["key"],
-                "outputs": task["outputs"] or {},
+                "id": task.id,
+                "node": task.node,
+                "name": task.name,
+                "index": task.index,
+                "status": task.status,
+                "cached": task.cached,
+                "key": task.key,
+                "outputs": task.outputs or {},
             }
             for task in tasks
         ]
         edges = [
-            {"source": by_node[upstream], "target": task["id"]}
+            {"source": by_node[upstream], "target": task.id}
             for task in tasks
-            for upstream in task["upstream"] or []
+            for upstream in task.upstream or []
             if upstream in by_node
         ]
-        positions = (run.get("graph") or {}).get("targets") or []
+        positions = (run.graph or {}).get("targets") or []
         targets = [by_node[str(p)] for p in positions if str(p) in by_node]
         return to_json(
-            {"id": run_id, "name": run["name"], "status": run["status"], "nodes": nodes,
+            {"id": run_id, "name": run.name, "status": run.status, "nodes": nodes,
              "edges": edges, "targets": targets}
         )
 
@@ -559,12 +566,12 @@ class FlowService:
         except ValueError as err:
             raise BadRequest(str(err)) from None
 
-    def _check_artifact_reader(self, digest: str, is_admin: bool) -> list[dict]:
+    def _check_artifact_reader(self, digest: str, is_admin: bool) -> list[TaskRecord]:
         """The artifact's producer tasks; Forbidden when each of them is another user's (an
         output that this server's user also produced, or restored from the cache in a run
         of theirs, is theirs to read too; one no run records is readable by its hash alone)."""
         producers = self.store.artifact_runs(digest)
-        users = {(self.store.get_run(task["run_id"]) or {}).get("user") for task in producers}
+        users = {self._user_of(task.run_id) for task in producers}
         if producers and not is_admin and not any(self.owns(user, False) for user in users):
             raise Forbidden(f"artifact {digest} was produced by runs of user(s) {sorted(map(str, users))}; only "
                             "their owner or a jupyter_flow admin may read it")
@@ -583,7 +590,7 @@ class FlowService:
         record = self.store.get_artifact(digest) or {}
         return to_json(
             {"hash": digest, **preview, "created_at": record.get("created_at"),
-             "producers": [task["id"] for task in producers]}
+             "producers": [task.id for task in producers]}
         )
 
     def artifact_download(self, digest: str, is_admin: bool = False) -> tuple[BinaryIO, int, str]:

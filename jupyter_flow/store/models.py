@@ -166,6 +166,8 @@ class Task(Base):
     stdout: Mapped[str | None] = mapped_column(Text)
     stderr: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    # core.status.FailureKind of a task that did not succeed (FAILED, CANCELED, SKIPPED).
+    failure_kind: Mapped[str | None] = mapped_column(String(16))
     traceback: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,30 @@ def test_a_full_store_disk_fails_loudly_naming_the_path(jf, small_disk, monkeypa
     assert run.status == "SUCCESS" and jf.get_run(run.id).status == "SUCCESS"
     # Nothing of the unrecorded run pretends to have succeeded.
     assert all(r.status != "SUCCESS" or r.id == run.id or r.name is None for r in jf.runs(limit=50))
+
+
+def test_why_each_task_failed_is_recorded_and_read_back(jf):
+    """The engine writes each task's failure kind; a run read back from the store (another
+    process, the CLI) raises the same errors from it as the live run."""
+    from jupyter_flow.engine.records import Run
+    from jupyter_flow.engine.runtime import get_engine
+
+    run = jf.run([ops.add(ops.too_slow(5), 1), ops.boom(1), ops.add(1, 2)])
+    assert run.status == "FAILED"
+    engine = get_engine()
+    engine.writer.flush()
+    expected = [("add", "SKIPPED", "upstream"), ("add", "SUCCESS", None), ("boom", "FAILED", "exception"),
+                ("too_slow", "FAILED", "timeout")]
+    assert sorted((t["name"], t["status"], t["failure_kind"]) for t in engine.store.get_tasks(run.id)) == expected
+    assert sorted((t.name, t.status, t.failure_kind) for t in run.tasks) == expected
+    # The live run's times are UTC datetimes, as the stored run's are (they were epoch floats).
+    live = {t.id: t for t in run.tasks}
+    stored_tasks = {t.id: t for t in Run(engine, run.id).tasks}
+    for task_id, task in live.items():
+        assert isinstance(task.ended_at, datetime) and task.ended_at.tzinfo is not None
+        assert abs((task.ended_at - stored_tasks[task_id].ended_at).total_seconds()) < 1
+
+    timed_out = jf.run(ops.too_slow(5))
+    stored = Run(engine, timed_out.id)  # no live execution: read from the store
+    with pytest.raises(jf.OpTimeout, match="too_slow"):
+        stored.result()

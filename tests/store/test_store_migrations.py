@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -9,8 +11,9 @@ from alembic.runtime.migration import MigrationContext
 
 from jupyter_flow.core.errors import StoreError, StoreVersionError
 from jupyter_flow.core.ids import new_id
+from jupyter_flow.core.status import FailureKind
 from jupyter_flow.store import Store
-from jupyter_flow.store.migration import downgrade, head_revision
+from jupyter_flow.store.migration import downgrade, head_revision, upgrade
 from jupyter_flow.store.models import Base
 
 
@@ -80,3 +83,43 @@ def test_explicit_upgrade_is_a_no_op_at_head(sqlite_url):
     with Store(sqlite_url) as store:
         store.upgrade()
     assert revision_of(sqlite_url) == [head_revision()]
+
+
+def test_upgrade_to_0008_backfills_why_each_task_failed(empty_url):
+    """A store written at 0007 (no failure_kind column) gets each task's failure kind from
+    its status and error text, as the engine writes it now; other tasks get none."""
+    engine = sa.create_engine(empty_url)
+    try:
+        upgrade(engine, empty_url, "0007")
+        now = datetime.now(timezone.utc)
+        run_id = new_id()
+        rows = {  # task id -> (status, error, expected failure_kind)
+            new_id(): ("FAILED", "OpTimeout: timed out after 2 s", "timeout"),
+            new_id(): ("FAILED", "WorkerLost: the worker running op 'crash' died on each of 3 attempts", "worker"),
+            new_id(): ("FAILED", "ValueError: no such column", "exception"),
+            new_id(): ("FAILED", None, "exception"),
+            new_id(): ("CANCELED", None, "canceled"),
+            new_id(): ("SKIPPED", "skipped: upstream op 'load' failed", "upstream"),
+            new_id(): ("SUCCESS", None, None),
+            new_id(): ("LOST", None, None),
+        }
+        runs = sa.table("runs", *(sa.column(c) for c in ("id", "kind", "status", "created_at", "seq")))
+        tasks = sa.table("tasks", *(sa.column(c) for c in (
+            "id", "run_id", "node", "name", "status", "error", "cached", "attempts", "created_at", "seq")))
+        with engine.begin() as conn:
+            conn.execute(runs.insert().values(id=run_id, kind="api", status="FAILED", created_at=now, seq=1))
+            conn.execute(tasks.insert(), [
+                {"id": task_id, "run_id": run_id, "node": str(i), "name": f"op{i}", "status": status,
+                 "error": error, "cached": False, "attempts": 1, "created_at": now, "seq": 1}
+                for i, (task_id, (status, error, _)) in enumerate(rows.items())
+            ])
+    finally:
+        engine.dispose()
+    assert revision_of(empty_url) == ["0007"]
+
+    with Store(empty_url) as store:   # upgrades
+        assert revision_of(empty_url) == [head_revision()]
+        stored = {task["id"]: task["failure_kind"] for task in store.get_tasks(run_id)}
+    assert stored == {task_id: kind for task_id, (_, _, kind) in rows.items()}
+    assert {kind for kind in stored.values() if kind} == {k.value for k in FailureKind}
+

@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from jupyter_flow.core.errors import FencedWrite, StoreError
 from jupyter_flow.core.ids import new_id
-from jupyter_flow.core.status import RunKind, RunStatus, TaskStatus
+from jupyter_flow.core.status import FailureKind, RunKind, RunStatus, TaskStatus
 from jupyter_flow.store import CancelConflict, RunActive, RunNotFound, Store
+from jupyter_flow.store.records import UNSET, CacheEntry, RunRecord, TaskRecord
 
 
 def make_run(store, owner, n_tasks=3, **fields):
@@ -252,8 +253,10 @@ def test_cache_lookup_put_drop_and_last_components(store, owner):
                       "op_name": "clean", "task_id": "T1", "signer": "k" * 16} for k in keys[:1100]])
     found = store.lookup_cache(keys)
     assert len(found) == 1100 and keys[1100] not in found
-    assert found[keys[3]] == {"outputs": {"out": keys[3]}, "components": {"code": "v1"},
-                              "task_id": "T1", "op_name": "clean", "signer": "k" * 16}
+    assert found[keys[3]] == CacheEntry(key=keys[3], outputs={"out": keys[3]}, components={"code": "v1"},
+                                        task_id="T1", op_name="clean", metrics=None, signer="k" * 16)
+    # The engine's hot path reads no components.
+    assert store.lookup_cache([keys[3]], components=False)[keys[3]].components is UNSET
     # A key keeps its first value: a second computation cannot make it map to another one.
     kept = store.put_cache([{"key": keys[3], "outputs": {"out": "other"}, "op_name": "clean"}])
     assert kept == [keys[3]]
@@ -404,3 +407,45 @@ def test_finishing_a_run_releases_its_claims(store, owner):
     store.claim_keys(owner, run_id, {"k": None})
     store.finish_run(run_id, owner, "FAILED", error="boom")
     assert store.claims() == []
+
+
+def test_failure_kind_is_checked_and_kept(sqlite_url):
+    with Store(sqlite_url) as store:
+        owner = store.register_owner()
+        store.create_run({"id": "R1", "kind": "api", "status": "RUNNING", "owner_id": owner},
+                         [{"id": "T1", "node": "0", "name": "slow"}, {"id": "T2", "node": "1", "name": "next"}])
+        with pytest.raises(StoreError, match="unknown failure kind 'tired'"):
+            store.update_tasks(owner, [{"id": "T1", "status": "FAILED", "failure_kind": "tired"}])
+        store.update_tasks(owner, [{"id": "T1", "status": "FAILED", "failure_kind": FailureKind.TIMEOUT,
+                                    "error": "OpTimeout: timed out after 1 s"},
+                                   {"id": "T2", "status": "SKIPPED", "failure_kind": "upstream"}])
+        assert [t["failure_kind"] for t in store.get_tasks("R1")] == ["timeout", "upstream"]
+
+
+def test_runs_and_tasks_are_typed_records_given_and_returned(store, owner):
+    """The store takes records (a partial update sets only what it names) and returns them
+    with every field set; the dict-style reads of older callers still answer."""
+    store.create_run(RunRecord(id="R1", kind="api", status="RUNNING", owner_id=owner, params={"n": 3}),
+                     [TaskRecord(id="T1", node="0", name="load"), TaskRecord(id="T2", node="1", name="fit")])
+    store.update_tasks(owner, [TaskRecord(id="T1", status="SUCCESS", outputs={"return": "a" * 64})])
+    run = store.get_run("R1")
+    assert isinstance(run, RunRecord) and run.status == "RUNNING" and run.params == {"n": 3}
+    assert run.task_counts == {"SUCCESS": 1, "PENDING": 1} and run.pinned is False
+    assert run.created_at.tzinfo is not None and run["kind"] == run.get("kind") == "api"
+    load, fit = store.get_tasks("R1")
+    assert isinstance(load, TaskRecord) and load.outputs == {"return": "a" * 64}
+    assert load.ended_at.tzinfo is not None and load.error is None
+    assert fit.status == "PENDING" and fit.outputs is None and fit.failure_kind is None  # untouched
+    assert set(load.to_dict()) == set(TaskRecord.FIELDS) and "seq" in load
+    assert [r.id for r in store.list_runs()] == ["R1"] and store.get_task("T2") == fit
+    with pytest.raises(StoreError, match="unknown or read-only field"):
+        store.update_tasks(owner, [TaskRecord(id="T2", run_id="R2")])
+
+
+def test_records_have_the_tables_columns():
+    from jupyter_flow.store.models import CacheEntry as CacheRow
+    from jupyter_flow.store.models import Run, Task
+
+    assert set(RunRecord.FIELDS) == set(Run.__table__.c.keys()) | {"task_counts", "pinned"}
+    assert set(TaskRecord.FIELDS) == set(Task.__table__.c.keys())
+    assert set(CacheEntry.FIELDS) == set(CacheRow.__table__.c.keys()) | {"replace"}

@@ -88,6 +88,8 @@ export interface Task {
   /** {resource name: amount}, e.g. {"GPU": 1} */
   resources: Record<string, number> | null;
   error: string | null;
+  /** why the task did not succeed (null unless FAILED, CANCELED or SKIPPED) */
+  failure_kind: FailureKind | null;
   worker: string | null;
   created_at: string;
   started_at: string | null;
@@ -347,6 +349,9 @@ export interface SchedulePatch {
 
 /** POST runs/{id}/cancel and runs/{id}/notebook take no fields. */
 export type EmptyBody = Record<string, never>;
+
+/** Why a task did not succeed, as the engine saw it (``tasks.failure_kind``). */
+export type FailureKind = "exception" | "timeout" | "worker" | "canceled" | "upstream";
 
 /**
  * What happens to firings missed while no scheduler ran: skip them, fire once, or fire
