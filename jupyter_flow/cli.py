@@ -89,8 +89,13 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 def cmd_runs(args) -> int:
     store = _store()
     store.reconcile(heartbeat_timeout())
+    owner = args.owner
+    if args.mine or owner == "me":
+        from .core.provenance import flow_user
+
+        owner = flow_user()
     runs = store.list_runs(limit=args.limit, name=args.name, status=args.status, kind=args.kind,
-                           parent_id=args.parent)
+                           parent_id=args.parent, owner=owner)
     if args.json:
         _print_json(runs)
         return 0
@@ -101,9 +106,9 @@ def cmd_runs(args) -> int:
     for run in runs:
         counts = run.task_counts or {}
         ran = counts.get("SUCCESS", 0)
-        rows.append([run.id, run.kind, run.status, run.name or "", _when(run.created_at),
+        rows.append([run.id, run.kind, run.status, run.name or "", run.owner or "", _when(run.created_at),
                      _duration(run), f"{ran}/{counts.get('CACHED', 0)}/{counts.get('FAILED', 0)}"])
-    _table(rows, ["ID", "KIND", "STATUS", "NAME", "CREATED", "DURATION", "RAN/CACHED/FAILED"])
+    _table(rows, ["ID", "KIND", "STATUS", "NAME", "OWNER", "CREATED", "DURATION", "RAN/CACHED/FAILED"])
     return 0
 
 
@@ -497,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind")
     p.add_argument("--name", help="substring of the run name")
     p.add_argument("--parent", help="only children of this run")
+    p.add_argument("--owner", help="only runs of this Jupyter user ('me': yours)")
+    p.add_argument("--mine", action="store_true", help="only your runs (--owner me)")
     p.add_argument("--json", action="store_true")
 
     p = add("show", cmd_show, "a run and its tasks")

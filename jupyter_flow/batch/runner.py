@@ -22,6 +22,7 @@ from typing import Any
 
 from ..core.errors import FlowError
 from ..core.ids import new_id
+from ..core.provenance import USER_ENV, flow_user
 from ..core.status import RunKind, RunStatus
 from ..store.records import RunRecord
 from .declared import read_notebook, validate_params
@@ -47,8 +48,14 @@ def batch(
     schedule_id: str | None = None,
     scheduled_for: datetime | None = None,
     keep_cluster: bool = True,
+    owner: str | None = None,
 ):
     """Run ``notebook`` once per point of ``params`` × ``grid``; returns the batch ``Run``.
+
+    ``owner`` is who the batch and its executions belong to (default: this process's Jupyter
+    user, ``core.provenance.flow_user()``; a schedule fires as the user who made it); the
+    executions' kernels run with ``JUPYTER_FLOW_USER`` set to it, so their cell runs are that
+    user's too.
 
     ``keep_cluster=False`` (the Jupyter server's batches and schedules) closes a cluster this
     process started for the batch (a local one) once no batch of this process uses it: a
@@ -87,9 +94,10 @@ def batch(
     engine.writer.flush()
     store = engine.store
     batch_id = new_id()
+    owner = owner or flow_user()
     store.create_run(RunRecord(
         id=batch_id, kind=RunKind.BATCH.value, status=RunStatus.RUNNING.value, name=name or path.stem,
-        owner_id=engine.owner_id, notebook=str(path), cluster=handle.name,
+        owner_id=engine.owner_id, owner=owner, notebook=str(path), cluster=handle.name,
         params={"grid": grid or {}, "params": params or {}, "parallel": parallel},
         schedule_id=schedule_id, scheduled_for=scheduled_for,
     ))
@@ -98,12 +106,12 @@ def batch(
         child = new_id()
         store.create_run(RunRecord(
             id=child, kind=RunKind.NOTEBOOK.value, status=RunStatus.PENDING.value,
-            name=path.stem, parent_id=batch_id, owner_id=engine.owner_id, params=point,
+            name=path.stem, parent_id=batch_id, owner_id=engine.owner_id, owner=owner, params=point,
             notebook=str(path), cluster=handle.name,
         ))
         children.append((child, point))
 
-    job = _Batch(engine, batch_id, path, kernel, handle.address, children, parallel, progress)
+    job = _Batch(engine, batch_id, path, kernel, handle.address, children, parallel, progress, owner)
     _using(handle, +1)
 
     def run_then_release() -> None:
@@ -136,8 +144,9 @@ def _using(handle, change: int) -> int:
 
 
 class _Batch:
-    def __init__(self, engine, batch_id, path, kernel, address, children, parallel, progress):
+    def __init__(self, engine, batch_id, path, kernel, address, children, parallel, progress, owner):
         self.engine = engine
+        self.owner = owner
         self.store = engine.store
         self.batch_id = batch_id
         self.path = path
@@ -205,6 +214,7 @@ class _Batch:
         env = dict(os.environ)
         env.update({
             "JUPYTER_FLOW_RUN_ID": run_id,          # the kernel's cell runs become children of this run
+            USER_ENV: self.owner,                   # ... and belong to the batch's owner
             "JUPYTER_FLOW_NOTEBOOK": str(self.path),  # and record the notebook they come from
             "JUPYTER_FLOW_DB": self.engine.db_url,
             "JUPYTER_FLOW_ARTIFACTS": self.engine.artifacts_url,

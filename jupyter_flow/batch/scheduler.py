@@ -208,7 +208,7 @@ class Scheduler:
                 schedule["notebook"], params=schedule["params"] or None, grid=schedule["grid"] or None,
                 parallel=schedule["parallel"], cluster=schedule["cluster"], name=schedule["name"], wait=False,
                 db_url=self.db_url, artifacts_url=self.artifacts_url, schedule_id=schedule["id"],
-                scheduled_for=when, keep_cluster=False,
+                scheduled_for=when, keep_cluster=False, owner=schedule.get("created_by") or None,
             )
         except Exception as err:  # any reason it cannot start (FlowError, a cluster that will not come up)
             if not isinstance(err, FlowError):
@@ -226,7 +226,8 @@ class Scheduler:
         run_id = new_id()
         self.store.create_run(RunRecord(
             id=run_id, kind=RunKind.BATCH.value, status=RunStatus.FAILED.value, name=schedule["name"],
-            user=current_user(), host=socket.gethostname(), notebook=schedule["notebook"],
+            owner=schedule.get("created_by") or None, user=current_user(), host=socket.gethostname(),
+            notebook=schedule["notebook"],
             cluster=schedule["cluster"],
             params={"grid": schedule["grid"] or {}, "params": schedule["params"] or {},
                     "parallel": schedule["parallel"]},

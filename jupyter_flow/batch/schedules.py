@@ -166,7 +166,7 @@ def schedule(
     >>> jf.schedule("train.ipynb", "0 3 * * *", params={"epochs": 10}, timezone="Europe/Berlin")  # doctest: +SKIP
     {'id': '01J…', 'name': 'train', 'cron': '0 3 * * *', 'next_fire_at': datetime(…), …}
     """
-    from ..core.provenance import current_user
+    from ..core.provenance import flow_user
     from .declared import read_notebook, validate_params
     from .grid import load_grid
 
@@ -201,7 +201,7 @@ def schedule(
             return store.create_schedule({
                 "name": name, "notebook": str(path), "cron": cron, "timezone": timezone,
                 "params": params or None, "grid": grid or None, "parallel": parallel, "cluster": cluster,
-                "misfire": misfire, "paused": False, "created_by": created_by or current_user(),
+                "misfire": misfire, "paused": False, "created_by": created_by or flow_user(),
                 "next_fire_at": next_fire_time(cron, timezone, store.now()),
             })
         except ScheduleExists as err:   # made by someone else just now

@@ -19,6 +19,19 @@ def current_user() -> str:
         return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
 
 
+USER_ENV = "JUPYTER_FLOW_USER"
+
+
+def flow_user() -> str:
+    """Who a run belongs to: the Jupyter user, else the OS user (which stays in provenance).
+
+    ``JUPYTER_FLOW_USER`` when set (the Jupyter server sets it for the kernels and batches
+    it starts, from its own user), else ``JUPYTERHUB_USER`` (a JupyterHub single-user server
+    and its kernels), else the OS user.
+    """
+    return os.environ.get(USER_ENV) or os.environ.get("JUPYTERHUB_USER") or current_user()
+
+
 @functools.lru_cache(maxsize=1)
 def host_facts() -> dict:
     """Static facts of this process's machine (cached: they do not change)."""

@@ -52,13 +52,22 @@ def run(
 
 
 def runs(limit: int = 20, name: str | None = None, status: str | None = None,
-         kind: str | None = None, parent_id: str | None = None) -> list[Run]:
-    """Recorded runs, newest first (runs of dead processes are marked LOST first)."""
+         kind: str | None = None, parent_id: str | None = None, owner: str | None = None) -> list[Run]:
+    """Recorded runs, newest first (runs of dead processes are marked LOST first).
+
+    ``owner="me"`` keeps this user's runs (``core.provenance.flow_user()``: the Jupyter or hub
+    user, else the OS user), ``owner="ana"`` ana's; default everyone's in the store.
+    """
     engine = _engine()
     engine.store.reconcile(heartbeat_timeout())
     if status is not None and status not in RunStatus.__members__:
         raise FlowError(f"jf.runs: unknown status {status!r}; use one of {list(RunStatus.__members__)}")
-    rows = engine.store.list_runs(limit=limit, name=name, status=status, kind=kind, parent_id=parent_id)
+    if owner == "me":
+        from ..core.provenance import flow_user
+
+        owner = flow_user()
+    rows = engine.store.list_runs(limit=limit, name=name, status=status, kind=kind, parent_id=parent_id,
+                                  owner=owner)
     return [Run(engine, row.id, execution=engine.recent.get(row.id), row=row) for row in rows]
 
 

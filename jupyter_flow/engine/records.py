@@ -128,6 +128,16 @@ class Run:
         return self._field("resumed_from")
 
     @property
+    def owner(self) -> str | None:
+        """The Jupyter user the run belongs to (the hub user on JupyterHub)."""
+        return self._field("owner")
+
+    @property
+    def user(self) -> str | None:
+        """The OS user that ran it (provenance)."""
+        return self._field("user")
+
+    @property
     def schedule_id(self) -> str | None:
         """The schedule that fired this batch run (None for runs nobody scheduled)."""
         return self._field("schedule_id")

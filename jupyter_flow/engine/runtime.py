@@ -24,7 +24,7 @@ from ..core.errors import ArtifactError, FlowError, FencedWrite
 from ..core.graph import Graph
 from ..core.ids import new_ids
 from ..core.op import Node
-from ..core.provenance import current_user, host_facts
+from ..core.provenance import current_user, flow_user, host_facts
 from ..core.snapshot import GraphSnapshot
 from ..core.settings import heartbeat_timeout, resolve_artifacts_url, resolve_db_url
 from ..core.status import RunKind, RunStatus
@@ -315,7 +315,7 @@ class Engine:
             "id": run_id, "name": name, "kind": str(kind),
             "status": (RunStatus.SUCCESS if complete else RunStatus.RUNNING).value,
             "parent_id": parent_id, "resumed_from": resumed_from, "owner_id": self.owner_id,
-            "user": current_user(), "host": host_facts()["host"], "params": params or {},
+            "owner": flow_user(), "user": current_user(), "host": host_facts()["host"], "params": params or {},
             "metrics": {}, "cluster": cluster_name, "notebook": notebook,
             "environment": _environment(states),
             "graph": {"targets": [graph.position[n] for n in graph.target_nodes()]},

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, List, TraitError, Type, Unicode, default, validate
 
-from jupyter_flow.core.provenance import current_user
+from jupyter_flow.core.provenance import flow_user
 from jupyter_flow.core.settings import resolve_artifacts_url, resolve_db_url
 from jupyter_flow.core.status import RUN_TERMINAL, RunKind
 from jupyter_flow.server.handlers import routes
@@ -176,7 +176,7 @@ class FlowApp(ExtensionApp):
         # rendered by a throwaway subprocess (jupyter_flow.artifacts.preview).
         artifacts = self.resolved_artifacts_url
         self.service = FlowService(
-            access, artifacts, heartbeat_timeout=self.heartbeat_timeout, server_user=current_user()
+            access, artifacts, heartbeat_timeout=self.heartbeat_timeout, server_user=flow_user()
         )
         self.settings.update(
             {"jupyter_flow_service": self.service, "jupyter_flow_executor": self.executor,

@@ -218,6 +218,8 @@ class RunsHandler(FlowHandler):
             "notebook": self.arg("notebook") or None,
             "started_after": self.datetime_arg("started_after"),
             "parent_id": self.arg("parent_id") or None,
+            # whose runs: a user name, or "me" (this server's user); others' only for an admin
+            "owner": self.arg("owner") or None,
         }
         if changed_since is not None:
             given = sorted(name for name, value in filters.items() if value is not None)

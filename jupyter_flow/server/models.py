@@ -90,7 +90,8 @@ class Run(ApiModel):
     parent_id: str | None
     resumed_from: str | None
     owner_id: str | None
-    user: str | None
+    owner: str | None = Field(description="the Jupyter user the run belongs to (the hub user on JupyterHub)")
+    user: str | None = Field(description="the OS user that ran it")
     host: str | None
     params: dict[str, Any] | None = Field(description="secret-named values are redacted")
     metrics: dict[str, Any] | None = Field(description="jf.record values: {name: value}")

@@ -125,6 +125,8 @@ PATHS: dict[str, dict[str, Any]] = {
                 query('name', {'type': 'string', 'maxLength': limits.MAX_QUERY_LENGTH}, 'substring of the run name (case-insensitive)'),
                 query('notebook', {'type': 'string', 'maxLength': limits.MAX_QUERY_LENGTH}, 'notebook path'),
                 query('parent_id', {'type': 'string', 'maxLength': limits.MAX_QUERY_LENGTH}, 'runs whose parent is this run'),
+                query('owner', {'type': 'string', 'maxLength': limits.MAX_QUERY_LENGTH},
+                      'runs of this Jupyter user ("me": this server\'s user); another user\'s only for an admin'),
                 query('started_after', {'type': 'string', 'format': 'date-time'}, 'created at or after (ISO 8601)'),
                 query('changed_since', {'type': 'integer', 'minimum': 0}, 'change feed: runs changed after this cursor, in change order (not combinable with filters)'),
             ],

@@ -260,10 +260,12 @@ class FlowService:
 
     # -- the owner rule ---------------------------------------------------------------------
     #
-    # The server acts for the OS user it runs as (its kernels and terminals are that user).
-    # Runs, their tasks, logs, graphs, artifacts and lineage, and schedules belong to the
-    # OS user who started or created them; only that user's servers, or a request the
-    # authorizer grants "admin", may read or change them.
+    # The server acts for its Jupyter user (``core.provenance.flow_user()``: the hub user of
+    # a JupyterHub single-user server, else the OS user it runs as; its kernels and batches
+    # are that user's too). Runs, their tasks, logs, graphs, artifacts and lineage, and
+    # schedules belong to the user who started or created them (``run.owner``; the OS user
+    # stays in ``run.user``); only that user's servers, or a request the authorizer grants
+    # "admin", may read or change them.
 
     def owns(self, user: str | None, is_admin: bool) -> bool:
         """Whether this server's requests may read or change an object of ``user``."""
@@ -286,13 +288,20 @@ class FlowService:
         polling ``changes(cursor)`` afterwards misses nothing that changed meanwhile.
         """
         cursor = self.store.feed_cursor()
-        runs = self.store.list_runs(limit=limit, user=self._viewed_user(is_admin), **filters)
+        owner = filters.pop("owner", None)
+        if owner == "me":
+            owner = self.server_user or ""
+        viewed = self._viewed_user(is_admin)
+        if viewed is not None and owner is not None and owner != viewed:
+            runs = []  # another user's runs: none this user may see
+        else:
+            runs = self.store.list_runs(limit=limit, owner=owner if viewed is None else viewed, **filters)
         next_before = runs[-1].id if len(runs) == limit else None
         return {"runs": to_json([_hide_secrets(run) for run in runs]), "next_before": next_before, "cursor": cursor}
 
     def changes(self, cursor: int, limit: int, is_admin: bool = False) -> dict:
         """Runs changed after ``cursor`` in commit order and the cursor to poll with next."""
-        runs, new_cursor = self.store.changes_since(cursor, limit, user=self._viewed_user(is_admin))
+        runs, new_cursor = self.store.changes_since(cursor, limit, owner=self._viewed_user(is_admin))
         return {"runs": to_json([_hide_secrets(run) for run in runs]), "cursor": new_cursor}
 
     def _run(self, run_id: str, is_admin: bool | None = None, action: str = "read") -> RunRecord:
@@ -301,7 +310,7 @@ class FlowService:
         if run is None:
             raise NotFound(f"no run {run_id!r} in the store")
         if is_admin is not None:
-            self._only_owner(f"run {run_id}", run.user, is_admin, action)
+            self._only_owner(f"run {run_id}", run.owner, is_admin, action)
         return run
 
     def get_run(self, run_id: str, is_admin: bool = False) -> dict:
@@ -476,7 +485,7 @@ class FlowService:
     def _user_of(self, run_id: str) -> str | None:
         """The user who started ``run_id`` (None: the run is gone)."""
         run = self.store.get_run(run_id)
-        return None if run is None else run.user
+        return None if run is None else run.owner
 
     def get_task(self, task_id: str, is_admin: bool = False) -> dict:
         return to_json(_task_summary(self._task(task_id, is_admin)))
@@ -511,7 +520,7 @@ class FlowService:
 
     def list_graphs(self, *, limit: int, before: str | None = None, is_admin: bool = False) -> dict:
         """Each run's graph, summarised (a graph's id is its run's id)."""
-        runs = self.store.list_runs(limit=limit, before=before, user=self._viewed_user(is_admin))
+        runs = self.store.list_runs(limit=limit, before=before, owner=self._viewed_user(is_admin))
         graphs = [
             {
                 "id": run.id,

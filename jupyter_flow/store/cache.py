@@ -10,7 +10,7 @@ from sqlalchemy import Connection, bindparam, delete, func, select, update
 from jupyter_flow.core.errors import StoreError
 from jupyter_flow.store.models import UTCDateTime
 from jupyter_flow.store.records import UNSET, CacheEntry
-from jupyter_flow.store.transactions import CACHE, CLAIMS, OWNERS, StoreTransactions, _check_fields, _chunks
+from jupyter_flow.store.transactions import CACHE, CLAIMS, OWNERS, RUNS, TASKS, StoreTransactions, _check_fields, _chunks
 
 _CACHE_FIELDS = frozenset(CACHE.c.keys()) - {"created_at"}
 _CACHE_ENTRY_FIELDS = _CACHE_FIELDS | {"replace"}
@@ -33,13 +33,14 @@ class Cache(StoreTransactions):
 
     def lookup_cache(self, keys: Iterable[str], *, components: bool = True) -> dict[str, CacheEntry]:
         """Cache entries for those of ``keys`` that have one, by key: outputs, components,
-        task_id, op_name, signer (the key that signed its pickled outputs, or None), and
+        task_id, op_name, signer (the key that signed its pickled outputs, or None), owner, and
         metrics (None unless the op recorded some); ``created_at`` is not read. One query
         per 500 keys. ``components=False`` skips the largest column (left UNSET) when only
         the outputs are wanted (the engine's hot path)."""
         keys = list(dict.fromkeys(keys))
         found: dict[str, CacheEntry] = {}
-        columns = (CACHE.c.key, CACHE.c.outputs, CACHE.c.task_id, CACHE.c.op_name, CACHE.c.metrics, CACHE.c.signer)
+        columns = (CACHE.c.key, CACHE.c.outputs, CACHE.c.task_id, CACHE.c.op_name, CACHE.c.metrics, CACHE.c.signer,
+                   CACHE.c.owner)
         if components:
             columns += (CACHE.c.components,)
         with self._read() as conn:
@@ -48,18 +49,29 @@ class Cache(StoreTransactions):
                     # The engine's hot path: one plain query, no per-row type processing.
                     marks = ", ".join("?" for _ in chunk)
                     rows = conn.exec_driver_sql(
-                        f'SELECT "key", outputs, task_id, op_name, metrics, signer FROM "{CACHE.name}" '
+                        f'SELECT "key", outputs, task_id, op_name, metrics, signer, owner FROM "{CACHE.name}" '
                         f'WHERE "key" IN ({marks})',
                         tuple(chunk),
                     ).fetchall()
                     loads = json.loads
-                    for key, outputs, task_id, op_name, metrics, signer in rows:
+                    for key, outputs, task_id, op_name, metrics, signer, owner in rows:
                         found[key] = CacheEntry(key, loads(outputs), UNSET, op_name, task_id, UNSET,
-                                                None if metrics is None else loads(metrics), signer)
+                                                None if metrics is None else loads(metrics), signer, owner)
                     continue
                 for row in conn.execute(select(*columns).where(CACHE.c.key.in_(chunk))):
                     found[row.key] = CacheEntry(**row._asdict())
         return found
+
+    def _fill_owners(self, conn, rows: list[dict]) -> None:
+        """Each entry's ``owner``: the owner of the run its producing task belongs to."""
+        task_ids = sorted({row["task_id"] for row in rows if row.get("task_id")})
+        owners: dict[str, str | None] = {}
+        for chunk in _chunks(task_ids):
+            query = select(TASKS.c.id, RUNS.c.owner).join(RUNS, RUNS.c.id == TASKS.c.run_id).where(TASKS.c.id.in_(chunk))
+            for task_id, owner in conn.execute(query):
+                owners[task_id] = owner
+        for row in rows:
+            row["owner"] = owners.get(row.get("task_id"))
 
     def put_cache(self, entries: list[CacheEntry | dict], owner_id: str | None = None) -> list[str]:
         """Record cache entries ({key, outputs, components, op_name, task_id, metrics, signer}).
@@ -90,6 +102,7 @@ class Cache(StoreTransactions):
             existing: set[str] = set()
             for chunk in _chunks(keys):
                 existing.update(conn.execute(select(CACHE.c.key).where(CACHE.c.key.in_(chunk))).scalars())
+            self._fill_owners(conn, [rows[k] for k in keys if not rows[k].get("owner")])
             fresh = [{**rows[k], "created_at": now} for k in keys if k not in existing]
             if fresh:
                 # Another writer may have inserted a key since the check (PostgreSQL):

@@ -114,6 +114,8 @@ class Run(Base):
     owner_id: Mapped[str | None] = mapped_column(
         String(26), ForeignKey("owners.id", ondelete="SET NULL"), index=True
     )
+    # Who the run belongs to: the Jupyter (hub) user; ``user`` is the OS user that ran it.
+    owner: Mapped[str | None] = mapped_column(String(255))
     user: Mapped[str | None] = mapped_column(String(255))
     host: Mapped[str | None] = mapped_column(String(255))
     params: Mapped[dict[str, Any] | None]
@@ -142,6 +144,7 @@ class Run(Base):
         Index("ix_runs_status_id", "status", "id"),
         Index("ix_runs_kind_id", "kind", "id"),
         Index("ix_runs_parent_id_id", "parent_id", "id"),
+        Index("ix_runs_owner_listing", "owner", "id"),
     )
 
 
@@ -198,6 +201,8 @@ class CacheEntry(Base):
     # Key id of whoever signed the pickled outputs (None: nothing pickled); readers skip
     # entries they would refuse to unpickle.
     signer: Mapped[str | None] = mapped_column(String(16))
+    # The owner of the run whose task produced the value.
+    owner: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (Index("ix_cache_entries_op_name_created_at", "op_name", "created_at"),)
 

@@ -114,7 +114,8 @@ class RunRecord(Record):
     parent_id: str | None = UNSET
     resumed_from: str | None = UNSET
     owner_id: str | None = UNSET
-    user: str | None = UNSET
+    owner: str | None = UNSET  # the Jupyter (hub) user the run belongs to
+    user: str | None = UNSET  # the OS user that ran it (provenance)
     host: str | None = UNSET
     params: dict[str, Any] | None = UNSET
     metrics: dict[str, Any] | None = UNSET
@@ -189,6 +190,7 @@ class CacheEntry(Record):
     created_at: datetime = UNSET
     metrics: dict[str, Any] | None = UNSET
     signer: str | None = UNSET
+    owner: str | None = UNSET  # the owner of the producing task's run (filled in by put_cache)
     replace: bool = UNSET
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, type
 from sqlalchemy.types import Text
 
 from jupyter_flow.core.errors import FencedWrite, StoreError
+from jupyter_flow.core.provenance import flow_user
 from jupyter_flow.core.secrets import redact
 from jupyter_flow.core.status import RunStatus, TaskStatus
 from jupyter_flow.store.errors import CancelConflict, RunActive
@@ -76,7 +77,8 @@ class Runs(StoreTransactions):
         """Insert a run and its tasks in one transaction.
 
         ``run`` needs ``id`` and ``kind``; ``status`` defaults to PENDING, ``user`` and
-        ``host`` to the owner's. Each task needs ``id``, ``node`` and ``name``; ``status``
+        ``host`` to the owner process's, ``owner`` (the Jupyter user) to ``user`` when given,
+        else to this process's ``flow_user()``. Each task needs ``id``, ``node`` and ``name``; ``status``
         defaults to PENDING. ``params`` are stored with secret-looking names' values
         replaced by ``"***"`` (``core.secrets.redact``), here as in every params write.
         """
@@ -87,6 +89,10 @@ class Runs(StoreTransactions):
         if row.get("params"):
             row["params"] = redact(row["params"])
         row["status"] = _run_status(row.get("status", RunStatus.PENDING))
+        if not row.get("owner"):
+            # Whoever this process works for (its Jupyter user), unless the row names the OS
+            # user it ran as (an older writer, a test's other user): then that user's.
+            row["owner"] = row.get("user") or flow_user()
         task_rows = self._checked_tasks("create_run", tasks)
         with self._write() as conn:
             now = self._now(conn)
@@ -382,16 +388,19 @@ class Runs(StoreTransactions):
         started_after: datetime | None = None,
         parent_id: str | None = None,
         user: str | None = None,
+        owner: str | None = None,
     ) -> list[RunRecord]:
         """Runs newest first; page on with ``before=<id of the last run of a page>``.
 
         ``name`` matches a substring (case-insensitive); ``status`` and ``kind`` take one
         value or a list; ``started_after`` compares with the run's ``created_at``; ``user``
-        keeps the runs that OS user started.
+        keeps the runs that OS user started, ``owner`` those that belong to that (Jupyter) user.
         """
         query = select(RUNS)
         if user is not None:
             query = query.where(RUNS.c.user == user)
+        if owner is not None:
+            query = query.where(RUNS.c.owner == owner)
         if before is not None:
             query = query.where(RUNS.c.id < before)
         if name:
@@ -413,22 +422,28 @@ class Runs(StoreTransactions):
         with self._read() as conn:
             return self._run_records(conn, conn.execute(query).all())
 
-    def changes_since(self, cursor: int, limit: int = 500, user: str | None = None) -> tuple[list[RunRecord], int]:
+    def changes_since(self, cursor: int, limit: int = 500, user: str | None = None,
+                      owner: str | None = None) -> tuple[list[RunRecord], int]:
         """Runs changed after ``cursor`` in change order, and the cursor to ask with next.
 
         Start with cursor 0. Every write touching a run or its tasks gives the run a new,
         larger ``seq``, so polling with the returned cursor sees each change once. ``user``
-        keeps the runs that OS user started; the cursor still moves past the others' changes.
+        keeps the runs that OS user started, ``owner`` those of that (Jupyter) user; the cursor
+        still moves past the others' changes.
         """
         query = select(RUNS).where(RUNS.c.seq > cursor)
         with self._read() as conn:
             upto = None
-            if user is not None:
+            if user is not None or owner is not None:
                 # Read the counter first: every seq up to it is committed (commits take seqs
                 # in order), so the cursor may move past others' changes up to there, and no
                 # later commit (a statement on PostgreSQL has its own snapshot) is skipped.
                 upto = conn.execute(select(COUNTERS.c.value).where(COUNTERS.c.name == "seq")).scalar_one()
-                query = query.where(RUNS.c.user == user, RUNS.c.seq <= upto)
+                query = query.where(RUNS.c.seq <= upto)
+                if user is not None:
+                    query = query.where(RUNS.c.user == user)
+                if owner is not None:
+                    query = query.where(RUNS.c.owner == owner)
             runs = self._run_records(conn, conn.execute(query.order_by(RUNS.c.seq).limit(limit)).all())
         if len(runs) == limit or upto is None:
             return runs, (runs[-1]["seq"] if runs else cursor)

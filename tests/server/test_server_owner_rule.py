@@ -99,3 +99,33 @@ async def test_an_admin_may_pause_and_delete_any_schedule(api, store, authorizer
     assert store.get_schedule(theirs["id"])["paused"] is True
     assert (await api(f"schedules/{theirs['id']}", method="DELETE"))[0] == 204
     assert store.get_schedule(theirs["id"]) is None
+
+
+@pytest.fixture
+def hub_user(monkeypatch):
+    """This server is a JupyterHub single-user server of ana (set before the server starts)."""
+    monkeypatch.setenv("JUPYTERHUB_USER", "ana")
+    monkeypatch.delenv("JUPYTER_FLOW_USER", raising=False)
+    return "ana"
+
+
+@pytest.mark.parametrize("authorizer_class", [None])
+async def test_on_a_hub_runs_belong_to_the_hub_user_not_the_os_user(hub_user, api, store, owner, authorizer_class):
+    """Two hub users whose servers run as the same OS user (a shared service account, as with
+    container spawners): each sees and changes only their own runs (issue 21 point 1)."""
+    make_run(store, owner, "ANAS", owner="ana", user=ME, name="ana-run")
+    make_run(store, owner, "BOS", owner="bo", user=ME, name="bo-run")
+    status, body = await api("runs")
+    assert status == 200 and [r["id"] for r in body["runs"]] == ["ANAS"], body
+    (mine,) = body["runs"]
+    assert mine["owner"] == "ana" and mine["user"] == ME  # the OS user stays, as provenance
+    assert [r["id"] for r in (await api("runs", changed_since=0))[1]["runs"]] == ["ANAS"]
+    assert [r["id"] for r in (await api("runs", owner="me"))[1]["runs"]] == ["ANAS"]
+    assert (await api("runs", owner="bo"))[1]["runs"] == []
+    status, body = await api("runs/BOS")
+    assert status == 403 and "'bo'" in body["message"], body
+    status, body = await api("runs/BOS/cancel", method="POST")
+    assert status == 403, body
+    assert store.get_run("BOS").cancel_requested_at is None
+    status, _ = await api("runs/ANAS/cancel", method="POST")
+    assert status in (200, 202, 409)  # ana may cancel her own (409: it has no live process here)

@@ -123,3 +123,38 @@ def test_upgrade_to_0008_backfills_why_each_task_failed(empty_url):
     assert stored == {task_id: kind for task_id, (_, _, kind) in rows.items()}
     assert {kind for kind in stored.values() if kind} == {k.value for k in FailureKind}
 
+
+
+def test_upgrade_to_0009_gives_runs_and_cache_entries_their_owner(empty_url):
+    """A store written at 0008 (runs known by OS user only): each run belongs to its OS user,
+    each cache entry to the owner of the run whose task produced it; an entry whose task is
+    gone has none. New runs without a Jupyter identity belong to their OS user too."""
+    engine = sa.create_engine(empty_url)
+    now = datetime.now(timezone.utc)
+    run_a, run_b, task_a, task_b = new_id(), new_id(), new_id(), new_id()
+    try:
+        upgrade(engine, empty_url, "0008")
+        runs = sa.table("runs", *(sa.column(c) for c in ("id", "kind", "status", "user", "created_at", "seq")))
+        tasks = sa.table("tasks", *(sa.column(c) for c in (
+            "id", "run_id", "node", "name", "status", "cached", "attempts", "created_at", "seq")))
+        cache = sa.table("cache_entries", *(sa.column(c) for c in ("key", "outputs", "task_id", "created_at")))
+        with engine.begin() as conn:
+            conn.execute(runs.insert(), [
+                {"id": run_a, "kind": "api", "status": "SUCCESS", "user": "ana", "created_at": now, "seq": 1},
+                {"id": run_b, "kind": "api", "status": "SUCCESS", "user": "bo", "created_at": now, "seq": 2}])
+            conn.execute(tasks.insert(), [
+                {"id": t, "run_id": r, "node": "0", "name": "op", "status": "SUCCESS", "cached": False,
+                 "attempts": 1, "created_at": now, "seq": 1} for t, r in ((task_a, run_a), (task_b, run_b))])
+            conn.execute(cache.insert(), [
+                {"key": "k" * 64, "outputs": "{}", "task_id": task_a, "created_at": now},
+                {"key": "j" * 64, "outputs": "{}", "task_id": task_b, "created_at": now},
+                {"key": "g" * 64, "outputs": "{}", "task_id": new_id(), "created_at": now}])
+    finally:
+        engine.dispose()
+
+    with Store(empty_url) as store:   # upgrades
+        assert revision_of(empty_url) == [head_revision()]
+        assert [r.owner for r in store.list_runs(owner="ana")] == ["ana"]
+        assert {r.id for r in store.list_runs(owner="bo")} == {run_b}
+        entries = store.lookup_cache(["k" * 64, "j" * 64, "g" * 64])
+        assert {key[0]: entry.owner for key, entry in entries.items()} == {"k": "ana", "j": "bo", "g": None}

@@ -38,6 +38,9 @@ export interface Run {
   parent_id: string | null;
   resumed_from: string | null;
   owner_id: string | null;
+  /** the Jupyter user the run belongs to (the hub user on JupyterHub) */
+  owner: string | null;
+  /** the OS user that ran it */
   user: string | null;
   host: string | null;
   /** secret-named values are redacted */
