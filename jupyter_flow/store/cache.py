@@ -10,7 +10,8 @@ from sqlalchemy import Connection, bindparam, delete, func, select, update
 from jupyter_flow.core.errors import StoreError
 from jupyter_flow.store.models import UTCDateTime
 from jupyter_flow.store.records import UNSET, CacheEntry
-from jupyter_flow.store.transactions import CACHE, CLAIMS, OWNERS, RUNS, TASKS, StoreTransactions, _check_fields, _chunks
+from jupyter_flow.store.transactions import (CACHE, CLAIMS, OWNERS, RUNS, TASKS, StoreTransactions, _check_fields,
+                                             _chunks)
 
 _CACHE_FIELDS = frozenset(CACHE.c.keys()) - {"created_at"}
 _CACHE_ENTRY_FIELDS = _CACHE_FIELDS | {"replace"}
@@ -67,7 +68,8 @@ class Cache(StoreTransactions):
         task_ids = sorted({row["task_id"] for row in rows if row.get("task_id")})
         owners: dict[str, str | None] = {}
         for chunk in _chunks(task_ids):
-            query = select(TASKS.c.id, RUNS.c.owner).join(RUNS, RUNS.c.id == TASKS.c.run_id).where(TASKS.c.id.in_(chunk))
+            query = (select(TASKS.c.id, RUNS.c.owner).join(RUNS, RUNS.c.id == TASKS.c.run_id)
+                     .where(TASKS.c.id.in_(chunk)))
             for task_id, owner in conn.execute(query):
                 owners[task_id] = owner
         for row in rows:
