@@ -254,7 +254,8 @@ def test_cache_lookup_put_drop_and_last_components(store, owner):
     found = store.lookup_cache(keys)
     assert len(found) == 1100 and keys[1100] not in found
     assert found[keys[3]] == CacheEntry(key=keys[3], outputs={"out": keys[3]}, components={"code": "v1"},
-                                        task_id="T1", op_name="clean", metrics=None, signer="k" * 16)
+                                        task_id="T1", op_name="clean", metrics=None, signer="k" * 16,
+                                        owner=None)  # T1 is in no stored run: no owner to record
     # The engine's hot path reads no components.
     assert store.lookup_cache([keys[3]], components=False)[keys[3]].components is UNSET
     # A key keeps its first value: a second computation cannot make it map to another one.
