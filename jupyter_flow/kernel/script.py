@@ -52,14 +52,10 @@ nb = Notebook()
 class Notebook:
     """The notebook machinery a script needs: an IPython shell over the script's globals."""
 
-    def __init__(self, namespace: dict | None = None):
+    def __init__(self):
         from IPython.core.interactiveshell import InteractiveShell
 
-        if namespace is None:
-            main = sys.modules["__main__"]
-            self.shell = InteractiveShell.instance(user_module=main)
-        else:
-            self.shell = InteractiveShell.instance(user_ns=namespace)
+        self.shell = InteractiveShell.instance(user_module=sys.modules["__main__"])
         self.shell.run_line_magic("load_ext", "jupyter_flow")
         self.count = 0
 
@@ -280,7 +276,7 @@ def _assign(outputs: list[str]) -> str:
 
 def _literal(text: str) -> str:
     """``text`` as a Python string literal that reads like the cell (triple-quoted when it can)."""
-    if "'''" not in text and not text.endswith("\\") and "\\" not in text:
+    if "'''" not in text and "\\" not in text:
         return f"'''{text}'''" if "\n" in text else repr(text)
     return repr(text)
 
@@ -295,22 +291,13 @@ def _split(line: str) -> list[str]:
 
 
 def _assigned_values(tree: ast.Module) -> set[str]:
-    """Top-level names a cell binds to values (not imports, functions or classes)."""
-    names: set[str] = set()
-    for node in tree.body:
-        targets: list[ast.expr] = []
-        if isinstance(node, ast.Assign):
-            targets = list(node.targets)
-        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
-            targets = [node.target]
-        elif isinstance(node, (ast.For, ast.With)):
-            targets = [node.target] if isinstance(node, ast.For) else [i.optional_vars for i in node.items
-                                                                        if i.optional_vars is not None]
-        for target in targets:
-            for sub in ast.walk(target):
-                if isinstance(sub, ast.Name):
-                    names.add(sub.id)
-    return names
+    """Top-level names a cell binds to values, by the rule ``%%flow`` outputs follow
+    (``cells._top_level_assigned``), less its functions and classes (globals, not inputs)."""
+    from . import cells
+
+    defined = {node.name for node in tree.body
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    return set(cells._top_level_assigned(tree.body)) - defined
 
 
 def _names_read(tree: ast.AST) -> set[str]:

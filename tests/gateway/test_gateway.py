@@ -18,7 +18,7 @@ def _workers(jf, **options):
     return clusters.connect("gateway", **options)
 
 
-def test_ops_run_on_gateway_workers_with_the_options_asked_for(jf_gateway):
+def test_ops_run_on_gateway_workers_with_the_options_asked_for(jf_gateway, gateway_config):
     jf = jf_gateway
     jf.cluster("gateway", worker_cores=1, image="team/flow:1.2")
     run = jf.run([ops.where(i) for i in range(3)], name="on-gateway")
@@ -26,7 +26,7 @@ def test_ops_run_on_gateway_workers_with_the_options_asked_for(jf_gateway):
     values = run.result()
     assert [v["x"] for v in values] == [0, 1, 2]
     assert {v["image"] for v in values} == {"team/flow:1.2"}
-    (listed,) = gateway_clusters(jf_gateway_server(jf))
+    (listed,) = gateway_clusters(gateway_config)
     assert {v["cluster"] for v in values} == {listed.name}
     # Provenance names the gateway cluster of every task, and the run its profile.
     assert run.cluster == "gateway"
@@ -37,15 +37,8 @@ def test_ops_run_on_gateway_workers_with_the_options_asked_for(jf_gateway):
     assert {t.status for t in again.tasks} == {"CACHED"}
 
 
-def jf_gateway_server(jf):
-    import dask
 
-    return {"address": dask.config.get("gateway.address"),
-            "proxy_address": dask.config.get("gateway.proxy-address"),
-            "password": dask.config.get("gateway.auth.kwargs")["password"]}
-
-
-def test_adaptive_workers_scale_to_zero_when_idle_and_back_for_the_next_run(jf_gateway):
+def test_adaptive_workers_scale_to_zero_when_idle_and_back_for_the_next_run(jf_gateway, gateway_config):
     jf = jf_gateway
     jf.cluster("gateway", adapt={"minimum": 0, "maximum": 2})
     handle = _workers(jf)
@@ -55,7 +48,7 @@ def test_adaptive_workers_scale_to_zero_when_idle_and_back_for_the_next_run(jf_g
         assert time.monotonic() < deadline, "idle gateway workers were not released"
         time.sleep(1)
     # The cluster itself stays (ready for the next run), with no worker held.
-    assert [c.name for c in gateway_clusters(jf_gateway_server(jf))] == [handle.cluster.name]
+    assert [c.name for c in gateway_clusters(gateway_config)] == [handle.cluster.name]
     assert jf.run(ops.square(4)).result() == 16
 
 
@@ -79,24 +72,24 @@ def test_a_killed_worker_is_replaced_and_the_op_runs_again(jf_gateway, tmp_path)
     assert task.worker and str(marker.read_text()) not in str(task.provenance.get("pid"))
 
 
-def test_shutdown_stops_the_gateway_cluster(jf_gateway):
+def test_shutdown_stops_the_gateway_cluster(jf_gateway, gateway_config):
     jf = jf_gateway
     from jupyter_flow.deploy import cluster as clusters
 
     jf.cluster("gateway")
     assert jf.run(ops.square(2)).result() == 4
-    assert len(gateway_clusters(jf_gateway_server(jf))) == 1
+    assert len(gateway_clusters(gateway_config)) == 1
     clusters.close_all()
     deadline = time.monotonic() + 60
-    while gateway_clusters(jf_gateway_server(jf)):
+    while gateway_clusters(gateway_config):
         assert time.monotonic() < deadline, "the gateway cluster outlived its jupyter_flow session"
         time.sleep(0.5)
 
 
-def test_an_option_the_gateway_refuses_is_a_clear_error(jf_gateway):
+def test_an_option_the_gateway_refuses_is_a_clear_error(jf_gateway, gateway_config):
     jf = jf_gateway
     with pytest.raises(jf.FlowError) as info:
         jf.cluster("gateway", worker_cores=64)
     message = str(info.value)
     assert "gateway" in message and "worker_cores" in message
-    assert gateway_clusters(jf_gateway_server(jf)) == []
+    assert gateway_clusters(gateway_config) == []
